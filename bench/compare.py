@@ -1,0 +1,66 @@
+"""Measured vs published: the verdict of one cell. Pure functions, no torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+WITHIN = "within"            # inside the column's tolerance
+OUTSIDE = "outside"          # outside it: fails --check when the column is gated
+NOTED = "known deviation"    # outside or not, explained by the row's known_deviations
+NOT_MEASURED = "not measured"
+NO_PUBLISHED = "no published value"
+NO_TOLERANCE = "not gated"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    delta: Optional[float] = None         # measured - published, in the column's unit
+    allowed: Optional[float] = None       # tolerance bound in the same unit
+    printed_match: Optional[bool] = None  # measured rounded to the paper's digits == published
+    reason: str = ""
+
+    @property
+    def fails_gate(self) -> bool:
+        return self.status == OUTSIDE
+
+
+def decimals_of(value: float) -> int:
+    """Digits after the point as the paper printed them (from the shortest repr)."""
+    text = repr(float(value))
+    if "e" in text or "." not in text:
+        return 0
+    return len(text.split(".")[1].rstrip("0")) if not text.endswith(".0") else 1
+
+
+def round_half_up(value: float, digits: int) -> float:
+    from decimal import ROUND_HALF_UP, Decimal
+    q = Decimal(1).scaleb(-digits)
+    return float(Decimal(repr(value)).quantize(q, rounding=ROUND_HALF_UP))
+
+
+def compare_cell(published: Optional[float], measured: Optional[float], tolerance=None,
+                 digits: Optional[int] = None, known_deviation: str = "",
+                 reason: str = "") -> Verdict:
+    """``tolerance`` is a suite Tolerance (abs/rel/side) or None (cell not gated)."""
+    if measured is None:
+        return Verdict(NOT_MEASURED, reason=reason)
+    if published is None:
+        return Verdict(NO_PUBLISHED)
+    delta = measured - published
+    digits = decimals_of(published) if digits is None else digits
+    printed = round_half_up(measured, digits) == round_half_up(published, digits)
+    if known_deviation:
+        return Verdict(NOTED, delta, None, printed, known_deviation)
+    if tolerance is None:
+        return Verdict(NO_TOLERANCE, delta, None, printed)
+    allowed = tolerance.allowed(published)
+    if tolerance.side == "below":
+        ok = delta >= -allowed
+    elif tolerance.side == "above":
+        ok = delta <= allowed
+    else:
+        ok = abs(delta) <= allowed
+    # a bound equal to the printed rounding must not fail on float noise
+    ok = ok or abs(abs(delta) - allowed) < 1e-9
+    return Verdict(WITHIN if ok else OUTSIDE, delta, allowed, printed)

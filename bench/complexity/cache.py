@@ -1,0 +1,82 @@
+"""On-disk cache of complexity measurements.
+
+A measurement is keyed by everything that can change it: the resolved model spec, the
+input shapes, the measure and convention, the versions of torch / fvcore / ptflops, and
+a hash of the code that builds and counts models (bench/models, bench/complexity,
+bench/registry.py). Editing a model file therefore changes every key: a code change is
+never served a stale number. Entries are small JSON files written atomically.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ..env import package_versions
+from ..results import atomic_write_json
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+_HASHED_CODE = ("models", "complexity", "registry.py")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("HRBENCH_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hrbench" / "complexity"
+
+
+@functools.lru_cache(maxsize=1)
+def code_hash() -> str:
+    h = hashlib.sha256()
+    for entry in _HASHED_CODE:
+        path = _PACKAGE_DIR / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(_PACKAGE_DIR)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _tool_versions() -> dict:
+    v = package_versions()
+    return {k: v.get(k) for k in ("torch", "fvcore", "ptflops")}
+
+
+class MeasurementCache:
+    def __init__(self, root: Path | None = None, enabled: bool = True):
+        self.root = Path(root) if root else default_cache_dir()
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, **parts: Any) -> str:
+        payload = {"parts": parts, "code": code_hash(), "tools": _tool_versions()}
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get_or_compute(self, compute: Callable[[], Any], **parts: Any) -> tuple[Any, bool]:
+        """Return (value, from_cache)."""
+        if not self.enabled:
+            self.misses += 1
+            return compute(), False
+        path = self._path(self.key(**parts))
+        if path.is_file():
+            try:
+                value = json.loads(path.read_text())["value"]
+                self.hits += 1
+                return value, True
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged entry is recomputed and overwritten
+        value = compute()
+        self.misses += 1
+        atomic_write_json(path, {"parts": parts, "value": value})
+        return value, False

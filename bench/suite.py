@@ -1,0 +1,382 @@
+"""Suite files: one paper table as YAML data, validated into frozen objects.
+
+A suite names its paper and table, the protocols its columns refer to, the columns (what
+the paper prints, with units, how each is measured and gated) and the rows (a registered
+model, optional overrides, the published cells, notes). Loading stops at the first
+problem with one message naming the file, the line and the field, before any work starts.
+
+Imports neither torch nor the model families unless ``check_models=True`` (the default
+for the runner; the reporter loads suites without it).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .complexity.conventions import CONVENTIONS
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+PROTOCOLS_DIR = SUITES_DIR / "protocols"
+
+COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms")
+# accuracy measures a protocol's evaluator reports (COCO keypoints, MPII PCKh, LSP PCK)
+ACCURACY_MEASURES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50",
+                     "PCKh@0.5", "PCKh@0.1", "AUC", "PCK@0.2", "mIoU")
+MEASURES = COMPLEXITY_MEASURES + ACCURACY_MEASURES
+UNITS = ("", "K", "M", "G", "%", "ms")
+
+
+class SuiteError(ValueError):
+    """A problem in a suite or protocol file, located by file, line and field."""
+
+    def __init__(self, path: Path | str, line: int | None, field: str, message: str):
+        self.path, self.line, self.field, self.message = str(path), line, field, message
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tolerance(_Frozen):
+    abs: Optional[float] = Field(None, ge=0)
+    rel: Optional[float] = Field(None, ge=0)
+    # "both": |m - p| within; "below": only falling short fails (accuracy);
+    # "above": only exceeding fails (a complexity budget)
+    side: Literal["both", "below", "above"] = "both"
+
+    @model_validator(mode="after")
+    def _one_bound(self):
+        if self.abs is None and self.rel is None:
+            raise ValueError("give abs and/or rel")
+        return self
+
+    def allowed(self, published: float) -> float:
+        bounds = [b for b in (self.abs, None if self.rel is None else self.rel * abs(published))
+                  if b is not None]
+        return max(bounds)
+
+
+class Column(_Frozen):
+    id: str
+    label: str = ""
+    unit: Literal["", "K", "M", "G", "%", "ms"] = ""
+    measure: str
+    protocol: Optional[str] = None          # key into the suite's protocols
+    convention: Optional[str] = None        # FLOP counting convention (flops columns)
+    input: Optional[list[list[int]]] = None  # explicit (C, H, W) inputs instead of a protocol
+    digits: Optional[int] = None            # printed precision in the paper
+    tolerance: Optional[Tolerance] = None
+    gate: bool = True                       # part of --check
+    # compare with another column's published value (the paper prints one number that
+    # two measurements should reproduce, e.g. by formula and by counting modules)
+    published_from: Optional[str] = None
+
+    @field_validator("measure")
+    @classmethod
+    def _known_measure(cls, v):
+        if v not in MEASURES:
+            raise ValueError(f"unknown measure {v!r}; known: {', '.join(MEASURES)}")
+        return v
+
+    @field_validator("convention")
+    @classmethod
+    def _known_convention(cls, v):
+        if v is not None and v not in CONVENTIONS:
+            raise ValueError(f"unknown counting convention {v!r}; known: {', '.join(CONVENTIONS)}")
+        return v
+
+    @property
+    def is_complexity(self) -> bool:
+        return self.measure in COMPLEXITY_MEASURES
+
+    @property
+    def title(self) -> str:
+        return self.label or self.id
+
+
+class ModelRef(_Frozen):
+    name: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Stable identifier of the resolved model: name plus sorted overrides."""
+        if not self.overrides:
+            return self.name
+        args = ",".join(f"{k}={_plain(v)}" for k, v in sorted(self.overrides.items()))
+        return f"{self.name}({args})"
+
+
+class Row(_Frozen):
+    name: str
+    model: ModelRef
+    published: dict[str, Optional[float]] = Field(default_factory=dict)
+    note: str = ""
+    # cells whose deviation is understood and explained: shown, not gated
+    known_deviations: dict[str, str] = Field(default_factory=dict)
+    group: str = ""
+    # decimals of each published value as written in the file ("87.0" -> 1, "28" -> 0)
+    printed_digits: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+
+class Protocol(_Frozen):
+    """What a run needs: dataset, sizes, evaluation and training recipe. Issue-2 code
+    reads the shapes; the training pipeline reads the rest."""
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    dataset: str
+    input_size: tuple[int, int]          # (H, W)
+    heatmap_size: Optional[tuple[int, int]] = None
+    num_joints: Optional[int] = None
+    num_classes: Optional[int] = None
+    in_channels: int = 3
+    data_files: tuple[str, ...] = ()     # relative to --data-root; all needed to evaluate
+    model_overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, *self.input_size)
+
+    def task_overrides(self) -> dict[str, Any]:
+        out = dict(self.model_overrides)
+        if self.num_joints is not None:
+            out.setdefault("num_joints", self.num_joints)
+        if self.num_classes is not None:
+            out.setdefault("num_classes", self.num_classes)
+        return out
+
+
+class Suite(_Frozen):
+    suite: str
+    paper: str
+    table: Union[int, str]
+    title: str
+    source: str = ""                    # where in the paper (page/section), free text
+    protocols: dict[str, Protocol] = Field(default_factory=dict)
+    columns: dict[str, Column]
+    rows: tuple[Row, ...]
+    notes: str = ""
+    path: str = ""
+
+    def column(self, cid: str) -> Column:
+        return self.columns[cid]
+
+    def published(self, row: Row, cid: str) -> Optional[float]:
+        """The published value a cell is compared with (follows ``published_from``)."""
+        source = self.columns[cid].published_from or cid
+        return row.published.get(source)
+
+    def printed_digits(self, row: Row, cid: str) -> Optional[int]:
+        """Decimals the paper printed for the cell's published value."""
+        col = self.columns[cid]
+        if col.digits is not None:
+            return col.digits
+        return row.printed_digits.get(col.published_from or cid)
+
+
+# --- YAML with line numbers --------------------------------------------------------------
+
+def _plain(v: Any) -> str:
+    return str(list(v)) if isinstance(v, tuple) else str(v)
+
+
+def _positions(node: yaml.Node, path: tuple = (), out: dict | None = None,
+               texts: dict | None = None) -> dict[tuple, int]:
+    """Map every key path of a composed YAML document to its 1-based line (and, in
+    ``texts``, every scalar's path to its source text)."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            _positions(v, path + (key,), out, texts)
+            out[path + (key,)] = k.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _positions(v, path + (i,), out, texts)
+    elif texts is not None and isinstance(node, yaml.ScalarNode):
+        texts[path] = node.value
+    return out
+
+
+def _decimals(text: str) -> int | None:
+    m = re.fullmatch(r"[+-]?\d*(?:\.(\d*))?", text.strip())
+    return None if m is None else len(m.group(1) or "")
+
+
+def _read_yaml(path: Path, texts: dict | None = None) -> tuple[Any, dict[tuple, int]]:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SuiteError(path, None, "", f"cannot read: {err.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else None
+        raise SuiteError(path, line, "", f"YAML syntax error: {err.problem or err}") from None
+    if node is None or not isinstance(data, dict):
+        raise SuiteError(path, 1, "", "expected a mapping at the top level")
+    return data, _positions(node, texts=texts)
+
+
+def _line_for(positions: dict[tuple, int], loc: tuple) -> int | None:
+    for k in range(len(loc), -1, -1):
+        if tuple(loc[:k]) in positions:
+            return positions[tuple(loc[:k])]
+    return None
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _raise_first(path: Path, positions: dict, err: ValidationError, prefix: tuple = (),
+                 data_loc=lambda loc: loc) -> None:
+    e = err.errors()[0]
+    loc = prefix + data_loc(tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown field"
+    raise SuiteError(path, _line_for(positions, loc), _dotted(loc), msg) from None
+
+
+# --- loading -------------------------------------------------------------------------
+
+def load_protocol(name: str, protocols_dir: Path = PROTOCOLS_DIR) -> Protocol:
+    path = protocols_dir / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in protocols_dir.glob("*.yaml"))
+        raise FileNotFoundError(f"unknown protocol {name!r}; known: {', '.join(known)}")
+    data, positions = _read_yaml(path)
+    data.setdefault("name", name)
+    try:
+        return Protocol(**data)
+    except ValidationError as err:
+        _raise_first(path, positions, err)
+
+
+def _printed_digits(texts: dict, index: int, published: Any) -> dict[str, int]:
+    if not isinstance(published, dict):
+        return {}
+    out = {}
+    for cid in published:
+        d = _decimals(texts.get(("rows", index, "published", cid), ""))
+        if d is not None:
+            out[cid] = d
+    return out
+
+
+def _normalize_model(raw: Any) -> Any:
+    """``model: name`` or ``model: {name: ..., <overrides>}`` -> ModelRef fields."""
+    if isinstance(raw, str):
+        return {"name": raw}
+    if isinstance(raw, dict) and "name" in raw:
+        return {"name": raw["name"], "overrides": {k: v for k, v in raw.items() if k != "name"}}
+    return raw
+
+
+def load_suite(path: str | Path, check_models: bool = True,
+               protocols_dir: Path | None = None) -> Suite:
+    """Read and validate a suite file; raise SuiteError naming file, line and field."""
+    path = Path(path)
+    texts: dict[tuple, str] = {}
+    data, positions = _read_yaml(path, texts)
+    protocols_dir = protocols_dir or (path.parent / "protocols" if (path.parent / "protocols").is_dir()
+                                      else PROTOCOLS_DIR)
+
+    # protocols: names -> loaded files
+    raw_protocols = data.get("protocols") or {}
+    if not isinstance(raw_protocols, dict):
+        raise SuiteError(path, _line_for(positions, ("protocols",)), "protocols",
+                         "expected a mapping of key: protocol name")
+    protocols = {}
+    for key, name in raw_protocols.items():
+        loc = ("protocols", key)
+        if not isinstance(name, str):
+            raise SuiteError(path, _line_for(positions, loc), _dotted(loc), "expected a protocol name")
+        try:
+            protocols[key] = load_protocol(name, protocols_dir)
+        except FileNotFoundError as err:
+            raise SuiteError(path, _line_for(positions, loc), _dotted(loc), str(err)) from None
+
+    columns = data.get("columns")
+    if isinstance(columns, dict):
+        columns = {cid: ({**c, "id": cid} if isinstance(c, dict) else c) for cid, c in columns.items()}
+    rows = data.get("rows")
+    if isinstance(rows, list):
+        rows = [({**r, "model": _normalize_model(r.get("model")),
+                  "printed_digits": _printed_digits(texts, i, r.get("published"))}
+                 if isinstance(r, dict) else r)
+                for i, r in enumerate(rows)]
+
+    def data_loc(loc: tuple) -> tuple:
+        # ModelRef's "overrides" level does not exist in the file: map it back
+        if len(loc) >= 4 and loc[0] == "rows" and loc[2] == "model" and loc[3] == "overrides":
+            return loc[:3] + loc[4:]
+        return loc
+
+    fields = {k: v for k, v in data.items() if k not in ("protocols", "columns", "rows")}
+    try:
+        suite = Suite(**fields, protocols=protocols, columns=columns, rows=rows, path=str(path))
+    except ValidationError as err:
+        _raise_first(path, positions, err, data_loc=data_loc)
+
+    _check_references(path, positions, suite, check_models)
+    return suite
+
+
+def _check_references(path: Path, positions: dict, suite: Suite, check_models: bool) -> None:
+    def fail(loc: tuple, msg: str):
+        raise SuiteError(path, _line_for(positions, loc), _dotted(loc), msg)
+
+    for cid, col in suite.columns.items():
+        loc = ("columns", cid)
+        if col.protocol is not None and col.protocol not in suite.protocols:
+            fail(loc + ("protocol",), f"unknown protocol key {col.protocol!r}; "
+                 f"the suite's protocols are: {', '.join(suite.protocols) or 'none'}")
+        if col.measure in ("flops", "formula_flops", "latency_ms") and col.protocol is None and col.input is None:
+            fail(loc, f"a {col.measure} column needs a protocol or an explicit input")
+        if col.measure == "flops" and col.convention is None:
+            fail(loc + ("convention",), "a flops column must name its counting convention")
+        if col.published_from is not None and col.published_from not in suite.columns:
+            fail(loc + ("published_from",), f"unknown column {col.published_from!r}")
+        if not col.is_complexity and col.protocol is None:
+            fail(loc + ("protocol",), f"accuracy measure {col.measure!r} needs a protocol")
+
+    seen = {}
+    for i, row in enumerate(suite.rows):
+        loc = ("rows", i)
+        if row.key in seen:
+            fail(loc + ("name",), f"duplicate row name (same key as row {seen[row.key]})")
+        seen[row.key] = i
+        for cid in list(row.published) + list(row.known_deviations):
+            if cid not in suite.columns:
+                where = "published" if cid in row.published else "known_deviations"
+                fail(loc + (where, cid), f"unknown column {cid!r}; columns: {', '.join(suite.columns)}")
+        if check_models:
+            from .registry import BadOverrideError, UnknownModelError, resolve_spec
+            try:
+                resolve_spec(row.model.name, **row.model.overrides)
+            except UnknownModelError as err:
+                fail(loc + ("model",), str(err))
+            except BadOverrideError as err:
+                fail(loc + ("model",), str(err))
+
+
+def discover_suites(directory: Path = SUITES_DIR) -> list[Path]:
+    return sorted(p for p in directory.glob("*.yaml"))

@@ -1,0 +1,221 @@
+import io
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bench.compare import NO_PUBLISHED, NO_TOLERANCE, NOT_MEASURED, NOTED, OUTSIDE, WITHIN
+from bench.report import (cell_verdicts, plot_suite, render_index, render_suite_html,
+                          render_terminal, suite_table)
+from bench.report.tables import NO_RECORD
+from bench.suite import load_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+AP_REASON = "accuracy needs the full profile (complexity run)"
+
+SUITE = """
+suite: demo_table1
+paper: lite_hrnet
+table: 1
+title: Demo table
+source: Sec. 4, Table 1
+protocols: {coco: coco_test}
+columns:
+  params: {label: "#Params", unit: M, measure: params, digits: 1, tolerance: {abs: 0.05}}
+  coco.mflops: {label: FLOPs, unit: M, measure: flops, protocol: coco,
+                convention: lite_hrnet_paper, tolerance: {rel: 0.03}}
+  coco.AP: {label: AP, measure: AP, protocol: coco, tolerance: {abs: 1.0, side: below}}
+  params_loose: {label: "Params (ungated)", unit: M, measure: params, gate: false,
+                 tolerance: {abs: 0.01}}
+rows:
+  - name: Lite-HRNet-18
+    model: litehrnet_18
+    published: {params: 1.1, coco.mflops: 205.2, coco.AP: 64.8, params_loose: 1.1}
+    note: "<script>alert(1)</script> uses the official fusion"
+  - name: Naive Lite-HRNet-18
+    model: naive_litehrnet_18
+    published: {params: 0.7, coco.mflops: 194.8, coco.AP: 62.5}
+    known_deviations: {params: counts the stem twice}
+  - name: Wider NLite-HRNet-18
+    model: {name: wider_naive_litehrnet_18, drop_pointwise: 2}
+    published: {params: 1.3, coco.mflops: 203.0, coco.AP: 63.3}
+"""
+
+
+def measured(value, unit="M", convention=None, canonical=None):
+    return {"value": value, "unit": unit, "raw": None, "status": "measured", "reason": "",
+            "convention": convention, "source": "measured", "canonical": canonical}
+
+
+def not_measured(reason):
+    return {"value": None, "unit": "", "raw": None, "status": "not_measured", "reason": reason,
+            "convention": None, "source": "measured", "canonical": None}
+
+
+def record(row, key, model, cells):
+    return {
+        "schema_version": 1, "suite": "demo_table1", "suite_file": "suites/demo_table1.yaml",
+        "row": row, "row_key": key, "profile": "complexity",
+        "model": {"name": model, "overrides": {}, "key": model,
+                  "summary": "fusion=official; block=ccw", "spec": {}},
+        "cells": cells, "details": {},
+        "provenance": {"commit": "abc1234def", "dirty": True, "python": "3.11.7",
+                       "packages": {"torch": "2.13.0", "fvcore": "0.1.5"}, "device": "cpu",
+                       "cpu": "test cpu", "host": "testhost", "time": "2026-11-21T20:00:00+00:00"},
+        "status": "ok", "error": None, "started_at": "2026-11-21T19:59:58+00:00",
+        "finished_at": "2026-11-21T20:00:00+00:00", "wall_time_s": 1.25,
+    }
+
+
+@pytest.fixture
+def suite(tmp_path):
+    suites = tmp_path / "suites"
+    (suites / "protocols").mkdir(parents=True)
+    (suites / "protocols" / "coco_test.yaml").write_text(
+        "dataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+    (suites / "demo_table1.yaml").write_text(SUITE)
+    return load_suite(suites / "demo_table1.yaml", check_models=False)
+
+
+@pytest.fixture
+def records():
+    return [
+        record("Lite-HRNet-18", "lite-hrnet-18", "litehrnet_18", {
+            "params": measured(1.13),
+            "coco.mflops": measured(205.23, convention="lite_hrnet_paper",
+                                    canonical={"value": 190.1, "unit": "M", "convention": "fvcore"}),
+            "coco.AP": not_measured(AP_REASON),
+            "params_loose": measured(1.13)}),
+        record("Naive Lite-HRNet-18", "naive-lite-hrnet-18", "naive_litehrnet_18", {
+            "params": measured(0.9),
+            "coco.mflops": measured(250.0, convention="lite_hrnet_paper"),
+            "coco.AP": not_measured(AP_REASON)}),   # params_loose cell missing
+        # no record at all for the third row
+    ]
+
+
+def test_suite_table_shape_values_and_verdicts(suite, records):
+    df = suite_table(suite, records)
+    assert list(df.index) == ["Lite-HRNet-18", "Naive Lite-HRNet-18", "Wider NLite-HRNet-18"]
+    assert list(df["#Params"].columns) == ["published", "measured", "delta", "verdict"]
+    top = df.loc["Lite-HRNet-18"]
+    assert top[("FLOPs", "published")] == 205.2
+    assert top[("FLOPs", "measured")] == 205.23
+    assert top[("FLOPs", "delta")] == pytest.approx(0.03)
+    assert top[("FLOPs", "verdict")] == WITHIN
+    assert top[("Params (ungated)", "verdict")] == NO_TOLERANCE   # 0.03 off, but not gated
+    naive = df.loc["Naive Lite-HRNet-18"]
+    assert naive[("FLOPs", "verdict")] == OUTSIDE
+    assert naive[("#Params", "verdict")] == NOTED
+    # canonical figure: its own column, no published value
+    canon = "FLOPs (fvcore)"
+    assert top[(canon, "measured")] == 190.1 and math.isnan(top[(canon, "published")])
+    assert top[(canon, "verdict")] == NO_PUBLISHED
+    # the canonical column follows the FLOPs column
+    titles = list(dict.fromkeys(df.columns.get_level_values(0)))
+    assert titles == ["#Params", "FLOPs", canon, "AP", "Params (ungated)"]
+
+
+def test_not_measured_cells_carry_their_reason(suite, records):
+    df = suite_table(suite, records)
+    assert df.loc["Lite-HRNet-18", ("AP", "measured")] == AP_REASON
+    assert df.loc["Lite-HRNet-18", ("AP", "verdict")] == NOT_MEASURED
+    wider = df.loc["Wider NLite-HRNet-18"]
+    for title in ("#Params", "FLOPs", "AP"):
+        assert wider[(title, "measured")] == NO_RECORD
+        assert wider[(title, "verdict")] == NOT_MEASURED
+    assert df.loc["Naive Lite-HRNet-18", ("Params (ungated)", "measured")] == NO_RECORD
+
+
+def test_failed_record_reports_its_error(suite, records):
+    failed = record("Wider NLite-HRNet-18", "wider-nlite-hrnet-18", "wider_naive_litehrnet_18", {})
+    failed.update(status="failed", error="RuntimeError: shape mismatch")
+    v = {(c["row"], c["column"]): c for c in cell_verdicts(suite, records + [failed])}
+    assert v[("Wider NLite-HRNet-18", "params")]["reason"] == "run failed: RuntimeError: shape mismatch"
+
+
+def test_cell_verdicts_gating(suite, records):
+    verdicts = cell_verdicts(suite, records)
+    assert len(verdicts) == len(suite.rows) * len(suite.columns)
+    by = {(v["row"], v["column"]): v for v in verdicts}
+    assert by[("Naive Lite-HRNet-18", "params")]["gated"] is False       # known deviation
+    assert by[("Lite-HRNet-18", "params_loose")]["gated"] is False       # gate: false
+    assert by[("Lite-HRNet-18", "coco.mflops")]["allowed"] == pytest.approx(0.03 * 205.2)
+    failing = [(v["row"], v["column"]) for v in verdicts if v["gated"] and v["status"] == OUTSIDE]
+    assert failing == [("Naive Lite-HRNet-18", "coco.mflops")]
+    assert by[("Lite-HRNet-18", "params")]["printed_match"] is True       # 1.13 -> 1.1
+
+
+def test_plots_written(suite, records, tmp_path):
+    paths = plot_suite(suite, records, tmp_path / "plots")
+    names = sorted(p.name for p in paths)
+    # params (two columns) and FLOPs have measured points; AP vs FLOPs has published points
+    assert names == sorted(["params.published_vs_measured.png", "params_loose.published_vs_measured.png",
+                            "coco.mflops.published_vs_measured.png", "coco.accuracy_vs_flops.png"])
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in (tmp_path / "plots").iterdir() if p.name.startswith(".")]
+
+
+def test_no_records_no_scatter(suite, tmp_path):
+    assert [p.name for p in plot_suite(suite, [], tmp_path)] == ["coco.accuracy_vs_flops.png"]
+
+
+def test_html_report_and_index(suite, records, tmp_path):
+    out = tmp_path / "reports"
+    page = render_suite_html(suite, records, out_dir=out)
+    assert page == out / "demo_table1.html"
+    html = page.read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; uses the official fusion" in html
+    assert "abc1234def" in html and "(dirty)" in html and "torch 2.13.0" in html
+    assert "fusion=official; block=ccw" in html
+    assert "wider_naive_litehrnet_18(drop_pointwise=2)" in html     # model key of a row w/o record
+    assert AP_REASON in html and NO_RECORD in html
+    assert "counts the stem twice" in html
+    assert "Lite-HRNet&#39;s tools/summary_network.py" in html     # convention description
+    assert "−1 (only falling short fails)" in html                  # AP tolerance
+    srcs = [s.split('"')[0] for s in html.split('<img class="plot" src="')[1:]]
+    assert len(srcs) == 4 and all((out / s).is_file() for s in srcs)
+    assert not [p for p in out.rglob(".*")]                         # no temp files left
+
+    index = render_index(out_dir=out, suites_dir=tmp_path / "suites").read_text()
+    assert 'href="demo_table1.html"' in index
+    assert "Demo table" in index and "1 outside" in index
+    assert "1 / 5 of 8" in index      # gated: outside / not measured of all gated cells
+
+
+def test_index_lists_unrendered_suites(suite, tmp_path):
+    index = render_index(out_dir=tmp_path / "reports", suites_dir=tmp_path / "suites").read_text()
+    assert "demo_table1" in index and "no report yet" in index and "href=" not in index
+
+
+def test_terminal_report(suite, records):
+    text = render_terminal(suite, records)
+    for row in suite.rows:
+        assert row.name in text
+    # marks next to the cells' deltas (the caption's legend holds the bare marks)
+    assert "✗ Δ +55.20" in text and "✓ Δ +0.03" in text and "~ Δ +0.20" in text
+    assert "\x1b[" not in text                                      # plain text, no colours
+    failing = text.split("Failing cells")[1].split("Not measured")[0]
+    assert "Naive Lite-HRNet-18 / FLOPs" in failing and "Lite-HRNet-18 / #Params" not in failing
+    assert AP_REASON in text and NO_RECORD in text
+    assert "lite_hrnet_paper" in text and "fvcore FlopCountAnalysis" in text
+    assert "<script>alert(1)</script> uses the official fusion" in text
+
+
+def test_terminal_prints_to_a_given_console(suite, records):
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    text = render_terminal(suite, records, console=console)
+    printed = console.file.getvalue()
+    assert "Wider NLite-HRNet-18" in printed and "✗ Naive Lite-HRNet-18 / FLOPs" in printed
+    assert "✗ Naive Lite-HRNet-18 / FLOPs" in text
+
+
+def test_report_imports_without_torch():
+    code = "import sys; sys.modules['torch'] = None; import bench.report"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
