@@ -1,0 +1,159 @@
+"""Lite-HRNet family: exact structure vs the official implementation, shapes, CCW
+weights, the two fusion modes, checkpoint loading."""
+import hashlib
+import json
+import math
+
+import pytest
+import torch
+
+import bench
+from bench.checkpoints import CheckpointMismatchError, load_official_checkpoint
+from bench.complexity import count_params
+from bench.models.layers import fuse_branches, make_fuse_layers, separable_conv3x3_bn
+from bench.models.litehrnet import CrossResolutionWeighting, SpatialWeighting
+from conftest import GOLDEN
+
+OFFICIAL = json.loads((GOLDEN / "litehrnet_official.json").read_text())
+FAMILY = ["litehrnet_18", "litehrnet_30", "naive_litehrnet_18", "wider_naive_litehrnet_18"]
+
+
+def official_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """The deterministic weights described in the golden file's ``weight_init``."""
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for name, t in sorted(model.state_dict().items()):
+            if not t.dtype.is_floating_point:
+                continue
+            if t.dim() > 1:
+                t.copy_(torch.randn_like(t) * (0.7 / math.sqrt(t[0].numel())))
+            elif name.endswith("running_var") or name.endswith(".weight"):
+                t.copy_(torch.rand_like(t) + 0.5)
+            else:
+                t.copy_(torch.randn_like(t) * 0.1)
+    return model.eval()
+
+
+def state_signature(model) -> str:
+    lines = sorted(f"{k}:{','.join(map(str, v.shape))}" for k, v in model.state_dict().items())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_state_dict_and_params_equal_the_official_implementation(name):
+    model = bench.create_model(name)
+    ref = OFFICIAL["models"][name]
+    assert count_params(model) == ref["num_params"]
+    assert len(model.state_dict()) == ref["num_state_keys"]
+    assert state_signature(model) == ref["state_dict_sha256"]
+
+
+@pytest.mark.parametrize("name", ["litehrnet_18", "naive_litehrnet_18"])
+def test_forward_equals_the_official_forward(name):
+    ref = OFFICIAL["models"][name]["output_checksum"]
+    model = official_weights(bench.create_model(name))
+    torch.manual_seed(ref["input_seed"])
+    x = torch.rand(*ref["input_shape"])
+    with torch.no_grad():
+        out = model(x)
+        standard = official_weights(bench.create_model(name, fusion="standard"))(x)
+    assert list(out.shape) == ref["output_shape"]
+    assert out.double().sum().item() == pytest.approx(ref["sum"], rel=1e-4)
+    assert out.double().abs().sum().item() == pytest.approx(ref["abs_sum"], rel=1e-4)
+    assert out.flatten()[:5].tolist() == pytest.approx(ref["sample"], rel=1e-4, abs=1e-5)
+    # the plain HRNet sum computes something else with the same weights
+    assert (standard - out).abs().max().item() > 1e-2
+
+
+@pytest.mark.parametrize("name", ["litehrnet_18", "litehrnet_30", "naive_litehrnet_18",
+                                  "wider_naive_litehrnet_18", "small_hrnet_w16"])
+def test_exact_parameter_counts(name, golden):
+    golden("param_counts", name, count_params(bench.create_model(name)))
+
+
+@pytest.mark.parametrize("dropped", [1, 2])
+def test_exact_parameter_counts_of_ablations(dropped, golden):
+    model = bench.create_model("wider_naive_litehrnet_18", drop_pointwise=dropped)
+    golden("param_counts", f"wider_naive_litehrnet_18(drop_pointwise={dropped})", count_params(model))
+
+
+@pytest.mark.parametrize("weighting", ["spatial", "cross_resolution"])
+def test_exact_parameter_counts_of_ccw_variants(weighting, golden):
+    model = bench.create_model("litehrnet_18", weighting=weighting)
+    golden("param_counts", f"litehrnet_18(weighting={weighting})", count_params(model))
+
+
+@pytest.mark.parametrize("size,joints", [((256, 192), 17), ((384, 288), 17), ((256, 256), 16)])
+@pytest.mark.parametrize("name", ["litehrnet_18", "naive_litehrnet_18"])
+def test_heatmaps_at_quarter_resolution(name, size, joints):
+    model = bench.create_model(name, num_joints=joints).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, *size))
+    assert out.shape == (2, joints, size[0] // 4, size[1] // 4)
+
+
+def test_spatial_weights_are_one_vector_per_channel_in_0_1():
+    sw = SpatialWeighting(40, ratio=4).eval()
+    x = torch.randn(2, 40, 16, 12)
+    w = sw.weights(x)
+    assert w.shape == (2, 40, 1, 1)
+    assert 0 < w.min() and w.max() < 1
+    assert torch.allclose(sw(x), x * w)
+
+
+def test_cross_resolution_weights_match_each_branch_and_lie_in_0_1():
+    crw = CrossResolutionWeighting([20, 40, 80], ratio=8).eval()
+    xs = [torch.randn(1, 20, 32, 24), torch.randn(1, 40, 16, 12), torch.randn(1, 80, 8, 6)]
+    with torch.no_grad():
+        ws = crw.weights(xs)
+    assert [tuple(w.shape) for w in ws] == [tuple(x.shape) for x in xs]
+    assert all(0 < w.min() and w.max() < 1 for w in ws)
+    # weights are computed on the lowest resolution and upsampled by nearest neighbour:
+    # every 4x4 block of the highest-resolution map is constant
+    blocks = ws[0].unfold(2, 4, 4).unfold(3, 4, 4)
+    assert torch.all(blocks == blocks[..., :1, :1])
+
+
+def test_official_fusion_closed_form_on_two_branches():
+    """Output 0 = ReLU(2 x0 + up(x1)); output 1 = ReLU(2 down(x0') + x1) where x0' is the
+    in-place-updated x0 = 2 x0 + up(x1)."""
+    torch.manual_seed(0)
+    fuse = make_fuse_layers([4, 8], 2, separable_conv3x3_bn).eval()
+    relu = torch.nn.ReLU()
+    x0, x1 = torch.randn(1, 4, 8, 8), torch.randn(1, 8, 4, 4)
+    with torch.no_grad():
+        up = fuse[0][1](x1)
+        x0_updated = 2 * x0 + up
+        expected = [relu(x0_updated), relu(2 * fuse[1][0](x0_updated) + x1)]
+        official = fuse_branches([x0.clone(), x1.clone()], fuse, relu, "official")
+        standard = fuse_branches([x0.clone(), x1.clone()], fuse, relu, "standard")
+        expected_standard = [relu(x0 + up), relu(fuse[1][0](x0) + x1)]
+    for got, want in zip(official, expected):
+        assert torch.allclose(got, want, atol=1e-6)
+    for got, want in zip(standard, expected_standard):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_load_official_checkpoint_unwraps_container_and_prefix(tmp_path):
+    source = official_weights(bench.create_model("litehrnet_18"))
+    path = tmp_path / "litehrnet_18_coco_256x192.pth"
+    torch.save({"meta": {}, "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    target = load_official_checkpoint(bench.create_model("litehrnet_18"), path)
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v)
+
+
+def test_checkpoint_mismatch_lists_missing_and_unexpected_keys():
+    state = bench.create_model("litehrnet_18").state_dict()
+    state["keypoint_head.extra.weight"] = torch.zeros(1)
+    del state["keypoint_head.final_layer.bias"]
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_official_checkpoint(bench.create_model("litehrnet_18"), state)
+    assert "missing keys (1): keypoint_head.final_layer.bias" in str(err.value)
+    assert "unexpected keys (1): keypoint_head.extra.weight" in str(err.value)
+
+
+def test_checkpoint_of_another_width_is_refused_with_shapes():
+    state = bench.create_model("naive_litehrnet_18").state_dict()
+    with pytest.raises(CheckpointMismatchError, match="shape mismatches"):
+        load_official_checkpoint(bench.create_model("wider_naive_litehrnet_18"), state)

@@ -1,0 +1,125 @@
+"""The runner end to end: records, reasons for unmeasured cells, the CI gate."""
+import json
+import shutil
+
+import pytest
+
+import bench.complexity.flops as flops_mod
+from bench import results as res
+from bench.complexity.cache import MeasurementCache
+from bench.runner import main, run_suite
+from bench.suite import load_suite
+from conftest import REPO
+
+SUITES = REPO / "suites"
+
+
+@pytest.fixture(scope="module")
+def shared_cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("runner-cache")
+
+
+def run_cli(args, tmp_path, cache_dir):
+    return main([*map(str, args), "--results-dir", str(tmp_path / "results"),
+                 "--reports-dir", str(tmp_path / "reports"), "--cache-dir", str(cache_dir)])
+
+
+def test_table6_check_passes_then_fails_when_a_published_value_moves_10_percent(
+        tmp_path, shared_cache_dir, capsys):
+    assert run_cli([SUITES / "lite_hrnet_table6.yaml", "--check"], tmp_path, shared_cache_dir) == 0
+    out = capsys.readouterr().out
+    assert "check passed: lite_hrnet_table6" in out
+    assert (tmp_path / "reports" / "lite_hrnet_table6.html").is_file()
+    assert (tmp_path / "reports" / "index.html").is_file()
+
+    copy = tmp_path / "copy"
+    shutil.copytree(SUITES / "protocols", copy / "protocols")
+    text = (SUITES / "lite_hrnet_table6.yaml").read_text()
+    (copy / "lite_hrnet_table6.yaml").write_text(
+        text.replace("coco.mflops: 205.2", "coco.mflops: 225.7", 1))   # +10%
+    code = run_cli([copy / "lite_hrnet_table6.yaml", "--check", "-q"], tmp_path, shared_cache_dir)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "row 'Lite-HRNet-18', column 'coco.mflops': published 225.7, measured 205.2" in err
+    assert err.count("CHECK FAILED") == 1
+
+
+def test_records_hold_cells_provenance_and_reasons(tmp_path, shared_cache_dir):
+    data_root = tmp_path / "datasets"
+    data_root.mkdir()
+    run = run_suite(SUITES / "lite_hrnet_table6.yaml", results_dir=tmp_path / "results",
+                    data_root=data_root, cache=MeasurementCache(shared_cache_dir), rows="Lite-HRNet-18")
+    (path,) = run.record_paths
+    assert path == tmp_path / "results" / "lite_hrnet_table6" / "lite-hrnet-18.complexity.json"
+    record = json.loads(path.read_text())
+    assert record["schema_version"] == res.SCHEMA_VERSION and record["status"] == "ok"
+    assert record["model"]["summary"] == "block=ccw; fusion=official"
+    flops = record["cells"]["coco.mflops"]
+    assert flops["raw"] == 215202112 and flops["convention"] == "lite_hrnet_paper"
+    assert flops["canonical"]["convention"] == "fvcore" and flops["canonical"]["raw"] > 0
+    assert record["details"]["coco.mflops"]["not_counted"]["module::Sigmoid"] == 64
+    ap = record["cells"]["coco.AP"]
+    assert ap["status"] == "not_measured" and ap["value"] is None
+    assert f"no COCO under the data root {data_root}" in ap["reason"]
+    assert {"commit", "dirty", "packages", "device", "time"} <= set(record["provenance"])
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_accuracy_cells_read_full_run_records(tmp_path, shared_cache_dir):
+    suite = load_suite(SUITES / "lite_hrnet_table6.yaml")
+    run_path = res.run_record_path("coco_256x192_lite_hrnet", "litehrnet_30", "full", tmp_path / "results")
+    res.write_record(run_path, {"status": "ok", "metrics": {"AP": 67.0, "AP50": 88.1}})
+    run = run_suite(suite, results_dir=tmp_path / "results", cache=MeasurementCache(shared_cache_dir),
+                    rows="Lite-HRNet-30")
+    cells = run.records[0]["cells"]
+    assert cells["coco.AP"]["value"] == 67.0 and cells["coco.AP"]["source"] == str(run_path)
+    assert cells["coco.AR"]["status"] == "not_measured"
+    from bench.report import cell_verdicts
+    verdict = next(v for v in cell_verdicts(suite, run.records)
+                   if v["row"] == "Lite-HRNet-30" and v["column"] == "coco.AP")
+    assert verdict["status"] == "within" and verdict["delta"] == pytest.approx(-0.2)
+
+
+def test_a_broken_measurement_fails_its_cell_and_the_gate_but_keeps_the_rest(
+        tmp_path, monkeypatch, capsys):
+    real = flops_mod.count_flops
+
+    def flaky(model, shape, convention="fvcore"):
+        if getattr(model, "registry_name", "") == "litehrnet_30":
+            raise RuntimeError("simulated counter crash")
+        return real(model, shape, convention)
+
+    monkeypatch.setattr(flops_mod, "count_flops", flaky)
+    code = main([str(SUITES / "lite_hrnet_table1.yaml"), "--check", "--no-cache", "-q",
+                 "--results-dir", str(tmp_path / "results"), "--reports-dir", str(tmp_path / "reports")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "row 'Lite-HRNet-30', column 'mflops'" in captured.err
+    assert "simulated counter crash" in captured.err
+    ok = json.loads((tmp_path / "results" / "lite_hrnet_table1" / "lite-hrnet-18.complexity.json").read_text())
+    bad = json.loads((tmp_path / "results" / "lite_hrnet_table1" / "lite-hrnet-30.complexity.json").read_text())
+    assert ok["status"] == "ok" and ok["cells"]["mflops"]["raw"] == 286710400
+    assert bad["status"] == "failed" and bad["cells"]["params"]["status"] == "measured"
+
+
+def test_bad_suite_exits_2_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    shutil.copytree(SUITES / "protocols", tmp_path / "protocols")
+    bad.write_text((SUITES / "lite_hrnet_table1.yaml").read_text().replace("litehrnet_30", "litehrnet_3"))
+    assert main([str(bad), "--results-dir", str(tmp_path / "results")]) == 2
+    assert f"{bad}:" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "record.json"
+    res.atomic_write_json(path, {"v": 1})
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(res.json, "dump", boom)
+    with pytest.raises(OSError):
+        res.atomic_write_json(path, {"v": 2})
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]

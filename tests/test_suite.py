@@ -1,0 +1,92 @@
+"""Suite files: every paper table loads; a bad suite stops with file, line and field."""
+import shutil
+
+import pytest
+
+from bench.suite import SuiteError, discover_suites, load_suite
+from conftest import REPO
+
+TABLE6 = REPO / "suites" / "lite_hrnet_table6.yaml"
+
+
+@pytest.mark.parametrize("path", discover_suites(), ids=lambda p: p.stem)
+def test_every_suite_loads_and_checks_its_models(path):
+    suite = load_suite(path)
+    assert suite.rows and suite.columns
+    for row in suite.rows:
+        assert set(row.published) <= set(suite.columns)
+
+
+def test_rows_override_model_arguments_and_keep_printed_digits():
+    suite = load_suite(TABLE6)
+    row = next(r for r in suite.rows if "one 1x1" in r.name)
+    assert row.model.name == "wider_naive_litehrnet_18"
+    assert row.model.overrides == {"drop_pointwise": 1}
+    assert row.model.key == "wider_naive_litehrnet_18(drop_pointwise=1)"
+    assert row.printed_digits["mpii.mflops"] == 1          # "331.0" keeps its decimal
+    assert suite.protocols["mpii"].num_joints == 16
+
+
+def broken_copy(tmp_path, old: str, new: str):
+    text = TABLE6.read_text()
+    assert old in text, old
+    target = tmp_path / "suite.yaml"
+    shutil.copytree(REPO / "suites" / "protocols", tmp_path / "protocols")
+    target.write_text(text.replace(old, new, 1))
+    line = text[: text.index(old)].count("\n") + 1
+    return target, line
+
+
+CASES = [
+    ("unknown model", "model: litehrnet_30", "model: litehrnet_31", "rows[6].model", "unknown model 'litehrnet_31'"),
+    ("bad override", "drop_pointwise: 1}", "drop_pointwise: 1, depth: 3}", "rows[3].model", "no argument 'depth'"),
+    ("unknown column", "published: {params: 1.8,", "published: {params: 1.8, coco.GFLOPs: 0.3,",
+     "rows[6].published.coco.GFLOPs", "unknown column 'coco.GFLOPs'"),
+    ("wrong type", "published: {params: 1.8,", "published: {params: lots,",
+     "rows[6].published.params", "valid number"),
+    ("unknown protocol file", "mpii: mpii_256x256_lite_hrnet}", "mpii: mpii_512_lite_hrnet}",
+     "protocols.mpii", "unknown protocol 'mpii_512_lite_hrnet'"),
+    ("column on unknown protocol key", "measure: PCKh@0.5, protocol: mpii,",
+     "measure: PCKh@0.5, protocol: lsp,", "columns.mpii.PCKh.protocol", "unknown protocol key 'lsp'"),
+    ("unknown measure", "measure: AR,", "measure: ARR,", "columns.coco.AR.measure", "unknown measure 'ARR'"),
+    ("unknown convention", "convention: lite_hrnet_paper, tolerance: {abs: 0.05}}\n  coco.AP",
+     "convention: torchstat, tolerance: {abs: 0.05}}\n  coco.AP", "columns.coco.mflops.convention",
+     "unknown counting convention 'torchstat'"),
+    ("unknown field", "  - name: Lite-HRNet-30\n", "  - name: Lite-HRNet-30\n    notes: typo\n",
+     "rows[6].notes", "unknown field"),
+]
+
+
+@pytest.mark.parametrize("label,old,new,field,message", CASES, ids=[c[0] for c in CASES])
+def test_bad_suite_names_file_line_and_field(tmp_path, label, old, new, field, message):
+    path, line = broken_copy(tmp_path, old, new)
+    if label == "unknown field":
+        line += 1
+    with pytest.raises(SuiteError) as err:
+        load_suite(path)
+    e = err.value
+    assert e.path == str(path)
+    assert e.field == field
+    assert message in e.message
+    assert e.line == line, f"{label}: reported line {e.line}, expected {line}"
+    assert str(e).startswith(f"{path}:{line}: {field}: ")
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path, line = broken_copy(tmp_path, "  - name: Lite-HRNet-18\n", "  - name: [Lite-HRNet-18\n")
+    with pytest.raises(SuiteError, match="YAML syntax error") as err:
+        load_suite(path)
+    assert err.value.path == str(path) and err.value.line is not None and err.value.line >= line
+
+
+def test_duplicate_row_names_are_refused(tmp_path):
+    path, line = broken_copy(tmp_path, "name: Lite-HRNet-30", "name: Lite-HRNet-18")
+    with pytest.raises(SuiteError, match="duplicate row name") as err:
+        load_suite(path)
+    assert err.value.line == line
+
+
+def test_reporter_loads_suites_without_the_model_registry(tmp_path):
+    path, _ = broken_copy(tmp_path, "model: litehrnet_30", "model: someone_elses_net")
+    suite = load_suite(path, check_models=False)
+    assert suite.rows[-1].model.name == "someone_elses_net"
