@@ -274,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = MeasurementCache(args.cache_dir, enabled=not args.no_cache)
     exit_code = 0
     for suite in suites:
+        hits, misses = cache.hits, cache.misses
         run = run_suite(suite, args.profile, args.results_dir, args.data_root, cache,
                         args.rows, args.latency)
         from . import report
@@ -284,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.render_index(args.reports_dir)
             print(f"report: {html}")
         print(f"{suite.suite}: {len(run.records)} rows in {run.wall_time_s:.1f}s "
-              f"(cache: {cache.hits} hits, {cache.misses} misses); records in "
+              f"(cache: {cache.hits - hits} hits, {cache.misses - misses} misses); records in "
               f"{args.results_dir / suite.suite}")
         if args.check:
             failures = gate_failures(suite, run.records)
