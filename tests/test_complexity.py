@@ -23,6 +23,17 @@ def test_conv_rule_counts_macs_and_bias_by_hand():
     assert count_flops(conv, (4, 5, 5), "fvcore").total == 3 * 3 * 4 * 6 * 25
 
 
+@pytest.mark.parametrize("convention", ["ptflops_pytorch", "ptflops_aten"])
+def test_ptflops_backends_count_conv_macs_and_bias(convention):
+    conv = nn.Conv2d(4, 6, 3, padding=1, bias=True)
+    assert count_flops(conv, (4, 5, 5), convention).total == 3 * 3 * 4 * 6 * 25 + 6 * 25
+
+
+def test_ptflops_reports_leaf_modules_it_has_no_hook_for():
+    report = count_flops(bench.create_model("litehrnet_18"), (3, 256, 192), "ptflops_pytorch")
+    assert report.not_counted == {"module::Sigmoid": 1}
+
+
 def test_depthwise_conv_counts_one_input_channel_per_output():
     conv = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
     assert count_flops(conv, (8, 4, 4), "lite_hrnet_paper").total == 9 * 8 * 16

@@ -157,3 +157,20 @@ def test_checkpoint_of_another_width_is_refused_with_shapes():
     state = bench.create_model("naive_litehrnet_18").state_dict()
     with pytest.raises(CheckpointMismatchError, match="shape mismatches"):
         load_official_checkpoint(bench.create_model("wider_naive_litehrnet_18"), state)
+
+
+@pytest.mark.parametrize("name,modules", [("litehrnet_18", (2, 4, 2)), ("litehrnet_30", (3, 8, 3))])
+def test_structure_of_table1(name, modules):
+    """Stem: stride-2 3x3 conv + shuffle block; stages of modules, each two CCW blocks
+    and one fusion block; branch widths 40/80/160/320 (Table 1)."""
+    from bench.models.litehrnet import ConditionalChannelWeighting, LiteHRModule
+    backbone = bench.create_model(name).backbone
+    assert backbone.stem.conv1.conv.stride == (2, 2) and backbone.stem.conv1.conv.kernel_size == (3, 3)
+    for s, count in enumerate(modules):
+        stage = getattr(backbone, f"stage{s}")
+        assert [type(m) for m in stage] == [LiteHRModule] * count
+        for module in stage:
+            assert len(module.layers) == 2
+            assert all(isinstance(block, ConditionalChannelWeighting) for block in module.layers)
+            assert module.in_channels == [40, 80, 160, 320][: s + 2]
+            assert len(module.fuse_layers) == s + 2
