@@ -165,7 +165,7 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
     cells: dict[str, dict] = {}
     details: dict[str, dict] = {}
     for cid, col in suite.columns.items():
-        protocol = suite.protocols.get(col.protocol) if col.protocol else None
+        protocol = suite.protocol_for(row, col.protocol)
         try:
             if col.is_complexity:
                 cells[cid], d = _measure_complexity(col, protocol, models, ctx)
@@ -184,7 +184,7 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
         "model": {"name": row.model.name, "overrides": row.model.overrides, "key": row.model.key,
                   "summary": spec.summary() if hasattr(spec, "summary") else "",
                   "spec": dataclasses.asdict(spec)},
-        "protocols": {k: p.model_dump(mode="json") for k, p in suite.protocols.items()},
+        "protocols": {k: suite.protocol_for(row, k).model_dump(mode="json") for k in suite.protocols},
         "cells": cells, "details": details,
         "provenance": provenance(),
         "status": "failed" if failed else "ok",

@@ -121,6 +121,8 @@ class Row(_Frozen):
     # cells whose deviation is understood and explained: shown, not gated
     known_deviations: dict[str, str] = Field(default_factory=dict)
     group: str = ""
+    # this row's replacement for some of the suite's protocols (e.g. a 384x288 input)
+    protocols: dict[str, "Protocol"] = Field(default_factory=dict)
     # decimals of each published value as written in the file ("87.0" -> 1, "28" -> 0)
     printed_digits: dict[str, int] = Field(default_factory=dict)
 
@@ -156,6 +158,9 @@ class Protocol(_Frozen):
         return out
 
 
+Row.model_rebuild()   # Row refers to Protocol, defined after it
+
+
 class Suite(_Frozen):
     suite: str
     paper: str
@@ -175,6 +180,12 @@ class Suite(_Frozen):
         """The published value a cell is compared with (follows ``published_from``)."""
         source = self.columns[cid].published_from or cid
         return row.published.get(source)
+
+    def protocol_for(self, row: Row, key: Optional[str]) -> Optional[Protocol]:
+        """The protocol a row's cell runs under: the row's override, else the suite's."""
+        if key is None:
+            return None
+        return row.protocols.get(key) or self.protocols[key]
 
     def printed_digits(self, row: Row, cid: str) -> Optional[int]:
         """Decimals the paper printed for the cell's published value."""
@@ -270,6 +281,26 @@ def load_protocol(name: str, protocols_dir: Path = PROTOCOLS_DIR) -> Protocol:
         _raise_first(path, positions, err)
 
 
+def _load_protocol_map(path: Path, positions: dict, raw: Any, where: tuple,
+                       protocols_dir: Path) -> dict[str, Protocol]:
+    """``{key: protocol file name}`` -> ``{key: Protocol}``, errors located in the suite."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SuiteError(path, _line_for(positions, where), _dotted(where),
+                         "expected a mapping of key: protocol name")
+    out = {}
+    for key, name in raw.items():
+        loc = where + (key,)
+        if not isinstance(name, str):
+            raise SuiteError(path, _line_for(positions, loc), _dotted(loc), "expected a protocol name")
+        try:
+            out[key] = load_protocol(name, protocols_dir)
+        except FileNotFoundError as err:
+            raise SuiteError(path, _line_for(positions, loc), _dotted(loc), str(err)) from None
+    return out
+
+
 def _printed_digits(texts: dict, index: int, published: Any) -> dict[str, int]:
     if not isinstance(published, dict):
         return {}
@@ -299,28 +330,17 @@ def load_suite(path: str | Path, check_models: bool = True,
     protocols_dir = protocols_dir or (path.parent / "protocols" if (path.parent / "protocols").is_dir()
                                       else PROTOCOLS_DIR)
 
-    # protocols: names -> loaded files
-    raw_protocols = data.get("protocols") or {}
-    if not isinstance(raw_protocols, dict):
-        raise SuiteError(path, _line_for(positions, ("protocols",)), "protocols",
-                         "expected a mapping of key: protocol name")
-    protocols = {}
-    for key, name in raw_protocols.items():
-        loc = ("protocols", key)
-        if not isinstance(name, str):
-            raise SuiteError(path, _line_for(positions, loc), _dotted(loc), "expected a protocol name")
-        try:
-            protocols[key] = load_protocol(name, protocols_dir)
-        except FileNotFoundError as err:
-            raise SuiteError(path, _line_for(positions, loc), _dotted(loc), str(err)) from None
-
+    protocols = _load_protocol_map(path, positions, data.get("protocols"), ("protocols",),
+                                   protocols_dir)
     columns = data.get("columns")
     if isinstance(columns, dict):
         columns = {cid: ({**c, "id": cid} if isinstance(c, dict) else c) for cid, c in columns.items()}
     rows = data.get("rows")
     if isinstance(rows, list):
         rows = [({**r, "model": _normalize_model(r.get("model")),
-                  "printed_digits": _printed_digits(texts, i, r.get("published"))}
+                  "printed_digits": _printed_digits(texts, i, r.get("published")),
+                  "protocols": _load_protocol_map(path, positions, r.get("protocols"),
+                                                  ("rows", i, "protocols"), protocols_dir)}
                  if isinstance(r, dict) else r)
                 for i, r in enumerate(rows)]
 
@@ -361,6 +381,9 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
     seen = {}
     for i, row in enumerate(suite.rows):
         loc = ("rows", i)
+        for key in row.protocols:
+            if key not in suite.protocols:
+                fail(loc + ("protocols", key), f"the suite has no protocol key {key!r} to override")
         if row.key in seen:
             fail(loc + ("name",), f"duplicate row name (same key as row {seen[row.key]})")
         seen[row.key] = i

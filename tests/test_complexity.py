@@ -6,7 +6,7 @@ from torch import nn
 
 import bench
 from bench.compare import round_half_up
-from bench.complexity import count_flops, count_params, params_by_module
+from bench.complexity import count_flops, count_params, get_convention, params_by_module
 from bench.complexity.cache import MeasurementCache
 from bench.runner import model_overrides
 from bench.suite import load_suite
@@ -91,44 +91,38 @@ def _suite_cells(suite_file: str):
     suite = load_suite(REPO / "suites" / suite_file)
     for row in suite.rows:
         for cid, col in suite.columns.items():
-            if col.measure == "flops" and cid in row.published:
+            if col.measure in ("flops", "params") and cid in row.published:
                 yield pytest.param(suite, row, cid, id=f"{suite.suite}:{row.key}:{cid}")
 
 
-CELLS = [c for f in ("lite_hrnet_table1.yaml", "lite_hrnet_table6.yaml", "lite_hrnet_table7.yaml")
-         for c in _suite_cells(f)]
+CELLS = [c for f in ("lite_hrnet_table1.yaml", "lite_hrnet_table3.yaml", "lite_hrnet_table6.yaml",
+                     "lite_hrnet_table7.yaml") for c in _suite_cells(f)]
 
 
 @pytest.mark.parametrize("suite,row,cid", CELLS)
-def test_paper_flops_reproduced_to_printed_precision(suite, row, cid, measurement_cache):
-    """Every FLOPs cell of Lite-HRNet Tables 1, 6 and 7 reproduces to the printed digit
-    under the paper's convention, except the cells the suite explains as deviations,
-    which must then really deviate (so a stale note cannot hide a fix)."""
+def test_paper_complexity_reproduced_to_printed_precision(suite, row, cid, measurement_cache):
+    """Every parameter and FLOPs cell of Lite-HRNet Tables 1, 3, 6 and 7 (and the official
+    README's MFLOPs) reproduces to the printed digit under the paper's convention, except
+    the cells the suite explains as deviations, which must then really deviate (so a stale
+    note cannot hide a fix). Published values come from the suite files."""
     col = suite.columns[cid]
-    protocol = suite.protocols[col.protocol]
+    protocol = suite.protocol_for(row, col.protocol)
     overrides = model_overrides(row, protocol)
     spec = bench.registry.resolve_spec(row.model.name, **overrides)
+
+    def measure():
+        model = bench.create_model(row.model.name, **overrides)
+        if col.measure == "params":
+            return count_params(model)
+        return count_flops(model, protocol.input_shape, col.convention).total
+
     raw, _ = measurement_cache.get_or_compute(
-        lambda: count_flops(bench.create_model(row.model.name, **overrides),
-                            protocol.input_shape, col.convention).total,
-        test="flops", spec=repr(spec), shape=protocol.input_shape, conv=col.convention)
-    measured = raw / 2 ** 20
-    digits = suite.printed_digits(row, cid)
-    matches = round_half_up(measured, digits) == row.published[cid]
+        measure, test=col.measure, spec=repr(spec), shape=protocol.input_shape, conv=col.convention)
+    scale = 1e6 if col.measure == "params" else get_convention(col.convention).scale(col.unit)
+    measured = raw / scale
+    matches = round_half_up(measured, suite.printed_digits(row, cid)) == row.published[cid]
     assert matches != bool(row.known_deviations.get(cid)), (
-        f"{row.name} {cid}: measured {measured:.3f}, published {row.published[cid]}")
-
-
-def test_headline_lite_hrnet_numbers():
-    """The issue's acceptance numbers, read from the suites: 205.2/319.2 (COCO 256x192),
-    273.4/425.3 (MPII), 461.6/717.8 (COCO 384x288), 1.1M/1.8M."""
-    table6 = load_suite(REPO / "suites" / "lite_hrnet_table6.yaml")
-    rows = {r.model.key: r for r in table6.rows}
-    for name in ("litehrnet_18", "litehrnet_30"):
-        model = bench.create_model(name)
-        assert round(count_params(model) / 1e6, 1) == rows[name].published["params"]
-        at_384 = count_flops(model, (3, 384, 288), "lite_hrnet_paper").scaled("M")
-        assert round(at_384, 1) == {"litehrnet_18": 461.6, "litehrnet_30": 717.8}[name]
+        f"{row.name} {cid}: measured {measured:.4f}, published {row.published[cid]}")
 
 
 @pytest.mark.parametrize("row_index", range(5))

@@ -90,3 +90,20 @@ def test_reporter_loads_suites_without_the_model_registry(tmp_path):
     path, _ = broken_copy(tmp_path, "model: litehrnet_30", "model: someone_elses_net")
     suite = load_suite(path, check_models=False)
     assert suite.rows[-1].model.name == "someone_elses_net"
+
+
+def test_a_row_can_override_a_protocol():
+    suite = load_suite(REPO / "suites" / "lite_hrnet_table3.yaml")
+    big = next(r for r in suite.rows if r.name == "Lite-HRNet-18 (384x288)")
+    small = next(r for r in suite.rows if r.name == "Lite-HRNet-18 (256x192)")
+    assert suite.protocol_for(big, "coco").input_shape == (3, 384, 288)
+    assert suite.protocol_for(small, "coco").input_shape == (3, 256, 192)
+    assert suite.protocol_for(big, "coco").heatmap_size == (96, 72)
+
+
+def test_row_protocol_override_needs_a_suite_key(tmp_path):
+    path, line = broken_copy(tmp_path, "  - name: Lite-HRNet-30\n",
+                             "  - name: Lite-HRNet-30\n    protocols: {lsp: mpii_256x256_lite_hrnet}\n")
+    with pytest.raises(SuiteError, match="no protocol key 'lsp'") as err:
+        load_suite(path)
+    assert err.value.line == line + 1 and err.value.field == "rows[6].protocols.lsp"
