@@ -1,0 +1,273 @@
+"""COCO keypoint evaluation: OKS-NMS, the top-down rescoring, and OKS AP via pycocotools.
+
+Serves the COCO val columns of the pose tables: HRNet (Sun et al., CVPR 2019) Tables 1
+and 6, Lite-HRNet (Yu et al., CVPR 2021) Table 3 and the ablations of Tables 6-7, the
+COCO rows of GSTO, DPN and FlatteNet (test-dev tables, HRNet Table 2 / Lite-HRNet
+Table 4, need the evaluation server: ``rescore_and_nms`` writes what it takes, as
+``CocoKeypointEvaluator.dump``). The protocol is the one of the
+official HRNet code (lib/dataset/coco.py ``evaluate`` and lib/nms/nms.py), which
+Lite-HRNet (via mmpose) inherits unchanged:
+
+1. every person box yields one pose (17 x 3: x, y, heatmap maximum);
+2. rescoring: pose score = box score x mean of the keypoint scores above ``in_vis_thr``
+   (0.2), or 0 when no keypoint is above it;
+3. per image, greedy OKS-NMS at ``oks_thr`` (0.9), OKS measured with the mean of the two
+   poses' areas (area = box w x h after the 1.25 padding, i.e. prod(scale * 200));
+4. ``COCOeval(iouType='keypoints')`` with its defaults (maxDets 20, OKS 0.50:0.05:0.95).
+
+All numbers are returned as percentages (pycocotools gives fractions).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections import OrderedDict, defaultdict
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+#: Per-keypoint OKS constants of the 17 COCO person keypoints (pycocotools' values).
+COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
+                        1.07, 1.07, .87, .87, .89, .89]) / 10.0
+
+#: Order of ``COCOeval.stats`` for keypoints, under the names the paper tables use.
+STATS_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+
+#: ``pixel_std`` of the reference code: a scale of 1.0 means 200 pixels.
+PIXEL_STD = 200.0
+
+
+# --------------------------------------------------------------------------- OKS / NMS
+def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarray,
+            sigmas: np.ndarray | None = None,
+            in_vis_thr: float | None = None) -> np.ndarray:
+    """OKS between one pose ``g`` (flat 3K) and poses ``d`` (M x 3K), as used by OKS-NMS.
+
+    Unlike pycocotools' GT-vs-detection OKS, both sides are predictions, so the scale is
+    the mean of the two areas: e_i = d_i^2 / (2 * (2 sigma_i)^2 * ((a_g + a_d) / 2)).
+    With ``in_vis_thr`` only keypoints whose scores exceed it on *both* poses count (the
+    reference's ``list(a) and list(b)`` effectively tested only ``d``; it is called with
+    None in the evaluation path, so this difference never affects reported numbers).
+    Returns M values in [0, 1]; 0 where no keypoint is left.
+    """
+    sigmas = COCO_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64).reshape(-1)
+    d = np.asarray(d, dtype=np.float64).reshape(-1, g.size)
+    var = (2.0 * sigmas) ** 2
+    dx = d[:, 0::3] - g[None, 0::3]
+    dy = d[:, 1::3] - g[None, 1::3]
+    scale = (area_g + np.asarray(area_d, dtype=np.float64).reshape(-1)) / 2.0 + np.spacing(1)
+    e = (dx ** 2 + dy ** 2) / var[None, :] / scale[:, None] / 2.0
+    valid = np.ones_like(e, dtype=bool)
+    if in_vis_thr is not None:
+        valid = (d[:, 2::3] > in_vis_thr) & (g[None, 2::3] > in_vis_thr)
+    n = valid.sum(axis=1)
+    total = np.where(valid, np.exp(-e), 0.0).sum(axis=1)
+    return np.divide(total, n, out=np.zeros(len(d)), where=n > 0)
+
+
+def oks_nms(kpts_db: Sequence[Mapping[str, Any]], thr: float,
+            sigmas: np.ndarray | None = None,
+            in_vis_thr: float | None = None) -> list[int]:
+    """Greedy OKS non-maximum suppression; returns the indices kept, best score first.
+
+    ``kpts_db``: one dict per pose with ``keypoints`` (K x 3 or flat 3K), ``score`` and
+    ``area``. A pose is suppressed when its OKS with an already kept, higher-scored pose
+    is *above* ``thr`` (OKS == thr is kept, as in the reference).
+    """
+    if len(kpts_db) == 0:
+        return []
+    scores = np.array([p["score"] for p in kpts_db], dtype=np.float64)
+    kpts = np.stack([np.asarray(p["keypoints"], dtype=np.float64).reshape(-1) for p in kpts_db])
+    areas = np.array([p["area"] for p in kpts_db], dtype=np.float64)
+    # Stable sort on -score: ties keep input order. The reference's argsort()[::-1] left
+    # tie order to numpy's unstable quicksort; only exact score ties can differ.
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        ovr = oks_iou(kpts[i], kpts[rest], areas[i], areas[rest], sigmas, in_vis_thr)
+        order = rest[ovr <= thr]
+    return keep
+
+
+# --------------------------------------------------------------------------- rescoring
+def _pose_area(p: Mapping[str, Any]) -> float:
+    if "area" in p and p["area"] is not None:
+        return float(p["area"])
+    if "scale" in p and p["scale"] is not None:
+        return float(np.prod(np.asarray(p["scale"], dtype=np.float64) * PIXEL_STD))
+    raise ValueError("each pose needs an 'area' or a 'scale' (in units of 200 px) for OKS-NMS")
+
+
+def rescore_and_nms(results: Iterable[Mapping[str, Any]], in_vis_thr: float = 0.2,
+                    oks_thr: float = 0.9, sigmas: np.ndarray | None = None,
+                    use_nms: bool = True, category_id: int = 1) -> list[dict]:
+    """The reference post-processing of top-down predictions, per image.
+
+    ``results``: dicts with ``image_id``, ``keypoints`` (K x 3: x, y, score), ``score``
+    (the person *box* score) and ``area`` (or ``scale`` in 200-px units, area =
+    prod(scale * 200) as in the reference).
+
+    Pose score = box score x mean of the keypoint scores > ``in_vis_thr`` (0 when none
+    is), then OKS-NMS per image at ``oks_thr`` (skipped with ``use_nms=False``).
+    Returns COCO keypoint result dicts (image_id, category_id, flat keypoints, score).
+    """
+    per_image: dict[Any, list[dict]] = defaultdict(list)
+    for r in results:
+        kpts = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)
+        kpt_scores = kpts[:, 2]
+        valid = kpt_scores > in_vis_thr
+        kpt_score = float(kpt_scores[valid].mean()) if valid.any() else 0.0
+        per_image[r["image_id"]].append({
+            "image_id": r["image_id"],
+            "keypoints": kpts,
+            "score": float(r["score"]) * kpt_score,
+            "area": _pose_area(r),
+        })
+    out: list[dict] = []
+    for image_id, poses in per_image.items():
+        keep = oks_nms(poses, oks_thr, sigmas) if use_nms else range(len(poses))
+        for k in keep:
+            p = poses[k]
+            out.append({
+                "image_id": image_id,
+                "category_id": category_id,
+                "keypoints": [float(v) for v in p["keypoints"].reshape(-1)],
+                "score": p["score"],
+            })
+    return out
+
+
+# --------------------------------------------------------------------------- COCO AP
+@contextlib.contextmanager
+def _maybe_quiet(verbose: bool):
+    if verbose:
+        yield
+    else:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+
+
+def load_coco(ann_file: str | os.PathLike, verbose: bool = False):
+    """Load a COCO annotation file into a ``pycocotools.coco.COCO`` (quietly)."""
+    from pycocotools.coco import COCO  # heavy-ish; only when evaluating
+    with _maybe_quiet(verbose):
+        return COCO(os.fspath(ann_file))
+
+
+def _as_result_list(results) -> list[dict]:
+    if isinstance(results, (str, os.PathLike)):
+        with open(results) as f:
+            results = json.load(f)
+    results = list(results)
+    out = []
+    for r in results:
+        r = dict(r)
+        # pycocotools slices keypoints with [0::3] and writes area/bbox/id into the dicts:
+        # give it flat float lists and our own copies so callers' data stay untouched.
+        r["keypoints"] = [float(v) for v in np.asarray(r["keypoints"], dtype=np.float64).reshape(-1)]
+        r["score"] = float(r["score"])
+        r.setdefault("category_id", 1)
+        out.append(r)
+    return out
+
+
+def coco_keypoint_ap(results, ann_file, verbose: bool = False,
+                     sigmas: np.ndarray | None = None) -> "OrderedDict[str, float]":
+    """COCO OKS keypoint AP/AR of ``results`` against ``ann_file``, in percent.
+
+    ``results``: a list of COCO keypoint result dicts ({image_id, category_id: 1,
+    keypoints: [x, y, v] * 17, score}) or a path to such a JSON file. ``ann_file``: a
+    path or an already loaded ``pycocotools.coco.COCO``. Every image of ``ann_file`` is
+    evaluated (as the reference does): GT persons without a prediction count as misses.
+    Returns AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL; a metric pycocotools
+    cannot define (e.g. APM with no medium person) is NaN rather than its -1 sentinel.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    dets = _as_result_list(results)
+    if not dets:
+        raise ValueError("coco_keypoint_ap: no results to evaluate (empty list or file)")
+    coco_gt = ann_file if hasattr(ann_file, "loadRes") else load_coco(ann_file, verbose)
+    unknown = {d["image_id"] for d in dets} - set(coco_gt.getImgIds())
+    if unknown:
+        raise ValueError(f"coco_keypoint_ap: results name image ids absent from the "
+                         f"annotations: {sorted(unknown)[:10]}")
+    with _maybe_quiet(verbose):
+        coco_dt = coco_gt.loadRes(dets)
+        ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        ev.params.useSegm = None  # as the reference; irrelevant for keypoints
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return OrderedDict((name, float("nan") if s < 0 else 100.0 * float(s))
+                       for name, s in zip(STATS_NAMES, ev.stats))
+
+
+# --------------------------------------------------------------------------- evaluator
+class CocoKeypointEvaluator:
+    """Accumulates top-down predictions, then rescoring + OKS-NMS + COCO AP.
+
+    >>> ev = CocoKeypointEvaluator("person_keypoints_val2017.json")
+    >>> ev.add(image_id, keypoints_17x3, box_score, scale=s)   # per person box
+    >>> ev.evaluate()["AP"]
+    """
+
+    def __init__(self, ann_file, oks_thr: float = 0.9, in_vis_thr: float = 0.2,
+                 use_nms: bool = True, sigmas: np.ndarray | None = None,
+                 verbose: bool = False):
+        self.ann_file = ann_file
+        self.oks_thr = oks_thr
+        self.in_vis_thr = in_vis_thr
+        self.use_nms = use_nms
+        self.sigmas = sigmas
+        self.verbose = verbose
+        self._coco = None
+        self._poses: list[dict] = []
+
+    def __len__(self) -> int:
+        return len(self._poses)
+
+    def reset(self) -> None:
+        self._poses = []
+
+    def add(self, image_id: int, keypoints, box_score: float, area: float | None = None,
+            center=None, scale=None) -> None:
+        """One pose: ``keypoints`` K x 3 (x, y, score) in image pixels; ``area`` in px^2
+        or ``scale`` (w, h) in 200-px units (area = prod(scale * 200), the reference's)."""
+        kpts = np.asarray(keypoints, dtype=np.float64)
+        if kpts.ndim != 2 or kpts.shape[1] != 3:
+            raise ValueError(f"keypoints must be K x 3, got shape {kpts.shape}")
+        pose = {"image_id": int(image_id), "keypoints": kpts.copy(),
+                "score": float(box_score), "area": area, "scale": scale}
+        pose["area"] = _pose_area(pose)
+        if center is not None:
+            pose["center"] = np.asarray(center, dtype=np.float64)
+        self._poses.append(pose)
+
+    def results(self) -> list[dict]:
+        """The COCO result dicts after rescoring and OKS-NMS (what would be written)."""
+        return rescore_and_nms(self._poses, self.in_vis_thr, self.oks_thr,
+                               self.sigmas, self.use_nms)
+
+    def evaluate(self) -> "OrderedDict[str, float]":
+        if self._coco is None and not hasattr(self.ann_file, "loadRes"):
+            self._coco = load_coco(self.ann_file, self.verbose)
+        gt = self._coco if self._coco is not None else self.ann_file
+        return coco_keypoint_ap(self.results(), gt, verbose=self.verbose, sigmas=self.sigmas)
+
+    def dump(self, path: str | os.PathLike) -> None:
+        """Write the post-processed results as a COCO result JSON (for the record)."""
+        with open(path, "w") as f:
+            json.dump(self.results(), f)
+
+
+__all__ = ["COCO_SIGMAS", "STATS_NAMES", "oks_iou", "oks_nms", "rescore_and_nms",
+           "load_coco", "coco_keypoint_ap", "CocoKeypointEvaluator"]
