@@ -1,0 +1,57 @@
+"""Data side of top-down pose estimation for the HRNet / Lite-HRNet tables.
+
+``transforms``: person crops (center/scale in 200 px units), flips with joint pairs,
+half-body and scale/rotation augmentation. ``codecs``: Gaussian heatmap targets and
+heatmap decoding (quarter offset, DARK), flip-test helpers. Both are numpy + OpenCV
+only; dataset modules (which may need torch) are not imported here.
+"""
+from .codecs import (
+    MSRAHeatmapCodec,
+    POST_PROCESS_MODES,
+    dark_refine,
+    decode_heatmap_coords,
+    decode_heatmaps,
+    default_modulate_kernel,
+    flip_back,
+    flip_test_average,
+    gaussian_modulation,
+    gaussian_targets,
+    get_max_preds,
+    quarter_offset,
+    shift_heatmaps,
+)
+from .transforms import (
+    COCO_FLIP_PAIRS,
+    COCO_JOINT_WEIGHTS,
+    COCO_LOWER_BODY_IDS,
+    COCO_UPPER_BODY_IDS,
+    LSP_FLIP_PAIRS,
+    MPII_FLIP_PAIRS,
+    MPII_LOWER_BODY_IDS,
+    MPII_UPPER_BODY_IDS,
+    PIXEL_STD,
+    affine_crop,
+    affine_transform,
+    box_to_center_scale,
+    fliplr_center,
+    fliplr_joints,
+    get_affine_transform,
+    half_body_transform,
+    random_scale_rotation,
+    sample_flip,
+    sample_rotation,
+    sample_scale_factor,
+    transform_preds,
+)
+
+__all__ = [
+    "MSRAHeatmapCodec", "POST_PROCESS_MODES", "dark_refine", "decode_heatmap_coords",
+    "decode_heatmaps", "default_modulate_kernel", "flip_back", "flip_test_average",
+    "gaussian_modulation", "gaussian_targets", "get_max_preds", "quarter_offset",
+    "shift_heatmaps",
+    "COCO_FLIP_PAIRS", "COCO_JOINT_WEIGHTS", "COCO_LOWER_BODY_IDS", "COCO_UPPER_BODY_IDS",
+    "LSP_FLIP_PAIRS", "MPII_FLIP_PAIRS", "MPII_LOWER_BODY_IDS", "MPII_UPPER_BODY_IDS",
+    "PIXEL_STD", "affine_crop", "affine_transform", "box_to_center_scale", "fliplr_center",
+    "fliplr_joints", "get_affine_transform", "half_body_transform", "random_scale_rotation",
+    "sample_flip", "sample_rotation", "sample_scale_factor", "transform_preds",
+]

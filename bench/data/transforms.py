@@ -1,0 +1,257 @@
+"""Geometric transforms of top-down pose estimation: the person crop and its augmentations.
+
+Serves the training and evaluation pipelines behind the HRNet and Lite-HRNet tables (COCO
+256x192 / 384x288, MPII 256x256). Both official code bases (HRNet's
+``lib/utils/transforms.py`` + ``lib/dataset/JointsDataset.py``, and mmpose 0.x which
+Lite-HRNet runs on) share these conventions, reproduced here:
+
+* a person box is a ``center`` (x, y) in image pixels and a ``scale`` (sx, sy) in units of
+  ``PIXEL_STD`` = 200 px, padded by 1.25 and expanded to the network's aspect ratio;
+* the crop is a similarity transform: the box center goes to the output center
+  (W/2, H/2), the box *width* ``sx * 200`` is mapped onto the output width (the height
+  follows from the output's aspect ratio, ``sy`` is not used), and ``rot`` (degrees)
+  rotates the sampled region;
+* horizontal flips map x to ``width - 1 - x`` and swap left/right joints.
+
+Pure numpy / OpenCV functions; randomness comes from an explicit ``numpy.random.Generator``
+so that a seeded run is reproducible.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+PIXEL_STD = 200.0
+
+# COCO keypoint order: nose, l/r eye, l/r ear, l/r shoulder, l/r elbow, l/r wrist,
+# l/r hip, l/r knee, l/r ankle.
+COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+COCO_UPPER_BODY_IDS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+COCO_LOWER_BODY_IDS = (11, 12, 13, 14, 15, 16)
+# HRNet's per-joint loss weights for COCO (used only when USE_DIFFERENT_JOINTS_WEIGHT).
+COCO_JOINT_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2, 1.2,
+                      1.5, 1.5, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5)
+
+# MPII order: r ankle, r knee, r hip, l hip, l knee, l ankle, pelvis, thorax, upper neck,
+# head top, r wrist, r elbow, r shoulder, l shoulder, l elbow, l wrist.
+MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+MPII_UPPER_BODY_IDS = (7, 8, 9, 10, 11, 12, 13, 14, 15)
+MPII_LOWER_BODY_IDS = (0, 1, 2, 3, 4, 5, 6)
+
+# LSP order (14 joints): r ankle, r knee, r hip, l hip, l knee, l ankle, r wrist, r elbow,
+# r shoulder, l shoulder, l elbow, l wrist, neck, head top.
+LSP_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9))
+
+__all__ = [
+    "PIXEL_STD",
+    "COCO_FLIP_PAIRS", "COCO_UPPER_BODY_IDS", "COCO_LOWER_BODY_IDS", "COCO_JOINT_WEIGHTS",
+    "MPII_FLIP_PAIRS", "MPII_UPPER_BODY_IDS", "MPII_LOWER_BODY_IDS", "LSP_FLIP_PAIRS",
+    "get_affine_transform", "affine_transform", "transform_preds", "box_to_center_scale",
+    "affine_crop", "fliplr_joints", "fliplr_center", "half_body_transform",
+    "sample_scale_factor", "sample_rotation", "sample_flip", "random_scale_rotation",
+]
+
+
+def _scale_pair(scale) -> np.ndarray:
+    """The reference accepts a scalar scale and treats it as (s, s)."""
+    s = np.asarray(scale, dtype=np.float64).reshape(-1)
+    if s.size == 1:
+        return np.repeat(s, 2)
+    if s.size != 2:
+        raise ValueError(f"scale must be a scalar or (sx, sy), got shape {np.shape(scale)}")
+    return s
+
+
+def get_affine_transform(center, scale, rot: float, output_size, shift=(0.0, 0.0),
+                         inv: bool = False, pixel_std: float = PIXEL_STD) -> np.ndarray:
+    """2x3 matrix mapping image pixels to the crop (or back, with ``inv=True``).
+
+    The reference builds this matrix from three point pairs (center, a point half a box
+    width above it rotated by ``rot``, and a third point perpendicular to both) with
+    ``cv2.getAffineTransform``. Those point pairs define a similarity, written here in
+    closed form so that no float32 round-off enters:
+
+        crop = c_out + k * R(-rot) @ (img - c_src),   k = output_w / (sx * pixel_std),
+
+    with ``c_out = (W/2, H/2)`` and ``c_src = center + shift * scale * pixel_std`` (``shift``
+    is a fraction of the box size). Only ``sx`` sets the zoom, as in the reference.
+    ``rot`` is in degrees; positive ``rot`` maps an image point to the right of the center
+    onto a crop point above the crop center.
+    """
+    s = _scale_pair(scale) * pixel_std
+    out_w, out_h = float(output_size[0]), float(output_size[1])
+    c_src = np.asarray(center, dtype=np.float64).reshape(2) + s * np.asarray(shift, np.float64)
+    c_out = np.array([out_w * 0.5, out_h * 0.5])
+    theta = np.deg2rad(rot)
+    cos, sin = np.cos(theta), np.sin(theta)
+    k = out_w / s[0]
+    if not inv:
+        a = k * np.array([[cos, sin], [-sin, cos]])          # k * R(-rot)
+        t = c_out - a @ c_src
+    else:
+        a = (1.0 / k) * np.array([[cos, -sin], [sin, cos]])  # R(rot) / k
+        t = c_src - a @ c_out
+    return np.concatenate([a, t[:, None]], axis=1)
+
+
+def affine_transform(pt, M: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine matrix to one point (2,) or to points (..., 2)."""
+    p = np.asarray(pt, dtype=np.float64)
+    return p[..., :2] @ M[:, :2].T + M[:, 2]
+
+
+def transform_preds(coords, center, scale, output_size,
+                    pixel_std: float = PIXEL_STD) -> np.ndarray:
+    """Map (K, D>=2) coordinates in a crop of ``output_size`` back to image pixels.
+
+    This is the inverse of the crop transform with no rotation (predictions are made on
+    unrotated test crops). Columns beyond x, y (e.g. scores) are passed through.
+    """
+    coords = np.asarray(coords)
+    M = get_affine_transform(center, scale, 0.0, output_size, inv=True, pixel_std=pixel_std)
+    out = np.array(coords, dtype=np.float64, copy=True)
+    out[..., :2] = affine_transform(coords[..., :2], M)
+    return out
+
+
+def box_to_center_scale(x: float, y: float, w: float, h: float, aspect_ratio: float,
+                        padding: float = 1.25, pixel_std: float = PIXEL_STD):
+    """COCO box (x, y, w, h) -> (center, scale) as the reference ``_xywh2cs``.
+
+    The box is grown (never shrunk) to ``aspect_ratio`` = input width / input height so
+    the crop is not distorted, then padded by ``padding`` so limbs near the box edge
+    stay inside the crop.
+    """
+    center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    scale = np.array([w / pixel_std, h / pixel_std], dtype=np.float32) * padding
+    return center, scale.astype(np.float32)
+
+
+def affine_crop(image: np.ndarray, center, scale, rot: float, output_size,
+                flags: int = cv2.INTER_LINEAR, pixel_std: float = PIXEL_STD) -> np.ndarray:
+    """Warp ``image`` into an ``output_size`` (W, H) crop of the box, as the reference.
+
+    Pixels sampled outside the image are 0 (OpenCV's constant border), as in training.
+    Joints follow with ``affine_transform(joints, get_affine_transform(...same args...))``.
+    """
+    M = get_affine_transform(center, scale, rot, output_size, pixel_std=pixel_std)
+    return cv2.warpAffine(image, M, (int(output_size[0]), int(output_size[1])), flags=flags)
+
+
+def _vis_column(visible, num_joints: int) -> np.ndarray:
+    v = np.asarray(visible, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.shape[0] != num_joints:
+        raise ValueError(f"visible has {v.shape[0]} rows, joints has {num_joints}")
+    return v
+
+
+def fliplr_joints(joints, visible, width: int, flip_pairs: Sequence[Sequence[int]]):
+    """Mirror joints for an image flipped left-right; returns new (joints, visible).
+
+    x -> width - 1 - x (pixel i goes to pixel width-1-i, as ``image[:, ::-1]`` does), then
+    left/right joints swap labels. As the reference, invisible joints come back zeroed
+    (joints * visible), so they never carry a meaningless mirrored position.
+    """
+    j = np.array(joints, dtype=np.float64, copy=True)
+    v = np.array(visible, copy=True)
+    j[:, 0] = width - j[:, 0] - 1
+    for a, b in flip_pairs:
+        j[[a, b]] = j[[b, a]]
+        v[[a, b]] = v[[b, a]]
+    vcol = _vis_column(v, j.shape[0])
+    return j * (vcol[:, :1] if vcol.shape[1] != j.shape[1] else vcol), v
+
+
+def fliplr_center(center, width: int) -> np.ndarray:
+    """Box center for the flipped image (same mapping as the joints)."""
+    c = np.array(center, dtype=np.float64, copy=True)
+    c[0] = width - c[0] - 1
+    return c
+
+
+def half_body_transform(joints, visible, upper_body_ids: Sequence[int],
+                        lower_body_ids: Sequence[int], aspect_ratio: float,
+                        num_joints_half_body: int = 8, prob_half_body: float = 1.0,
+                        rng=None, upper: bool | None = None, padding: float = 1.5,
+                        pixel_std: float = PIXEL_STD):
+    """Half-body augmentation: a box around the visible upper or lower body joints.
+
+    Returns ``(center, scale)``, or ``None`` when it does not apply: the reference applies
+    it only to people with more than ``num_joints_half_body`` visible joints and with
+    probability ``prob_half_body`` (0.3 in the HRNet and Lite-HRNet COCO recipes; pass 1.0
+    to force it), and gives up when fewer than 2 joints would be selected.
+
+    The upper body is chosen when ``rng.standard_normal() < 0.5`` (probability ~0.69, not
+    0.5: the reference draws ``np.random.randn()`` there; kept so the augmentation
+    statistics match) and it has more than 2 visible joints; otherwise the lower body if it
+    has more than 2, else the upper body. ``upper`` forces the choice (for tests).
+    The box is the selected joints' extent, grown to ``aspect_ratio`` and padded by 1.5,
+    centred on the joints' mean (not the extent's middle), as the reference.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    vis = _vis_column(visible, joints.shape[0])[:, 0] > 0
+    if int(vis.sum()) <= num_joints_half_body:
+        return None
+    if prob_half_body < 1.0 or upper is None:
+        rng = np.random.default_rng(rng)
+    if prob_half_body < 1.0 and not rng.random() < prob_half_body:
+        return None
+
+    upper_set, lower_set = set(upper_body_ids), set(lower_body_ids)
+    upper_j = [joints[i, :2] for i in range(len(joints)) if vis[i] and i in upper_set]
+    lower_j = [joints[i, :2] for i in range(len(joints)) if vis[i] and i in lower_set]
+    want_upper = upper if upper is not None else bool(rng.standard_normal() < 0.5)
+    if want_upper and len(upper_j) > 2:
+        selected = upper_j
+    else:
+        selected = lower_j if len(lower_j) > 2 else upper_j
+    if len(selected) < 2:
+        return None
+
+    sel = np.asarray(selected, dtype=np.float32)
+    center = sel.mean(axis=0)
+    w, h = (sel.max(axis=0) - sel.min(axis=0)).astype(np.float64)
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    scale = np.array([w / pixel_std, h / pixel_std], dtype=np.float32) * padding
+    return center.astype(np.float32), scale.astype(np.float32)
+
+
+def sample_scale_factor(rng: np.random.Generator, scale_factor: float) -> float:
+    """Random zoom, N(1, sf) clipped to [1 - sf, 1 + sf] (sf 0.35 HRNet, 0.25 Lite-HRNet)."""
+    return float(np.clip(rng.standard_normal() * scale_factor + 1.0,
+                         1.0 - scale_factor, 1.0 + scale_factor))
+
+
+def sample_rotation(rng: np.random.Generator, rotation_factor: float,
+                    rotation_prob: float = 0.6) -> float:
+    """Random rotation in degrees: N(0, rf) clipped to +-2 rf, applied with prob 0.6.
+
+    rf is 45 in HRNet's recipes and 30 in Lite-HRNet's. Both numbers are always drawn so
+    the stream consumption does not depend on the outcome.
+    """
+    r = float(np.clip(rng.standard_normal() * rotation_factor,
+                      -2.0 * rotation_factor, 2.0 * rotation_factor))
+    return r if rng.random() <= rotation_prob else 0.0
+
+
+def sample_flip(rng: np.random.Generator, flip_prob: float = 0.5) -> bool:
+    """Whether to flip this sample (reference: ``random.random() <= 0.5``)."""
+    return bool(rng.random() <= flip_prob)
+
+
+def random_scale_rotation(rng: np.random.Generator, scale, scale_factor: float,
+                          rotation_factor: float, rotation_prob: float = 0.6):
+    """(scale * random zoom, random rotation in degrees), in the reference's order."""
+    s = _scale_pair(scale) * sample_scale_factor(rng, scale_factor)
+    return s.astype(np.float32), sample_rotation(rng, rotation_factor, rotation_prob)
