@@ -4,6 +4,11 @@
 half-body and scale/rotation augmentation. ``codecs``: Gaussian heatmap targets and
 heatmap decoding (quarter offset, DARK), flip-test helpers. Both are numpy + OpenCV
 only; dataset modules (which may need torch) are not imported here.
+
+``synthetic``: small datasets written in the official COCO / MPII / LSP file layouts for
+tests and smoke runs (numpy, OpenCV, scipy; no torch). The torch datasets are imported
+from their own modules: ``bench.data.coco.COCODataset``, ``bench.data.mpii.MPIIDataset``,
+``bench.data.lsp.LSPDataset`` (base: ``bench.data.topdown.TopDownDataset``).
 """
 from .codecs import (
     MSRAHeatmapCodec,
@@ -20,6 +25,7 @@ from .codecs import (
     quarter_offset,
     shift_heatmaps,
 )
+from .synthetic import SyntheticDataset, write_all, write_coco, write_lsp, write_mpii
 from .transforms import (
     COCO_FLIP_PAIRS,
     COCO_JOINT_WEIGHTS,
@@ -54,4 +60,5 @@ __all__ = [
     "PIXEL_STD", "affine_crop", "affine_transform", "box_to_center_scale", "fliplr_center",
     "fliplr_joints", "get_affine_transform", "half_body_transform", "random_scale_rotation",
     "sample_flip", "sample_rotation", "sample_scale_factor", "transform_preds",
+    "SyntheticDataset", "write_all", "write_coco", "write_lsp", "write_mpii",
 ]

@@ -34,6 +34,18 @@ COCO_LOWER_BODY_IDS = (11, 12, 13, 14, 15, 16)
 COCO_JOINT_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2, 1.2,
                       1.5, 1.5, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5)
 
+# COCO person-keypoint format facts (dataset loaders and the synthetic writer share them)
+COCO_KEYPOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear",
+                       "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                       "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                       "right_knee", "left_ankle", "right_ankle")
+#: 1-based limb list of the COCO person category.
+COCO_SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13),
+                 (6, 7), (6, 8), (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3),
+                 (2, 4), (3, 5), (4, 6), (5, 7))
+#: The person detections (AP 56.4 on val2017) every HRNet-family table is tested with.
+DETECTION_FILE = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+
 # MPII order: r ankle, r knee, r hip, l hip, l knee, l ankle, pelvis, thorax, upper neck,
 # head top, r wrist, r elbow, r shoulder, l shoulder, l elbow, l wrist.
 MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))

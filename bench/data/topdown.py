@@ -1,0 +1,382 @@
+"""Top-down keypoint dataset base: person records -> augmented crops + Gaussian targets.
+
+Serves every top-down pose table: HRNet (Sun et al., CVPR 2019) COCO Tables 1/6 and MPII
+Table 7, Lite-HRNet (Yu et al., CVPR 2021) Tables 3 and 5-7, and the COCO/MPII rows of
+GSTO, DPN and FlatteNet. ``coco.py``, ``mpii.py`` and ``lsp.py`` only turn their official
+annotation files into *person records*; everything from the image file to the training
+tensors happens here, once, for all of them.
+
+A person record is a plain dict::
+
+    {image_file, center (2,), scale (2,) in 200 px units, joints (K, 2) image pixels,
+     visible (K,) 0/1, score, area, image_id, bbox_id}
+
+The sample pipeline follows the reference implementations (HRNet's
+``lib/dataset/JointsDataset.py::__getitem__`` and the mmpose 0.x pipeline Lite-HRNet's
+configs spell out: ``TopDownRandomFlip -> TopDownHalfBodyTransform ->
+TopDownGetRandomScaleRotation -> TopDownAffine -> NormalizeTensor ->
+TopDownGenerateTarget``):
+
+1. read the image with OpenCV, BGR -> RGB (HRNet ``COLOR_RGB: true``, mmpose ``to_rgb``);
+2. training only: flip (prob ``flip_prob``; image, joints with the flip pairs, center),
+   half body (prob ``half_body_prob`` when more than ``half_body_num_joints`` joints are
+   visible), zoom ``N(1, scale_factor)`` clipped to +-``scale_factor``, rotation
+   ``N(0, rotation_factor)`` clipped to +-2 ``rotation_factor``, applied with prob
+   ``rotation_prob``. mmpose's order (flip first) is used; HRNet draws the flip last.
+   The two orders give the same distribution of crops (the half-body box of a mirrored
+   person is the mirrored box), only the random-number consumption differs;
+3. affine crop to ``input_size`` (bilinear, zero border), joints through the same matrix;
+4. ImageNet mean/std normalisation, HWC -> CHW float32;
+5. MSRA Gaussian targets on the heatmap grid (``bench.data.codecs.gaussian_targets``);
+   a joint whose 3-sigma window leaves the heatmap gets weight 0, as the reference.
+
+Randomness: each sample draws from ``numpy.random.default_rng([seed, epoch, index])``,
+so a sample depends only on (seed, epoch, index): identical across runs, DataLoader
+worker counts and sampling orders (the reference used the global ``np.random`` /
+``random`` state, which is neither). Call ``set_epoch`` once per epoch.
+
+Sizes: ``input_size`` and ``heatmap_size`` are (H, W), as the protocol YAML files write
+them; the transforms/codecs below take (W, H), converted here once.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .codecs import gaussian_targets
+from .transforms import (
+    PIXEL_STD,
+    affine_transform,
+    fliplr_center,
+    fliplr_joints,
+    get_affine_transform,
+    half_body_transform,
+    random_scale_rotation,
+    sample_flip,
+)
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TopDownDataset", "make_record",
+           "protocol_to_dict", "dataset_kwargs_from_protocol", "collate_meta",
+           "require_path"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Keys of ``meta``; every value is a number or a fixed-shape array (or the image path),
+#: so torch's default collate batches them.
+META_KEYS = ("center", "scale", "rotation", "score", "image_id", "bbox_id", "area",
+             "index", "flipped", "image_file", "joints", "visible")
+
+
+def require_path(path: str | os.PathLike, what: str) -> Path:
+    """``Path(path)`` if it exists, else a FileNotFoundError that names it."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} not found: expected {p}")
+    return p
+
+
+def make_record(image_file, center, scale, joints, visible, score: float = 1.0,
+                area: float | None = None, image_id: int = 0, bbox_id: int = 0,
+                **extra) -> dict:
+    """A person record with normalised types (float32 arrays, python scalars).
+
+    ``area`` defaults to the crop box area ``prod(scale * 200)``: this is what the
+    reference evaluation passes to OKS-NMS for every box (``all_boxes[:, 4]``), so the
+    meta of every sample carries the number the evaluator needs. Extra keys (e.g. a
+    COCO annotation id) are kept on the record but not put into ``meta``.
+    """
+    scale = np.asarray(scale, dtype=np.float32).reshape(-1)
+    if scale.size == 1:
+        scale = np.repeat(scale, 2)
+    rec = {
+        "image_file": str(image_file),
+        "center": np.asarray(center, dtype=np.float32).reshape(2),
+        "scale": scale.reshape(2),
+        "joints": np.asarray(joints, dtype=np.float32).reshape(-1, 2),
+        "visible": np.asarray(visible, dtype=np.float32).reshape(-1),
+        "score": float(score),
+        "area": float(np.prod(scale * PIXEL_STD)) if area is None else float(area),
+        "image_id": int(image_id),
+        "bbox_id": int(bbox_id),
+    }
+    if rec["joints"].shape[0] != rec["visible"].shape[0]:
+        raise ValueError(f"joints ({rec['joints'].shape[0]}) and visible "
+                         f"({rec['visible'].shape[0]}) disagree on the number of joints")
+    rec.update(extra)
+    return rec
+
+
+def protocol_to_dict(protocol) -> dict:
+    """A protocol as a plain dict: a mapping, a pydantic ``bench.suite.Protocol`` (its
+    extra fields such as ``augmentation`` and ``evaluation`` included) or any object."""
+    if isinstance(protocol, Mapping):
+        return dict(protocol)
+    if hasattr(protocol, "model_dump"):
+        return protocol.model_dump()
+    if hasattr(protocol, "__dict__"):
+        return dict(vars(protocol))
+    raise TypeError(f"cannot read a protocol from {type(protocol).__name__}")
+
+
+def dataset_kwargs_from_protocol(protocol, train: bool) -> dict:
+    """Constructor arguments of ``TopDownDataset`` read from a protocol.
+
+    Reads ``input_size``/``heatmap_size`` ([H, W]), ``num_joints``, ``sigma`` and, for
+    training, ``augmentation`` (``flip_prob``, ``half_body: {prob, num_joints}``,
+    ``rotation``, ``rotation_prob``, ``scale``). A missing augmentation entry switches
+    that augmentation off (e.g. the MPII recipes have no half body), rather than
+    silently applying a default the protocol did not ask for.
+    """
+    p = protocol_to_dict(protocol)
+    kw: dict[str, Any] = {}
+    for key in ("input_size", "heatmap_size", "sigma"):
+        if p.get(key) is not None:
+            kw[key] = p[key]
+    aug = p.get("augmentation") or {}
+    if train:
+        kw["flip_prob"] = float(aug.get("flip_prob", 0.0))
+        half = aug.get("half_body") or {}
+        kw["half_body_prob"] = float(half.get("prob", 0.0))
+        kw["half_body_num_joints"] = int(half.get("num_joints", 8))
+        kw["rotation_factor"] = float(aug.get("rotation", 0.0))
+        kw["rotation_prob"] = float(aug.get("rotation_prob", 0.6))
+        kw["scale_factor"] = float(aug.get("scale", 0.0))
+    if p.get("num_joints") is not None:
+        kw["num_joints"] = int(p["num_joints"])
+    if p.get("unbiased_encoding") is not None:
+        kw["unbiased_encoding"] = bool(p["unbiased_encoding"])
+    return kw
+
+
+def _protocol_dataset_dir(protocol: dict, default: str) -> str:
+    """Folder of the dataset under the data root: the first component of the protocol's
+    first ``data_files`` entry (``coco/annotations/...`` -> ``coco``), else ``default``."""
+    files = protocol.get("data_files") or ()
+    if files:
+        first = Path(str(files[0])).parts
+        if len(first) > 1:
+            return first[0]
+    return default
+
+
+def resolve_dataset_root(data_root, protocol: dict, default: str, marker: str) -> Path:
+    """``data_root/<dataset dir>`` (the HRNet layout), or ``data_root`` itself when it is
+    already the dataset folder (it contains ``marker``). A missing folder is left to the
+    dataset constructor, whose error names the path under ``data_root/<dataset dir>``."""
+    data_root = Path(data_root)
+    sub = data_root / _protocol_dataset_dir(protocol, default)
+    if (sub / marker).exists():
+        return sub
+    if (data_root / marker).exists():
+        return data_root
+    return sub
+
+
+def collate_meta(metas: Sequence[Mapping[str, Any]]) -> dict:
+    """Per-sample ``meta`` dicts -> dict of stacked numpy arrays (lists for strings)."""
+    out: dict[str, Any] = {}
+    for key in metas[0]:
+        vals = [m[key] for m in metas]
+        if isinstance(vals[0], str):
+            out[key] = list(vals)
+        else:
+            out[key] = np.stack([np.asarray(v) for v in vals])
+    return out
+
+
+class TopDownDataset(Dataset):
+    """Top-down keypoint dataset over a list of person records (see module docstring).
+
+    Args:
+        records: person records (``make_record``).
+        input_size: network input (H, W).
+        heatmap_size: target heatmap (H, W).
+        sigma: Gaussian sigma in heatmap pixels (2 for 256x192, 3 for 384x288).
+        train: apply the random augmentations.
+        flip_pairs / upper_body_ids / lower_body_ids: joint index sets of the dataset.
+        flip_prob, half_body_prob, half_body_num_joints, scale_factor, rotation_factor,
+        rotation_prob: augmentation settings (the protocol's values, see
+        ``dataset_kwargs_from_protocol``); they are only used when ``train``.
+        seed: base seed of the per-sample generators.
+        joint_weights: optional per-joint loss weights multiplied into ``target_weight``
+            (HRNet's USE_DIFFERENT_JOINTS_WEIGHT).
+        unbiased_encoding: DARK targets (Gaussian at the sub-pixel location).
+        color_rgb: convert OpenCV's BGR to RGB (True in every recipe used here).
+        mean, std: normalisation of [0, 1] RGB values.
+    """
+
+    #: set by subclasses
+    dataset_name = "topdown"
+    flip_pairs_default: tuple = ()
+    upper_body_default: tuple = ()
+    lower_body_default: tuple = ()
+    num_joints_default: int | None = None
+    half_body_prob_default = 0.0
+
+    def __init__(self, records: Sequence[Mapping[str, Any]], input_size=(256, 192),
+                 heatmap_size=(64, 48), sigma: float = 2.0, train: bool = False, *,
+                 num_joints: int | None = None, flip_pairs=None, upper_body_ids=None,
+                 lower_body_ids=None, flip_prob: float = 0.5,
+                 half_body_prob: float | None = None, half_body_num_joints: int = 8,
+                 scale_factor: float = 0.25, rotation_factor: float = 30.0,
+                 rotation_prob: float = 0.6, seed: int = 0, joint_weights=None,
+                 unbiased_encoding: bool = False, color_rgb: bool = True,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.records = list(records)
+        self.input_size = (int(input_size[0]), int(input_size[1]))        # (H, W)
+        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))  # (H, W)
+        self.sigma = float(sigma)
+        self.train = bool(train)
+        expected = num_joints if num_joints is not None else self.num_joints_default
+        if self.records:
+            k = self.records[0]["joints"].shape[0]
+            if expected is not None and k != expected:
+                raise ValueError(f"{self.dataset_name}: records have {k} joints, "
+                                 f"num_joints is {expected}")
+            expected = k
+        self.num_joints = expected
+        self.flip_pairs = tuple(tuple(p) for p in (
+            self.flip_pairs_default if flip_pairs is None else flip_pairs))
+        self.upper_body_ids = tuple(self.upper_body_default if upper_body_ids is None
+                                    else upper_body_ids)
+        self.lower_body_ids = tuple(self.lower_body_default if lower_body_ids is None
+                                    else lower_body_ids)
+        self.flip_prob = float(flip_prob)
+        self.half_body_prob = float(self.half_body_prob_default if half_body_prob is None
+                                    else half_body_prob)
+        self.half_body_num_joints = int(half_body_num_joints)
+        self.scale_factor = float(scale_factor)
+        self.rotation_factor = float(rotation_factor)
+        self.rotation_prob = float(rotation_prob)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.joint_weights = None if joint_weights is None else \
+            np.asarray(joint_weights, dtype=np.float32).reshape(-1)
+        self.unbiased_encoding = bool(unbiased_encoding)
+        self.color_rgb = bool(color_rgb)
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, 3)
+        self.std = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def aspect_ratio(self) -> float:
+        """Input width / height: person boxes are grown to it so crops are undistorted."""
+        return self.input_size[1] / self.input_size[0]
+
+    @property
+    def image_size_wh(self) -> tuple[int, int]:
+        return self.input_size[1], self.input_size[0]
+
+    @property
+    def heatmap_size_wh(self) -> tuple[int, int]:
+        return self.heatmap_size[1], self.heatmap_size[0]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random stream of an epoch (augmentations differ between epochs)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({len(self)} persons, input_size={self.input_size}, "
+                f"heatmap_size={self.heatmap_size}, train={self.train})")
+
+    # ------------------------------------------------------------------ pipeline
+    def rng_for(self, index: int) -> np.random.Generator:
+        """The generator of one sample: a function of (seed, epoch, index) only."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def load_image(self, path: str) -> np.ndarray:
+        """HxWx3 uint8, RGB unless ``color_rgb`` is False (OpenCV's BGR then)."""
+        # IGNORE_ORIENTATION as the reference: annotations refer to the stored pixels,
+        # not to the EXIF-rotated view.
+        image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is None:
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{self.dataset_name}: image not found: expected {path}")
+            raise ValueError(f"{self.dataset_name}: OpenCV could not decode {path}")
+        if self.color_rgb:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image
+
+    def augment(self, rng: np.random.Generator, image: np.ndarray, joints: np.ndarray,
+                visible: np.ndarray, center: np.ndarray, scale: np.ndarray):
+        """The training augmentations (mmpose order); returns the updated
+        (image, joints, visible, center, scale, rotation, flipped)."""
+        flipped = False
+        if self.flip_prob > 0 and sample_flip(rng, self.flip_prob):
+            flipped = True
+            width = image.shape[1]
+            image = image[:, ::-1]
+            joints, visible = fliplr_joints(joints, visible, width, self.flip_pairs)
+            center = fliplr_center(center, width)
+        if self.half_body_prob > 0 and self.upper_body_ids:
+            half = half_body_transform(joints, visible, self.upper_body_ids,
+                                       self.lower_body_ids, self.aspect_ratio,
+                                       self.half_body_num_joints, self.half_body_prob,
+                                       rng=rng)
+            if half is not None:
+                center, scale = half
+        scale, rotation = random_scale_rotation(rng, scale, self.scale_factor,
+                                                self.rotation_factor, self.rotation_prob)
+        return image, joints, visible, center, scale, rotation, flipped
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        image = self.load_image(rec["image_file"])
+        joints = rec["joints"].astype(np.float64)
+        visible = rec["visible"].astype(np.float64)
+        center = rec["center"].astype(np.float64)
+        scale = rec["scale"].astype(np.float64)
+        rotation, flipped = 0.0, False
+        if self.train:
+            image, joints, visible, center, scale, rotation, flipped = self.augment(
+                self.rng_for(index), image, joints, visible, center, scale)
+
+        M = get_affine_transform(center, scale, rotation, self.image_size_wh)
+        crop = cv2.warpAffine(np.ascontiguousarray(image), M, self.image_size_wh,
+                              flags=cv2.INTER_LINEAR)
+        crop_joints = affine_transform(joints, M)
+        target, weight = gaussian_targets(crop_joints, visible, self.image_size_wh,
+                                          self.heatmap_size_wh, self.sigma,
+                                          unbiased=self.unbiased_encoding,
+                                          joint_weights=self.joint_weights)
+
+        x = (crop.astype(np.float32) / 255.0 - self.mean) / self.std
+        meta = {
+            "center": np.asarray(center, dtype=np.float32),
+            "scale": np.asarray(scale, dtype=np.float32),
+            "rotation": float(rotation),
+            "score": float(rec["score"]),
+            "image_id": int(rec["image_id"]),
+            "bbox_id": int(rec["bbox_id"]),
+            "area": float(rec["area"]),
+            "index": int(index),
+            "flipped": bool(flipped),
+            "image_file": rec["image_file"],
+            # the annotation in original-image pixels (unaugmented), for evaluation
+            "joints": rec["joints"].copy(),
+            "visible": rec["visible"].copy(),
+        }
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
+            "target": torch.from_numpy(target),
+            "target_weight": torch.from_numpy(weight.reshape(-1, 1)),
+            "meta": meta,
+        }
+
+    # ------------------------------------------------------------------ protocols
+    @classmethod
+    def from_protocol(cls, protocol, data_root, split: str | None = None,
+                      train: bool = False, **overrides):
+        """Build from a protocol (dict or ``bench.suite.Protocol``); see subclasses."""
+        raise NotImplementedError(f"{cls.__name__} has no file format; use a dataset "
+                                  "class (COCODataset, MPIIDataset, LSPDataset)")
