@@ -25,22 +25,25 @@ CELL_NOT_MEASURED = "not_measured"
 CELL_ERROR = "error"
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file in the same folder, fsync, then rename into place:
     a crash leaves either the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=False, default=_jsonable)
-            fh.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, default=_jsonable) + "\n")
 
 
 def _jsonable(obj: Any) -> Any:

@@ -118,7 +118,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(res.json, "dump", boom)
+    monkeypatch.setattr(res.os, "fsync", boom)   # fails after the new text is written
     with pytest.raises(OSError):
         res.atomic_write_json(path, {"v": 2})
     assert json.loads(path.read_text()) == {"v": 1}

@@ -3,8 +3,6 @@ reports/<suite>/) and reports/index.html listing them with their verdict summari
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -12,7 +10,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from ..results import atomic_write_json, safe_name
+from ..results import atomic_write_json, atomic_write_text, safe_name
 from ..suite import Suite, discover_suites, load_suite
 from .plots import plot_suite
 from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
@@ -29,17 +27,6 @@ CSS = {"within": "ok", "outside": "bad", "known deviation": "noted", "not measur
 def _env() -> Environment:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cell(v: dict, col) -> dict[str, Any]:
@@ -128,7 +115,7 @@ def render_suite_html(suite: Suite, records: Iterable[dict], out_dir="reports") 
         stale.unlink()
     ctx = _context(suite, records, [f"{quote(name)}/{quote(p.name)}" for p in pngs])
     page = out_dir / f"{name}.html"
-    _write_text(page, _env().get_template("suite.html.j2").render(**ctx))
+    atomic_write_text(page, _env().get_template("suite.html.j2").render(**ctx))
     atomic_write_json(assets / SUMMARY_FILE, {
         "suite": suite.suite, "title": suite.title, "paper": suite.paper, "table": suite.table,
         "profiles": ctx["profiles"], **ctx["summary"]})
@@ -164,5 +151,5 @@ def render_index(out_dir="reports", suites_dir="suites") -> Path:
             entry["summary"] = {"title": s.title, "paper": s.paper, "table": s.table, **entry["summary"]}
     ordered = sorted(entries.values(), key=lambda e: (str(e["summary"].get("paper", "~")), e["name"]))
     path = out_dir / "index.html"
-    _write_text(path, _env().get_template("index.html.j2").render(entries=ordered, css=CSS))
+    atomic_write_text(path, _env().get_template("index.html.j2").render(entries=ordered, css=CSS))
     return path
