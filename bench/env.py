@@ -30,6 +30,7 @@ def git_state() -> dict:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+@functools.lru_cache(maxsize=1)
 def package_versions() -> dict[str, str | None]:
     out = {}
     for name in _PACKAGES:
@@ -63,7 +64,7 @@ def provenance() -> dict:
     return {
         **git_state(),
         "python": sys.version.split()[0],
-        "packages": package_versions(),
+        "packages": dict(package_versions()),
         **device_info(),
         "host": socket.gethostname(),
         "platform": platform.platform(),

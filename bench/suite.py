@@ -27,7 +27,7 @@ COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms")
 ACCURACY_MEASURES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50",
                      "PCKh@0.5", "PCKh@0.1", "AUC", "PCK@0.2", "mIoU")
 MEASURES = COMPLEXITY_MEASURES + ACCURACY_MEASURES
-UNITS = ("", "K", "M", "G", "%", "ms")
+Unit = Literal["", "K", "M", "G", "%", "ms"]   # multiples of a measure's base unit
 
 
 class SuiteError(ValueError):
@@ -65,7 +65,7 @@ class Tolerance(_Frozen):
 class Column(_Frozen):
     id: str
     label: str = ""
-    unit: Literal["", "K", "M", "G", "%", "ms"] = ""
+    unit: Unit = ""
     measure: str
     protocol: Optional[str] = None          # key into the suite's protocols
     convention: Optional[str] = None        # FLOP counting convention (flops columns)

@@ -42,9 +42,8 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=1)
 def _tool_versions() -> dict:
-    v = package_versions()
+    v = package_versions()   # cached once per process
     return {k: v.get(k) for k in ("torch", "fvcore", "ptflops")}
 
 

@@ -47,10 +47,6 @@ def one_per_input_element(m, inputs, outputs) -> int:
     return inputs[0].numel()
 
 
-def one_per_output_element(m, inputs, outputs) -> int:
-    return outputs[0].numel()
-
-
 def upsample_torchstat(m, inputs, outputs) -> int:
     """torchstat's nn.Upsample count. Its code indexes the already-selected output tensor
     once more (``out[0].shape[1:]``), so it charges N x H_out x W_out: the channels are

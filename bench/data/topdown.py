@@ -372,11 +372,3 @@ class TopDownDataset(Dataset):
             "target_weight": torch.from_numpy(weight.reshape(-1, 1)),
             "meta": meta,
         }
-
-    # ------------------------------------------------------------------ protocols
-    @classmethod
-    def from_protocol(cls, protocol, data_root, split: str | None = None,
-                      train: bool = False, **overrides):
-        """Build from a protocol (dict or ``bench.suite.Protocol``); see subclasses."""
-        raise NotImplementedError(f"{cls.__name__} has no file format; use a dataset "
-                                  "class (COCODataset, MPIIDataset, LSPDataset)")

@@ -14,7 +14,7 @@ from ..results import atomic_write_json, atomic_write_text, safe_name
 from ..suite import Suite, discover_suites, load_suite
 from .plots import plot_suite
 from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
-                     conventions_used, fmt, records_by_row, shown_digits, tolerance_text,
+                     conventions_used, fmt, records_by_row, tolerance_text,
                      verdict_summary)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -30,7 +30,7 @@ def _env() -> Environment:
 
 
 def _cell(v: dict, col) -> dict[str, Any]:
-    d = shown_digits(v)
+    d = v["digits"]
     tip = f"{v['status']}: {v['reason']}" if v["reason"] else v["status"]
     if v["allowed"] is not None:
         tip += f"; allowed {fmt(v['allowed'], d + 1)}"

@@ -172,11 +172,6 @@ def suite_table(suite: Suite, records: Iterable[dict]) -> pd.DataFrame:
 
 # --- formatting shared by the terminal and HTML renderers --------------------------------
 
-def shown_digits(verdict: dict) -> int:
-    """Decimals the paper printed for this cell (see cell_verdicts)."""
-    return verdict["digits"]
-
-
 def fmt(value: Optional[float], digits: int, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""

@@ -15,7 +15,7 @@ from rich.text import Text
 from ..compare import NO_PUBLISHED, NO_TOLERANCE, NOT_MEASURED, NOTED, OUTSIDE, WITHIN
 from ..suite import Suite
 from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
-                     conventions_used, fmt, shown_digits, verdict_summary)
+                     conventions_used, fmt, verdict_summary)
 
 MARKS = {WITHIN: "✓", OUTSIDE: "✗", NOTED: "~", NOT_MEASURED: "–", NO_TOLERANCE: "·",
          NO_PUBLISHED: "·"}
@@ -24,7 +24,7 @@ STYLES = {WITHIN: "green", OUTSIDE: "bold red", NOTED: "yellow", NOT_MEASURED: "
 
 
 def _cell_text(v: dict, col) -> Text:
-    d = shown_digits(v)
+    d = v["digits"]
     pub = fmt(v["published"], d) or "n/a"
     mark = MARKS[v["status"]]
     if v["measured"] is None:
@@ -69,7 +69,7 @@ def _renderables(suite: Suite, records: list[dict]) -> list:
     if failing:
         lines.append(Text("\nFailing cells (outside tolerance):", style="bold red"))
         for v in failing:
-            d = shown_digits(v)
+            d = v["digits"]
             gate = "" if v["gated"] else " (not gated)"
             lines.append(Text(f"  ✗ {v['row']} / {titles[v['column']]}: measured "
                               f"{fmt(v['measured'], d + 1)} vs published {fmt(v['published'], d)} "
