@@ -10,6 +10,10 @@ NOTED = "known deviation"    # outside or not, explained by the row's known_devi
 NOT_MEASURED = "not measured"
 NO_PUBLISHED = "no published value"
 NO_TOLERANCE = "not gated"
+# an accuracy cell measured under the smoke or short profile: shown, never compared with
+# the paper (only full runs are; DESIGN.md, "Profiles")
+NOT_COMPARED = "not compared"
+COMPARED_PROFILES = ("complexity", "full")
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,16 @@ def round_half_up(value: float, digits: int) -> float:
 
 def compare_cell(published: Optional[float], measured: Optional[float], tolerance=None,
                  digits: Optional[int] = None, known_deviation: str = "",
-                 reason: str = "") -> Verdict:
-    """``tolerance`` is a suite Tolerance (abs/rel/side) or None (cell not gated)."""
+                 reason: str = "", profile: Optional[str] = None) -> Verdict:
+    """``tolerance`` is a suite Tolerance (abs/rel/side) or None (cell not gated);
+    ``profile`` the profile of the run that measured an accuracy cell (smoke and short
+    results are shown but never compared)."""
     if measured is None:
         return Verdict(NOT_MEASURED, reason=reason)
+    if profile is not None and profile not in COMPARED_PROFILES:
+        why = ("generated data, a few iterations: proves the pipeline, not the paper"
+               if profile == "smoke" else "a fraction of the schedule: for ranking only")
+        return Verdict(NOT_COMPARED, reason=f"{profile} profile ({why})")
     if published is None:
         return Verdict(NO_PUBLISHED)
     delta = measured - published

@@ -7,7 +7,18 @@ overrides such as ``num_joints``) and fills one cell per column:
   fvcore figure, formula_flops from the model's ``theory_macs``, latency_ms with
   ``--latency``) are computed here, through the on-disk measurement cache;
 * accuracy measures are read from training/evaluation run records
-  (``results/runs/<protocol>/<model_key>.full.json``); without one the cell says why.
+  (``results/runs/<protocol>/<model_key>.<profile>.json``); without one the cell says why.
+
+Profiles: ``complexity`` measures only. ``smoke``, ``short`` and ``full`` first run one
+training job per (row model, protocol of an accuracy column) through ``bench.launch``
+(in-process, torchrun or Slurm), then fill the cells from the jobs' records. A job whose
+record exists with status ok and the same fingerprint (model, protocol, resolved
+settings) is done and not rerun (``--rerun`` forces it); an interrupted one resumes
+from its latest checkpoint in ``--work-dir``. ``smoke`` trains on data generated in the
+official formats (``bench.data.synthetic``) under ``<work-dir>/smoke_data``; ``short`` and
+``full`` need ``--data-root``, and a missing dataset gives one message naming the
+expected path. ``--check --profile smoke`` compares the smoke metrics with the committed
+baseline ``results/baselines/<suite>.smoke.json`` (see ``smoke_gate_failures``).
 
 It knows no architecture: everything model-specific comes from the registry and the
 model's own spec. A failing row is recorded as failed and the others go on; every record
@@ -18,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fnmatch
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,10 +39,17 @@ from . import results as res
 from .complexity.cache import MeasurementCache
 from .complexity.conventions import CANONICAL, get_convention
 from .env import now_iso, provenance
+from .launch import LAUNCHERS, LaunchConfig
 from .suite import Column, Protocol, Row, Suite, SuiteError, load_suite
+from .training.job import TRAIN_PROFILES
 
 REPORTS_DIR = res.RESULTS_DIR.parent / "reports"
-PROFILES = ("complexity",)   # smoke / short / full arrive with the training pipeline
+WORK_DIR = res.RESULTS_DIR.parent / "work_dirs"
+BASELINES_DIR = res.RESULTS_DIR / "baselines"
+PROFILES = ("complexity",) + TRAIN_PROFILES
+SMOKE_DATA_SEED = 0
+# smoke gate: how far a metric may move from the committed baseline before --check fails
+SMOKE_TOLERANCE = {"metric_abs": 0.5, "loss_rel": 0.02}
 _DECIMAL = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "%": 1, "ms": 1}
 
 
@@ -42,6 +61,12 @@ class RunContext:
     cache: MeasurementCache = dataclasses.field(default_factory=MeasurementCache)
     latency: bool = False
     device: str = "cpu"
+    work_dir: Path = WORK_DIR
+    rerun: bool = False
+    launch: LaunchConfig = LaunchConfig()
+    job_options: dict = dataclasses.field(default_factory=dict)   # PoseJob fields
+    # run record path -> why its job did not run (missing dataset, no recipe)
+    skipped: dict = dataclasses.field(default_factory=dict)
 
 
 # --- models ---------------------------------------------------------------------------
@@ -136,27 +161,106 @@ def _flops(convention: str, parts: dict, protocol, models: _RowModels, ctx: RunC
         measure="flops", convention=convention, **parts)
 
 
-def _data_status(protocol: Protocol, data_root: Path | None) -> str:
+def missing_data(protocol: Protocol, data_root: Path | None) -> str | None:
+    """Why the protocol's dataset cannot be used under ``data_root`` (None when it can)."""
     name = protocol.dataset.upper()
     if data_root is None:
         return f"no --data-root given, so no {name} to train or evaluate on"
     missing = [f for f in protocol.data_files if not (Path(data_root) / f).exists()]
     if missing:
-        return f"no {name} under the data root {data_root} (missing {missing[0]})"
-    return f"{name} found under {data_root}, but no full training run has been recorded"
+        return f"no {name} under the data root {data_root}: expected {Path(data_root) / missing[0]}"
+    return None
 
 
 def _accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) -> dict:
     cell = {"unit": col.unit, "convention": None}
-    path = res.run_record_path(protocol.name, row.model.key, "full", ctx.results_dir)
+    profile = ctx.profile if ctx.profile in TRAIN_PROFILES else "full"
+    path = res.run_record_path(protocol.name, row.model.key, profile, ctx.results_dir)
     record = res.read_record(path)
-    if record is not None and record.get("status") == "ok" and col.measure in record.get("metrics", {}):
-        value = float(record["metrics"][col.measure])
-        return {**cell, "status": res.CELL_MEASURED, "value": value, "raw": value,
-                "source": str(path)}
-    why = (f"no full-profile result for {row.model.key} on {protocol.name}; "
-           f"{_data_status(protocol, ctx.data_root)}")
+    if record is not None and record.get("status") == "ok":
+        value = (record.get("metrics") or {}).get(col.measure)
+        if value is not None:
+            return {**cell, "status": res.CELL_MEASURED, "value": float(value),
+                    "raw": float(value), "source": str(path), "profile": profile}
+        why = f"the {profile} run of {row.model.key} on {protocol.name} reports no {col.measure}"
+    elif record is not None:
+        why = f"the {profile} run of {row.model.key} on {protocol.name} failed: {record.get('error')}"
+    elif str(path) in ctx.skipped:
+        why = ctx.skipped[str(path)]
+    else:
+        why = f"no {profile}-profile result for {row.model.key} on {protocol.name}"
+        if profile == "full":
+            why += "; " + (missing_data(protocol, ctx.data_root) or
+                           f"{protocol.dataset.upper()} found under {ctx.data_root}, but no "
+                           "full training run has been recorded (run with --profile full)")
     return {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
+
+
+# --- training jobs ----------------------------------------------------------------------
+
+def accuracy_protocols(suite: Suite, row: Row) -> dict[str, Protocol]:
+    """The protocols the row's accuracy columns need a trained model for."""
+    keys = dict.fromkeys(c.protocol for c in suite.columns.values() if not c.is_complexity)
+    return {k: suite.protocol_for(row, k) for k in keys if k is not None}
+
+
+def smoke_data_root(ctx: RunContext) -> Path:
+    """Small COCO / MPII / LSP-extended datasets in the official formats, written once
+    per work dir (deterministic: the same files for the same seed)."""
+    from .data.synthetic import write_all
+    root = ctx.work_dir / "smoke_data"
+    marker = root / "WRITTEN"
+    if not marker.is_file() or marker.read_text().strip() != str(SMOKE_DATA_SEED):
+        shutil.rmtree(root, ignore_errors=True)
+        write_all(root, seed=SMOKE_DATA_SEED)
+        marker.write_text(str(SMOKE_DATA_SEED))
+    return root
+
+
+def _job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None):
+    from .training.job import PoseJob
+    key = row.model.key
+    return PoseJob(
+        model=row.model.name, overrides=model_overrides(row, protocol), model_key=key,
+        protocol=protocol.model_dump(mode="json"), profile=ctx.profile,
+        data_root=None if data_root is None else str(data_root),
+        work_dir=str(ctx.work_dir / ctx.profile / res.safe_name(protocol.name) / res.safe_name(key)),
+        record_path=str(res.run_record_path(protocol.name, key, ctx.profile, ctx.results_dir)),
+        **ctx.job_options)
+
+
+def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) -> list:
+    """Launch the jobs the rows' accuracy cells need (those not done yet)."""
+    data_root = smoke_data_root(ctx) if ctx.profile == "smoke" else ctx.data_root
+    world = ctx.launch.nproc_per_node * (ctx.launch.nodes if ctx.launch.launcher == "slurm" else 1)
+    todo, seen = [], set()
+    for row in rows:
+        for protocol in accuracy_protocols(suite, row).values():
+            path = str(res.run_record_path(protocol.name, row.model.key, ctx.profile, ctx.results_dir))
+            if path in seen:
+                continue
+            seen.add(path)
+            why = None if ctx.profile == "smoke" else missing_data(protocol, data_root)
+            if why is None and not protocol.trainable:
+                why = f"protocol {protocol.name} has no training recipe (optimizer, schedule, batch)"
+            if why:
+                ctx.skipped[path] = why
+                continue
+            job = _job(row, protocol, ctx, data_root)
+            record = res.read_record(Path(path))
+            if (record and record.get("status") == "ok" and not ctx.rerun
+                    and record.get("fingerprint") == job.fingerprint(world)):
+                log(f"done already: {row.model.key} on {protocol.name} ({ctx.profile}); "
+                    f"--rerun to run it again")
+                continue
+            if ctx.rerun:
+                shutil.rmtree(job.work_dir, ignore_errors=True)
+            todo.append(job)
+    if todo:
+        from .launch import run_jobs
+        log(f"{suite.suite}: {len(todo)} {ctx.profile} job(s) via {ctx.launch.launcher}")
+        run_jobs(todo, ctx.launch)
+    return todo
 
 
 def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
@@ -178,6 +282,18 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
                           "reason": f"{type(err).__name__}: {err}"}
     spec = models.spec(None)
     failed = [cid for cid, c in cells.items() if c["status"] == res.CELL_ERROR]
+    runs = {}
+    if ctx.profile in TRAIN_PROFILES:
+        for key, protocol in accuracy_protocols(suite, row).items():
+            path = res.run_record_path(protocol.name, row.model.key, ctx.profile, ctx.results_dir)
+            rec = res.read_record(path)
+            runs[key] = {"record": str(path), "status": rec.get("status") if rec else "not run",
+                         "error": (rec or {}).get("error") or ctx.skipped.get(str(path)),
+                         "fingerprint": (rec or {}).get("fingerprint"),
+                         "settings": (rec or {}).get("settings"),
+                         "training": _log_summary((rec or {}).get("training")),
+                         "metrics": (rec or {}).get("metrics"),
+                         "target_metrics": (rec or {}).get("target_metrics")}
     return {
         "suite": suite.suite, "suite_file": suite.path, "table": suite.table,
         "row": row.name, "row_key": row.key, "profile": ctx.profile,
@@ -185,13 +301,21 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
                   "summary": spec.summary() if hasattr(spec, "summary") else "",
                   "spec": dataclasses.asdict(spec)},
         "protocols": {k: suite.protocol_for(row, k).model_dump(mode="json") for k in suite.protocols},
-        "cells": cells, "details": details,
+        "cells": cells, "details": details, "runs": runs,
         "provenance": provenance(),
         "status": "failed" if failed else "ok",
         "error": f"cells failed: {', '.join(failed)}" if failed else None,
         "started_at": started, "finished_at": now_iso(),
         "wall_time_s": round(time.perf_counter() - t0, 3),
     }
+
+
+def _log_summary(training: dict | None) -> dict | None:
+    if not training:
+        return None
+    keys = ("epochs", "iterations", "first_loss", "final_loss", "train_wall_time_s",
+            "images_per_s", "resumed_from", "checkpoint", "log")
+    return {k: training.get(k) for k in keys}
 
 
 # --- suites ---------------------------------------------------------------------------
@@ -207,20 +331,26 @@ class SuiteRun:
 def run_suite(suite: Suite | str | Path, profile: str = "complexity",
               results_dir: Path = res.RESULTS_DIR, data_root: Path | None = None,
               cache: MeasurementCache | None = None, rows: str | None = None,
-              latency: bool = False, progress=None) -> SuiteRun:
-    """Measure every row (or those whose name matches the glob ``rows``), write records."""
+              latency: bool = False, progress=None, work_dir: Path = WORK_DIR,
+              rerun: bool = False, launch: LaunchConfig | None = None,
+              job_options: dict | None = None, log=print) -> SuiteRun:
+    """Measure every row (or those whose name matches the glob ``rows``), write records.
+    Training profiles first run the jobs the accuracy cells need (``run_training``)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; available: {', '.join(PROFILES)}")
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
     ctx = RunContext(profile=profile, results_dir=Path(results_dir),
                      data_root=Path(data_root) if data_root else None,
-                     cache=cache or MeasurementCache(), latency=latency)
+                     cache=cache or MeasurementCache(), latency=latency,
+                     work_dir=Path(work_dir), rerun=rerun, launch=launch or LaunchConfig(),
+                     job_options=dict(job_options or {}))
     t0 = time.perf_counter()
+    selected = [row for row in suite.rows if not rows or fnmatch.fnmatch(row.name, rows)]
+    if profile in TRAIN_PROFILES:
+        run_training(suite, selected, ctx, log)
     records, paths = [], []
-    for row in suite.rows:
-        if rows and not fnmatch.fnmatch(row.name, rows):
-            continue
+    for row in selected:
         record = measure_row(suite, row, ctx)
         path = res.row_record_path(suite.suite, row.key, profile, ctx.results_dir)
         res.write_record(path, record)
@@ -234,16 +364,22 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run_suite.py",
-        description="Run paper-table suites: measure every row, store result records, "
-                    "render reports, and optionally gate on tolerances (--check).")
+        description="Run paper-table suites: measure (and train) every row, store result "
+                    "records, render reports, and optionally gate on tolerances (--check).")
     p.add_argument("suites", nargs="+", type=Path, help="suite YAML files (suites/*.yaml)")
     p.add_argument("--profile", default="complexity", choices=PROFILES,
-                   help="how far a run goes (default: complexity)")
+                   help="how far a run goes: complexity (measures only), smoke (a few "
+                        "iterations on generated data), short (a fraction of the schedule), "
+                        "full (the paper's schedule); default: complexity")
     p.add_argument("--check", action="store_true",
-                   help="exit non-zero when a gated cell is outside its tolerance")
-    p.add_argument("--data-root", type=Path, default=None, help="folder holding coco/, mpii/ ...")
+                   help="exit non-zero when a gated cell is outside its tolerance (complexity "
+                        "cells; with --profile smoke the committed smoke baseline; with "
+                        "--profile full also the published accuracy)")
+    p.add_argument("--data-root", type=Path, default=None, help="folder holding coco/, mpii/, lspet/")
     p.add_argument("--results-dir", type=Path, default=res.RESULTS_DIR)
     p.add_argument("--reports-dir", type=Path, default=REPORTS_DIR)
+    p.add_argument("--work-dir", type=Path, default=WORK_DIR,
+                   help="checkpoints, training logs and smoke data (default: work_dirs/)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="measurement cache (default: $HRBENCH_CACHE_DIR or ~/.cache/hrbench)")
     p.add_argument("--no-cache", action="store_true", help="measure everything again")
@@ -251,50 +387,191 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", action="store_true", help="also time latency_ms columns")
     p.add_argument("--no-report", action="store_true", help="do not write HTML reports")
     p.add_argument("-q", "--quiet", action="store_true", help="no table in the terminal")
+    t = p.add_argument_group("training (profiles smoke, short, full)")
+    t.add_argument("--rerun", action="store_true", help="run jobs again even when done")
+    t.add_argument("--launcher", default="local", choices=LAUNCHERS,
+                   help="local (this process), torchrun (DDP on this node), slurm (submitit)")
+    t.add_argument("--gpus", type=int, default=1, help="GPUs per node for torchrun / slurm")
+    t.add_argument("--nodes", type=int, default=1, help="nodes per job (slurm)")
+    t.add_argument("--slurm-partition", default=None)
+    t.add_argument("--slurm-account", default=None)
+    t.add_argument("--slurm-time", type=int, default=72 * 60, help="minutes per job")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="images per GPU (default: the protocol's; the learning rate is "
+                        "scaled linearly when the total batch differs, and recorded)")
+    t.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"), help="mixed precision")
+    t.add_argument("--channels-last", action="store_true")
+    t.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    t.add_argument("--workers", type=int, default=None, help="data loader workers per process")
+    t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    t.add_argument("--progress", action="store_true", help="progress bars")
+    t.add_argument("--baseline", type=Path, default=None,
+                   help="smoke baseline file (default: <results-dir>/baselines/<suite>.smoke.json)")
+    t.add_argument("--update-baseline", action="store_true",
+                   help="write this smoke run's metrics as the suite's smoke baseline")
     return p
 
 
 def gate_failures(suite: Suite, records: Sequence[dict]) -> list[dict]:
-    """Gated complexity cells that are not within tolerance: outside it, or not measured
-    (a measurement that broke must fail the gate, not pass it silently). Accuracy cells
-    are gated by the full profile only."""
+    """Gated cells that are not within tolerance: outside it, or not measured (a
+    measurement that broke must fail the gate, not pass it silently). Complexity cells
+    always; accuracy cells only when the records come from the full profile."""
     from .compare import WITHIN
     from .report import cell_verdicts
+    full = any(r.get("profile") == "full" for r in records)
+    ran = {r.get("row_key") for r in records}      # --rows: gate the rows that ran
     return [v for v in cell_verdicts(suite, records)
-            if v["gated"] and suite.columns[v["column"]].is_complexity and v["status"] != WITHIN]
+            if v["gated"] and v["row_key"] in ran
+            and (suite.columns[v["column"]].is_complexity or full) and v["status"] != WITHIN]
+
+
+# --- the smoke baseline ---------------------------------------------------------------
+
+def baseline_path(suite: Suite, results_dir: Path = res.RESULTS_DIR) -> Path:
+    return Path(results_dir) / "baselines" / f"{res.safe_name(suite.suite)}.smoke.json"
+
+
+def smoke_metrics(suite: Suite, records: Sequence[dict]) -> dict[str, dict[str, dict]]:
+    """row key -> protocol key -> {accuracy measures of that protocol's columns, the
+    same measures scored by the decoded target heatmaps (``target.<measure>``, the
+    evaluation half of the pipeline), first_loss, final_loss} from smoke row records."""
+    out: dict[str, dict[str, dict]] = {}
+    for rec in records:
+        if rec.get("profile") != "smoke":
+            continue
+        for key, run in (rec.get("runs") or {}).items():
+            measures = [c.measure for c in suite.columns.values()
+                        if not c.is_complexity and c.protocol == key]
+            metrics = run.get("metrics") or {}
+            values = {m: metrics.get(m) for m in measures}
+            targets = run.get("target_metrics") or {}
+            values.update({f"target.{m}": targets.get(m) for m in measures})
+            training = run.get("training") or {}
+            values["first_loss"] = training.get("first_loss")
+            values["final_loss"] = training.get("final_loss")
+            out.setdefault(rec["row_key"], {})[key] = values
+    return out
+
+
+def write_smoke_baseline(suite: Suite, records: Sequence[dict], path: Path) -> Path:
+    """Write (or update: rows not in ``records`` are kept) the suite's smoke baseline."""
+    import json
+    rows = {}
+    if Path(path).is_file():
+        try:
+            rows = json.loads(Path(path).read_text()).get("rows") or {}
+        except ValueError:
+            rows = {}
+    rows.update(smoke_metrics(suite, records))
+    rows = {row.key: rows[row.key] for row in suite.rows if row.key in rows}
+    res.atomic_write_json(path, {
+        "suite": suite.suite, "profile": "smoke",
+        "about": "metrics of the smoke profile (generated data, fixed seeds, CPU); "
+                 "run_suite.py --check --profile smoke fails when a metric moves beyond "
+                 "the tolerance. Regenerate with --profile smoke --update-baseline after "
+                 "an intended change, and say why in the commit.",
+        "tolerance": SMOKE_TOLERANCE,
+        "rows": rows,
+        "provenance": provenance(),
+    })
+    return Path(path)
+
+
+def smoke_gate_failures(suite: Suite, records: Sequence[dict], path: Path) -> list[str]:
+    """Messages for every smoke metric that left the baseline's tolerance (or is missing)."""
+    import json
+    path = Path(path)
+    if not path.is_file():
+        return [f"CHECK FAILED {suite.suite}: no smoke baseline at {path}; create it with "
+                f"--profile smoke --update-baseline"]
+    try:
+        base = json.loads(path.read_text())
+        tol = {**SMOKE_TOLERANCE, **(base.get("tolerance") or {})}
+        expected_rows = base["rows"]
+    except (ValueError, KeyError, TypeError) as err:
+        return [f"CHECK FAILED {suite.suite}: unreadable smoke baseline {path}: {err}"]
+    current = smoke_metrics(suite, records)
+    failures = []
+    for row_key, protocols in current.items():
+        if row_key not in expected_rows:
+            failures.append(f"CHECK FAILED {suite.suite}: row {row_key!r} has no entry in {path}")
+            continue
+        for key, values in protocols.items():
+            expected = expected_rows[row_key].get(key, {})
+            for name in sorted(set(values) | set(expected)):
+                got, want = values.get(name), expected.get(name)
+                if got is None and want is None:
+                    continue
+                if got is None or want is None:
+                    failures.append(f"CHECK FAILED {suite.suite}: row {row_key!r}, {key}.{name}: "
+                                    f"baseline {want}, measured {got}")
+                    continue
+                allowed = tol["loss_rel"] * abs(want) if name.endswith("loss") else tol["metric_abs"]
+                if abs(got - want) > allowed + 1e-12:
+                    failures.append(
+                        f"CHECK FAILED {suite.suite}: row {row_key!r}, {key}.{name}: baseline "
+                        f"{want:.6g}, measured {got:.6g}, allowed ±{allowed:.3g} ({path})")
+    return failures
+
+
+def _all_profile_records(suite: Suite, results_dir: Path) -> list[dict]:
+    """Every profile's records of the suite, for the report (a cell shows the
+    furthest-going profile that measured it)."""
+    return [r for profile in PROFILES for r in res.suite_records(suite.suite, profile, results_dir)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         suites = [load_suite(path) for path in args.suites]
-    except SuiteError as err:
+        launch = LaunchConfig(args.launcher, args.gpus, args.nodes, args.slurm_partition,
+                              args.slurm_account, args.slurm_time,
+                              slurm_folder=str(args.work_dir / "slurm"))
+    except (SuiteError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.update_baseline and args.profile != "smoke":
+        print("error: --update-baseline needs --profile smoke", file=sys.stderr)
+        return 2
+    job_options = {k: v for k, v in {
+        "batch_size": args.batch_size, "amp": args.amp, "channels_last": args.channels_last,
+        "device": args.device, "num_workers": args.workers, "epochs": args.epochs,
+        "progress": args.progress}.items() if v not in (None, False, "off")}
     cache = MeasurementCache(args.cache_dir, enabled=not args.no_cache)
     exit_code = 0
     for suite in suites:
         hits, misses = cache.hits, cache.misses
+        # the smoke gate measures the code at hand: its jobs always run again
+        rerun = args.rerun or (args.check and args.profile == "smoke")
         run = run_suite(suite, args.profile, args.results_dir, args.data_root, cache,
-                        args.rows, args.latency)
+                        args.rows, args.latency, work_dir=args.work_dir, rerun=rerun,
+                        launch=launch, job_options=job_options)
         from . import report
+        shown = _all_profile_records(suite, args.results_dir)
         if not args.quiet:
-            print(report.render_terminal(suite, run.records))
+            print(report.render_terminal(suite, shown))
         if not args.no_report:
-            html = report.render_suite_html(suite, run.records, args.reports_dir)
+            html = report.render_suite_html(suite, shown, args.reports_dir)
             report.render_index(args.reports_dir)
             print(f"report: {html}")
         print(f"{suite.suite}: {len(run.records)} rows in {run.wall_time_s:.1f}s "
               f"(cache: {cache.hits - hits} hits, {cache.misses - misses} misses); records in "
               f"{args.results_dir / suite.suite}")
+        baseline = args.baseline or baseline_path(suite, args.results_dir)
+        if args.update_baseline:
+            print(f"smoke baseline: {write_smoke_baseline(suite, run.records, baseline)}")
         if args.check:
-            failures = gate_failures(suite, run.records)
-            for f in failures:
-                print(_failure_line(suite, f), file=sys.stderr)
+            failures = [_failure_line(suite, f) for f in gate_failures(suite, run.records)]
+            if args.profile == "smoke":
+                failures += smoke_gate_failures(suite, run.records, baseline)
+            for line in failures:
+                print(line, file=sys.stderr)
             if failures:
                 exit_code = 1
             else:
-                print(f"check passed: {suite.suite}, every gated complexity cell within tolerance")
+                what = {"smoke": "complexity cells and smoke metrics",
+                        "full": "complexity and accuracy cells"}.get(args.profile, "complexity cells")
+                print(f"check passed: {suite.suite}, every gated {what} within tolerance")
     return exit_code
 
 

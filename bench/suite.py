@@ -24,8 +24,10 @@ PROTOCOLS_DIR = SUITES_DIR / "protocols"
 
 COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms")
 # accuracy measures a protocol's evaluator reports (COCO keypoints, MPII PCKh, LSP PCK)
+# (MeanPose-PCK@0.2: the training set's mean pose scored on the same split, the
+# reference a trained model must beat; bench.evaluation.baselines)
 ACCURACY_MEASURES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50",
-                     "PCKh@0.5", "PCKh@0.1", "AUC", "PCK@0.2", "mIoU")
+                     "PCKh@0.5", "PCKh@0.1", "AUC", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU")
 MEASURES = COMPLEXITY_MEASURES + ACCURACY_MEASURES
 Unit = Literal["", "K", "M", "G", "%", "ms"]   # multiples of a measure's base unit
 
@@ -131,10 +133,92 @@ class Row(_Frozen):
         return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
 
 
+class HalfBody(_Frozen):
+    prob: float = Field(ge=0, le=1)
+    num_joints: int = Field(8, ge=1)       # more visible joints than this are needed
+
+
+class Augmentation(_Frozen):
+    """Training augmentation; an entry left out is switched off (no silent default)."""
+    flip_prob: float = Field(0.0, ge=0, le=1)
+    half_body: Optional[HalfBody] = None
+    rotation: float = Field(0.0, ge=0, le=180)        # degrees, N(0, r) clipped to 2r
+    rotation_prob: float = Field(0.6, ge=0, le=1)
+    scale: float = Field(0.0, ge=0, lt=1)             # zoom N(1, s) clipped to 1 +- s
+
+
+class Optimizer(_Frozen):
+    type: Literal["adam", "adamw", "sgd"]
+    lr: float = Field(gt=0)
+    # applied as L2 (adam, sgd) or decoupled (adamw); 0 means none
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)          # sgd only
+    nesterov: bool = False                             # sgd only
+    betas: tuple[float, float] = (0.9, 0.999)          # adam / adamw
+
+
+class Warmup(_Frozen):
+    type: Literal["linear", "constant"] = "linear"
+    iters: int = Field(ge=0)
+    ratio: float = Field(0.001, gt=0, le=1)           # the rate starts at lr x ratio
+
+
+class Schedule(_Frozen):
+    epochs: int = Field(gt=0)
+    policy: Literal["step", "poly"] = "step"
+    milestones: tuple[int, ...] = ()                   # step: epochs where lr *= gamma
+    gamma: float = Field(0.1, gt=0, le=1)
+    power: float = Field(0.9, gt=0)                    # poly: lr (1 - it/total)^power
+    min_lr: float = Field(0.0, ge=0)
+    warmup: Optional[Warmup] = None
+
+    @model_validator(mode="after")
+    def _milestones_in_range(self):
+        ms = list(self.milestones)
+        if ms != sorted(set(ms)):
+            raise ValueError(f"milestones must be strictly increasing, got {ms}")
+        if ms and (ms[0] <= 0 or ms[-1] >= self.epochs):
+            raise ValueError(f"milestones must lie in 1..{self.epochs - 1}, got {ms}")
+        return self
+
+
+class Batch(_Frozen):
+    """The paper's batch: ``per_gpu`` images on each of ``gpus`` devices. A run with a
+    different total batch scales the learning rate linearly and records it."""
+    per_gpu: int = Field(gt=0)
+    gpus: int = Field(1, gt=0)
+
+    @property
+    def total(self) -> int:
+        return self.per_gpu * self.gpus
+
+
+class Evaluation(_Frozen):
+    boxes: Literal["detector", "ground_truth"] = "ground_truth"
+    detection_file: Optional[str] = None               # relative to --data-root
+    box_score_threshold: float = Field(0.0, ge=0)
+    flip_test: bool = True
+    shift_heatmap: bool = True                         # flipped heatmaps moved 1 px right
+    post_process: Optional[Literal["default", "gaussian", "dark"]] = "default"
+    modulate_kernel: int = Field(11, ge=1)             # gaussian / dark
+    oks_nms_threshold: float = Field(0.9, gt=0, le=1)  # COCO
+    keypoint_score_threshold: float = Field(0.2, ge=0, le=1)   # COCO rescoring
+    pck_threshold: float = Field(0.2, gt=0)           # LSP PCK, fraction of the torso
+    batch_size: int = Field(32, gt=0)
+
+    @model_validator(mode="after")
+    def _detector_needs_file(self):
+        if self.boxes == "detector" and not self.detection_file:
+            raise ValueError("boxes: detector needs a detection_file")
+        if self.modulate_kernel % 2 == 0:
+            raise ValueError(f"modulate_kernel must be odd, got {self.modulate_kernel}")
+        return self
+
+
 class Protocol(_Frozen):
-    """What a run needs: dataset, sizes, evaluation and training recipe. Issue-2 code
-    reads the shapes; the training pipeline reads the rest."""
-    model_config = ConfigDict(extra="allow", frozen=True)
+    """What a run needs: dataset and splits, sizes, targets, augmentation, the training
+    recipe (optimiser, schedule, the paper's batch and GPU count) and how to evaluate.
+    The complexity profile reads only the shapes; training reads the rest."""
     name: str
     dataset: str
     input_size: tuple[int, int]          # (H, W)
@@ -144,10 +228,25 @@ class Protocol(_Frozen):
     in_channels: int = 3
     data_files: tuple[str, ...] = ()     # relative to --data-root; all needed to evaluate
     model_overrides: dict[str, Any] = Field(default_factory=dict)
+    train_split: Optional[str] = None
+    val_split: Optional[str] = None
+    sigma: Optional[float] = Field(None, gt=0)        # Gaussian target, heatmap pixels
+    unbiased_encoding: bool = False                    # DARK targets
+    use_target_weight: bool = True
+    augmentation: Augmentation = Field(default_factory=Augmentation)
+    optimizer: Optional[Optimizer] = None
+    schedule: Optional[Schedule] = None
+    batch: Optional[Batch] = None
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    seed: int = 0
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.in_channels, *self.input_size)
+
+    @property
+    def trainable(self) -> bool:
+        return None not in (self.optimizer, self.schedule, self.batch)
 
     def task_overrides(self) -> dict[str, Any]:
         out = dict(self.model_overrides)

@@ -13,8 +13,10 @@ lazily, when a metric is computed); never torch, so reports and tests stay light
 from .coco import (COCO_SIGMAS, CocoKeypointEvaluator, coco_keypoint_ap, oks_iou, oks_nms,
                    rescore_and_nms)
 from .lsp import LspPCKEvaluator, lsp_pck
+from .baselines import mean_pose, mean_pose_predictions
 from .mpii import MpiiPCKhEvaluator, load_gt_valid, mpii_pckh, pckh_curve
 
 __all__ = ["COCO_SIGMAS", "oks_iou", "oks_nms", "rescore_and_nms", "coco_keypoint_ap",
            "CocoKeypointEvaluator", "load_gt_valid", "pckh_curve", "mpii_pckh",
-           "MpiiPCKhEvaluator", "lsp_pck", "LspPCKEvaluator"]
+           "MpiiPCKhEvaluator", "lsp_pck", "LspPCKEvaluator", "mean_pose",
+           "mean_pose_predictions"]

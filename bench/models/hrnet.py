@@ -22,7 +22,7 @@ from torch import nn
 
 from ..registry import register_model
 from .layers import (BLOCKS, BN_MOMENTUM, apply_transition, fuse_branches, full_conv3x3_bn,
-                     make_fuse_layers, make_res_layer, make_transition)
+                     init_pose_weights, make_fuse_layers, make_res_layer, make_transition)
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class PoseHighResolutionNet(nn.Module):
             channels_last = channels
         self.final_layer = nn.Conv2d(spec.widths[0], spec.num_joints, spec.final_conv_kernel,
                                      padding=spec.final_conv_kernel // 2)
+        init_pose_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -259,3 +259,20 @@ def fuse_branches(branches: list[torch.Tensor], fuse_layers: nn.ModuleList, relu
             out.append(relu(y))
         return out
     raise ValueError(f"unknown fusion mode {mode!r}; expected one of {FUSION_MODES}")
+
+
+def init_pose_weights(module: nn.Module, std: float = 0.001) -> nn.Module:
+    """The initialisation of the official pose code (HRNet ``init_weights``, mmpose's
+    ``normal_init(std=0.001)`` in Lite-HRNet's backbone and head): every (transposed)
+    convolution ~ N(0, std^2) with zero bias, every norm layer weight 1 and bias 0.
+    With PyTorch's default init instead, the initial heatmaps are large and the first
+    iterations of the paper's recipe spend themselves on shrinking them."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.SyncBatchNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module

@@ -31,7 +31,7 @@ from ..registry import register_model
 from .heads import HeatmapHead
 from .layers import (FUSION_MODES, ConvNormAct, DepthwiseSeparableConv, apply_transition,
                      channel_shuffle, fuse_branches, make_fuse_layers, make_transition,
-                     separable_conv3x3_bn)
+                     init_pose_weights, separable_conv3x3_bn)
 
 WEIGHTINGS = ("both", "spatial", "cross_resolution")
 
@@ -279,6 +279,7 @@ class LiteHRNetTopDown(nn.Module):
         super().__init__()
         self.backbone = LiteHRNet(spec)
         self.keypoint_head = HeatmapHead(self.backbone.out_channels, spec.num_joints)
+        init_pose_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.keypoint_head(self.backbone(x))

@@ -9,14 +9,16 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 
 from ..complexity.conventions import CONVENTIONS
-from ..compare import (NO_PUBLISHED, NO_TOLERANCE, NOT_MEASURED, NOTED, OUTSIDE, WITHIN,
+from ..compare import (NO_PUBLISHED, NO_TOLERANCE, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN,
                        compare_cell, decimals_of)
 from ..results import CELL_ERROR, CELL_MEASURED
 from ..suite import Column, Suite
 
 NO_RECORD = "no result record for this row (run the suite)"
 FIELDS = ("published", "measured", "delta", "verdict")
-STATUSES = (WITHIN, OUTSIDE, NOTED, NOT_MEASURED, NO_TOLERANCE, NO_PUBLISHED)
+STATUSES = (WITHIN, OUTSIDE, NOTED, NOT_COMPARED, NOT_MEASURED, NO_TOLERANCE, NO_PUBLISHED)
+# which record a cell is read from when several profiles measured it
+PROFILE_PRIORITY = ("full", "short", "smoke", "complexity")
 
 
 def records_by_row(suite: Suite, records: Iterable[dict]) -> dict[str, list[dict]]:
@@ -42,10 +44,16 @@ def cell_value(cell: Optional[dict]) -> Optional[float]:
     return float(value)
 
 
+def _profile_rank(rec: dict) -> int:
+    p = rec.get("profile")
+    return PROFILE_PRIORITY.index(p) if p in PROFILE_PRIORITY else len(PROFILE_PRIORITY)
+
+
 def _best_cell(recs: list[dict], cid: str) -> tuple[Optional[dict], Optional[dict]]:
-    """(cell, record) for one column: a measured cell wins over any other."""
+    """(cell, record) for one column: a measured cell wins over any other, and among
+    measured ones the furthest-going profile (full, short, smoke, complexity)."""
     fallback = None
-    for rec in recs:
+    for rec in sorted(recs, key=_profile_rank):
         cell = (rec.get("cells") or {}).get(cid)
         if cell is None:
             continue
@@ -84,8 +92,10 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
             if digits is None:
                 digits = decimals_of(published) if published is not None else 2
             deviation = row.known_deviations.get(cid, "")
+            profile = (cell or {}).get("profile") if not col.is_complexity else None
             v = compare_cell(published, measured, col.tolerance if col.gate else None, digits,
-                             deviation, "" if measured is not None else _reason(cell, rec))
+                             deviation, "" if measured is not None else _reason(cell, rec),
+                             profile=profile)
             out.append({
                 "row": row.name, "row_key": row.key, "column": cid, "title": col.title,
                 "unit": col.unit, "is_complexity": col.is_complexity,
@@ -96,7 +106,7 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
                 "gated": bool(col.gate and col.tolerance is not None and published is not None
                               and not deviation),
                 "canonical": (cell or {}).get("canonical"),
-                "profile": rec.get("profile") if rec else None,
+                "profile": (cell or {}).get("profile") or (rec.get("profile") if rec else None),
             })
     return out
 

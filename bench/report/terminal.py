@@ -12,15 +12,15 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..compare import NO_PUBLISHED, NO_TOLERANCE, NOT_MEASURED, NOTED, OUTSIDE, WITHIN
+from ..compare import NO_PUBLISHED, NO_TOLERANCE, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN
 from ..suite import Suite
 from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
                      conventions_used, fmt, verdict_summary)
 
 MARKS = {WITHIN: "✓", OUTSIDE: "✗", NOTED: "~", NOT_MEASURED: "–", NO_TOLERANCE: "·",
-         NO_PUBLISHED: "·"}
+         NO_PUBLISHED: "·", NOT_COMPARED: "s"}
 STYLES = {WITHIN: "green", OUTSIDE: "bold red", NOTED: "yellow", NOT_MEASURED: "dim",
-          NO_TOLERANCE: "", NO_PUBLISHED: ""}
+          NO_TOLERANCE: "", NO_PUBLISHED: "", NOT_COMPARED: "cyan"}
 
 
 def _cell_text(v: dict, col) -> Text:
@@ -29,7 +29,10 @@ def _cell_text(v: dict, col) -> Text:
     mark = MARKS[v["status"]]
     if v["measured"] is None:
         return Text(f"{pub} / –\n{mark} not measured", style=STYLES[v["status"]])
-    second = f"{mark} Δ {fmt(v['delta'], d + 1, signed=True)}" if v["delta"] is not None else mark
+    if v["status"] == NOT_COMPARED:
+        second = f"{mark} {v.get('profile') or 'smoke'}, not compared"
+    else:
+        second = f"{mark} Δ {fmt(v['delta'], d + 1, signed=True)}" if v["delta"] is not None else mark
     return Text(f"{pub} / {fmt(v['measured'], d + 1)}\n{second}", style=STYLES[v["status"]])
 
 

@@ -31,3 +31,40 @@ def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int) -> flo
     if batch_size <= 0 or reference_batch_size <= 0:
         raise ValueError("batch sizes must be positive")
     return base_lr * batch_size / reference_batch_size
+
+
+@dataclass(frozen=True)
+class PolyWarmupSchedule:
+    """Polynomial decay over all iterations (the Cityscapes recipes: lr (1 - t/T)^power),
+    with the same linear warm-up as ``StepWarmupSchedule``."""
+    base_lr: float
+    total_iters: int
+    power: float = 0.9
+    min_lr: float = 0.0
+    warmup_iters: int = 0
+    warmup_ratio: float = 0.001
+
+    def lr(self, epoch: int, iteration: int) -> float:
+        progress = min(iteration, self.total_iters) / max(self.total_iters, 1)
+        regular = (self.base_lr - self.min_lr) * (1 - progress) ** self.power + self.min_lr
+        if iteration < self.warmup_iters:
+            k = (1 - iteration / self.warmup_iters) * (1 - self.warmup_ratio)
+            return regular * (1 - k)
+        return regular
+
+
+def build_schedule(schedule, base_lr: float, iters_per_epoch: int):
+    """A protocol's ``schedule`` (mapping or ``bench.suite.Schedule``) -> an object with
+    ``lr(epoch, global_iteration)``. ``base_lr`` is the rate after batch scaling."""
+    s = schedule.model_dump() if hasattr(schedule, "model_dump") else dict(schedule)
+    warm = s.get("warmup") or {}
+    if warm and warm.get("type", "linear") != "linear":
+        raise ValueError(f"warm-up type {warm.get('type')!r} is not implemented (linear only)")
+    warmup = {"warmup_iters": int(warm.get("iters", 0)),
+              "warmup_ratio": float(warm.get("ratio", 0.001))} if warm else {}
+    if s.get("policy", "step") == "poly":
+        return PolyWarmupSchedule(base_lr, int(s["epochs"]) * iters_per_epoch,
+                                  float(s.get("power", 0.9)), float(s.get("min_lr", 0.0)),
+                                  **warmup)
+    return StepWarmupSchedule(base_lr, tuple(s.get("milestones", ())),
+                              float(s.get("gamma", 0.1)), **warmup)

@@ -1,0 +1,270 @@
+"""One training/evaluation job: (registered model, protocol, profile) -> run record.
+
+A ``PoseJob`` is plain data (picklable, JSON-serialisable), so the same object runs
+in-process, under torchrun on every rank (``python -m bench.launch JOB.json``) or on a
+Slurm cluster through submitit; on preemption submitit calls ``checkpoint`` and the
+requeued job resumes from the latest checkpoint in its work dir.
+
+Profiles say how far a job goes (DESIGN.md): ``smoke`` trains a few iterations on the
+CPU (the runner points it at generated data), ``short`` runs a fraction of the paper's
+schedule (epochs and milestones scaled), ``full`` the paper's schedule.
+
+Batch and learning rate: the protocol states the paper's batch per GPU and GPU count;
+a run whose total batch (per-process batch x world size) differs scales the learning
+rate linearly (``scaled_lr``) and the record says so (``settings.lr_scaled``).
+
+The run record (``results/runs/<protocol>/<model_key>.<profile>.json``) holds the
+metrics under the suite's measure names, the resolved protocol and settings, the
+training log's summary, the checkpoint, the job fingerprint and provenance.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
+    # a few iterations on generated data: proves the path, never compared with papers
+    "smoke": {"epochs": 2, "max_iters_per_epoch": 3, "batch_size": 4, "device": "cpu",
+              "num_workers": 0, "eval_batch_size": 8, "log_interval": 1},
+    # a fraction of the paper's schedule (epochs and milestones scaled), for ranking
+    "short": {"epoch_fraction": 0.1},
+    "full": {},
+}
+TRAIN_PROFILES = tuple(PROFILE_SETTINGS)
+DATASETS = {"coco": ("bench.data.coco", "COCODataset"),
+            "mpii": ("bench.data.mpii", "MPIIDataset"),
+            "lsp": ("bench.data.lsp", "LSPDataset")}
+
+
+def build_dataset(protocol: dict, data_root, train: bool, **overrides):
+    """The protocol's dataset (``protocol['dataset']``) under ``data_root``."""
+    import importlib
+    name = protocol["dataset"]
+    if name not in DATASETS:
+        raise ValueError(f"no dataset loader for {name!r}; known: {', '.join(DATASETS)}")
+    module, cls = DATASETS[name]
+    return getattr(importlib.import_module(module), cls).from_protocol(
+        protocol, data_root, train=train, **overrides)
+
+
+def _scaled_schedule(schedule: dict, epochs: int) -> dict:
+    """The schedule shrunk to ``epochs``: milestones scaled by the same factor."""
+    full = int(schedule["epochs"])
+    out = dict(schedule, epochs=epochs)
+    if epochs != full:
+        ms = sorted({max(1, round(m * epochs / full)) for m in schedule.get("milestones", ())})
+        out["milestones"] = [m for m in ms if m < epochs]
+    return out
+
+
+@dataclasses.dataclass
+class PoseJob:
+    model: str
+    protocol: dict                         # bench.suite.Protocol.model_dump(mode="json")
+    work_dir: str
+    profile: str = "full"
+    overrides: dict = dataclasses.field(default_factory=dict)
+    model_key: str = ""
+    data_root: Optional[str] = None
+    record_path: Optional[str] = None
+    batch_size: Optional[int] = None        # per process; default: the protocol's per_gpu
+    epochs: Optional[int] = None
+    max_iters_per_epoch: Optional[int] = None
+    amp: str = "off"
+    channels_last: bool = False
+    device: Optional[str] = None
+    num_workers: Optional[int] = None
+    seed: Optional[int] = None
+    eval_only: bool = False
+    checkpoint: Optional[str] = None        # weights to evaluate (official ones included)
+    progress: bool = False
+    stop_at_iter: Optional[int] = None      # simulate an interruption (tests)
+
+    # ------------------------------------------------------------ settings
+    def __post_init__(self):
+        if self.profile not in PROFILE_SETTINGS:
+            raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILE_SETTINGS)}")
+        self.model_key = self.model_key or self.model
+
+    def _profile(self, key: str, default=None):
+        return PROFILE_SETTINGS[self.profile].get(key, default)
+
+    def resolved(self, world_size: int = 1) -> dict[str, Any]:
+        """Every setting that shapes the result, after profile and scaling rules."""
+        p = self.protocol
+        if not all(p.get(k) for k in ("optimizer", "schedule", "batch")) and not self.eval_only:
+            raise ValueError(f"protocol {p.get('name')!r} has no training recipe "
+                             "(optimizer, schedule and batch are needed)")
+        batch_ref = p.get("batch") or {"per_gpu": 32, "gpus": 1}
+        per_process = int(self.batch_size or self._profile("batch_size") or batch_ref["per_gpu"])
+        ref_total = int(batch_ref["per_gpu"]) * int(batch_ref.get("gpus", 1))
+        total = per_process * world_size
+        out: dict[str, Any] = {
+            "profile": self.profile, "world_size": world_size,
+            "batch_per_process": per_process, "batch_total": total,
+            "batch_reference": ref_total,
+            "amp": self.amp, "channels_last": self.channels_last,
+            "seed": int(self.seed if self.seed is not None else p.get("seed", 0)),
+            "max_iters_per_epoch": self.max_iters_per_epoch or self._profile("max_iters_per_epoch"),
+        }
+        if p.get("optimizer"):
+            from .schedule import scaled_lr
+            base = float(p["optimizer"]["lr"])
+            lr = scaled_lr(base, total, ref_total)
+            full_epochs = int(p["schedule"]["epochs"])
+            epochs = self.epochs or self._profile("epochs")
+            if epochs is None and self._profile("epoch_fraction"):
+                epochs = max(1, round(full_epochs * self._profile("epoch_fraction")))
+            epochs = int(epochs or full_epochs)
+            out.update({"lr_base": base, "lr": lr, "lr_scaled": total != ref_total,
+                        "optimizer": dict(p["optimizer"]),
+                        "schedule": _scaled_schedule(p["schedule"], epochs),
+                        "epochs": epochs})
+        return out
+
+    def fingerprint(self, world_size: int = 1) -> str:
+        """Hash of what determines the result: model, protocol, resolved settings."""
+        payload = {"model": self.model, "overrides": self.overrides, "protocol": self.protocol,
+                   "settings": self.resolved(world_size), "eval_only": self.eval_only,
+                   "checkpoint": self.checkpoint}
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PoseJob":
+        return cls(**json.loads(text))
+
+    # ------------------------------------------------------------ running
+    def __call__(self) -> Optional[dict]:
+        """Run the job (on every rank of a group); returns the record on rank 0."""
+        import numpy as np
+        import torch
+
+        from ..env import now_iso, provenance
+        from .distributed import init_distributed, resolve_device
+
+        device_pref = self.device or self._profile("device")
+        info = init_distributed(device_pref or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device_pref, info)
+        started, t0 = now_iso(), time.perf_counter()
+        record: dict[str, Any] = {
+            "kind": "run", "profile": self.profile,
+            "model": {"name": self.model, "overrides": self.overrides, "key": self.model_key},
+            "protocol": self.protocol, "job": dataclasses.asdict(self),
+            "work_dir": str(self.work_dir), "data_root": self.data_root,
+            "started_at": started,
+        }
+        try:
+            settings = self.resolved(info.world_size)
+            record["settings"] = settings
+            record["fingerprint"] = self.fingerprint(info.world_size)
+            seed = settings["seed"] + info.rank
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(settings["seed"])   # same initial weights on every rank
+            record.update(self._run(settings, info, device, record["fingerprint"]))
+            record["status"] = "ok"
+            record["error"] = None
+        except Exception as err:
+            record["status"] = "failed"
+            record["error"] = f"{type(err).__name__}: {err}"
+            record["traceback"] = traceback.format_exc(limit=8)
+            if not info.is_main or info.distributed:
+                raise
+        record["provenance"] = {**provenance(), "device_used": str(device)}
+        record["finished_at"] = now_iso()
+        record["wall_time_s"] = round(time.perf_counter() - t0, 3)
+        if info.is_main and self.record_path:
+            from ..results import write_record
+            write_record(Path(self.record_path), record)
+        if info.distributed:
+            import torch.distributed as dist
+            dist.barrier()
+            dist.destroy_process_group()
+        return record if info.is_main else None
+
+    def _run(self, settings: dict, info, device, fingerprint: str) -> dict:
+        from ..registry import create_model
+        from .inference import evaluate_keypoints, predict_from_targets, predict_keypoints
+        from .loop import Trainer, TrainSettings
+
+        workers = self.num_workers if self.num_workers is not None else \
+            self._profile("num_workers", 2)
+        model = create_model(self.model, **self.overrides)
+        out: dict[str, Any] = {}
+        work_dir = Path(self.work_dir)
+        if self.checkpoint:
+            from ..checkpoints import load_official_checkpoint
+            load_official_checkpoint(model, self.checkpoint)
+            out["weights"] = str(self.checkpoint)
+        if not self.eval_only:
+            train_set = build_dataset(self.protocol, self.data_root, train=True,
+                                      seed=settings["seed"])
+            ts = TrainSettings(
+                epochs=settings["epochs"], batch_size=settings["batch_per_process"],
+                lr=settings["lr"], optimizer=settings["optimizer"],
+                schedule=settings["schedule"],
+                max_iters_per_epoch=settings["max_iters_per_epoch"], amp=self.amp,
+                channels_last=self.channels_last, num_workers=workers, seed=settings["seed"],
+                log_interval=self._profile("log_interval", 20),
+                use_target_weight=bool(self.protocol.get("use_target_weight", True)),
+                progress=self.progress)
+            trainer = Trainer(model, train_set, ts, work_dir, device, info, fingerprint,
+                              log_fn=print if info.is_main else (lambda _m: None),
+                              stop_at_iter=self.stop_at_iter)
+            summary = trainer.train(resume=True)
+            out["training"] = summary
+            out["train_samples"] = len(train_set)
+            if not summary["finished"]:
+                raise InterruptedError(f"stopped at iteration {summary['iterations']} "
+                                       "(stop_at_iter); rerun to resume")
+            model = trainer.model
+        else:
+            model = model.to(device)
+        evaluation = self.protocol.get("evaluation") or {}
+        val_set = build_dataset(self.protocol, self.data_root, train=False)
+        t_eval = time.perf_counter()
+        preds = predict_keypoints(model, val_set, evaluation, device, info, amp=self.amp,
+                                  channels_last=self.channels_last, num_workers=workers,
+                                  batch_size=self._profile("eval_batch_size"))
+        if info.is_main:
+            metrics = evaluate_keypoints(val_set, preds, evaluation)
+            out["metrics"] = {k: _finite(v) for k, v in metrics.items()}
+            out["val_samples"] = len(val_set)
+            if self.profile == "smoke":
+                # the targets need annotated persons: ground-truth boxes, not detections
+                gt_protocol = {**self.protocol, "evaluation": {**evaluation, "boxes": "ground_truth"}}
+                gt_set = build_dataset(gt_protocol, self.data_root, train=False)
+                oracle = evaluate_keypoints(gt_set, predict_from_targets(gt_set, evaluation),
+                                            evaluation)
+                out["target_metrics"] = {k: _finite(v) for k, v in oracle.items()}
+            if val_set.dataset_name == "lsp" and not self.eval_only:
+                mean_pose = _mean_pose_metrics(train_set, val_set, evaluation)
+                out["baselines"] = {"mean_pose": mean_pose}
+                threshold = float(evaluation.get("pck_threshold", 0.2))
+                out["metrics"][f"MeanPose-PCK@{threshold:g}"] = mean_pose[f"PCK@{threshold:g}"]
+        out["eval_wall_time_s"] = round(time.perf_counter() - t_eval, 3)
+        return out
+
+
+def _finite(v: float):
+    import math
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _mean_pose_metrics(train_set, val_set, evaluation) -> dict:
+    from ..evaluation import lsp_pck, mean_pose_predictions
+    e = evaluation if isinstance(evaluation, dict) else evaluation.model_dump()
+    preds = mean_pose_predictions(train_set.records, val_set.records)
+    gts, visible = val_set.ground_truth()
+    m = lsp_pck(preds, gts, visible, threshold=float(e.get("pck_threshold", 0.2)))
+    return {k: _finite(v) for k, v in m.items()}

@@ -1,0 +1,359 @@
+"""The training loop of the top-down pose recipes (knows no architecture, no dataset).
+
+One loop for one process, torchrun (DDP) and Slurm: mixed precision (bf16 or fp16 with
+a grad scaler), channels_last, a sampler whose order depends only on
+(seed, epoch, rank, world size), atomic checkpoints at every epoch end (and every
+``checkpoint_interval`` iterations), automatic resumption from the latest checkpoint,
+a JSONL log, and a stop with a clear message when the loss becomes NaN/inf or diverges
+(the last good checkpoint is kept).
+
+Exact resumption: a sample's augmentation depends only on (seed, epoch, index)
+(``TopDownDataset.rng_for``), the sampler can start mid-epoch, and the checkpoint holds
+model, optimiser, scaler and RNG states plus the position. On a CPU (and with
+deterministic kernels on a GPU) an interrupted and resumed run ends with the same
+weights as an uninterrupted one; ``tests/test_training.py`` checks it bit for bit.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..results import atomic_write_text
+from .checkpoint import finite_state, latest_checkpoint, load_checkpoint, save_checkpoint
+from .distributed import DistInfo, all_reduce_mean, barrier
+from .losses import JointsMSELoss
+from .optim import build_optimizer, set_lr
+from .sampler import EpochSampler
+from .schedule import build_schedule
+
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite or diverged; the message names the last good checkpoint."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int                    # per process
+    lr: float                          # after batch scaling
+    optimizer: dict
+    schedule: dict                     # the protocol's schedule, epochs/milestones resolved
+    max_iters_per_epoch: Optional[int] = None
+    amp: str = "off"
+    channels_last: bool = False
+    num_workers: int = 2
+    seed: int = 0
+    log_interval: int = 20
+    checkpoint_interval: int = 0       # iterations; 0 = epoch ends only
+    keep_checkpoints: int = 1
+    divergence_factor: float = 100.0   # loss EMA above factor x its best EMA = diverged
+    use_target_weight: bool = True
+    progress: bool = False
+
+    def __post_init__(self):
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.batch_size <= 0 or self.epochs <= 0:
+            raise ValueError("batch_size and epochs must be positive")
+
+
+def autocast_context(device: torch.device, amp: str):
+    if amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+class JsonlLog:
+    """Append-only JSON-lines log (rank 0); ``truncate_after`` drops the lines an
+    interrupted attempt wrote after the checkpoint it resumes from."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled
+
+    def write(self, **entry: Any) -> None:
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"time": round(time.time(), 3), **entry}) + "\n")
+
+    def entries(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:   # a line cut by a crash mid-write
+                continue
+        return out
+
+    def truncate_after(self, global_iter: int) -> None:
+        if not self.enabled or not self.path.is_file():
+            return
+        keep = [e for e in self.entries() if e.get("global_iter", -1) <= global_iter]
+        atomic_write_text(self.path, "".join(json.dumps(e) + "\n" for e in keep))
+
+
+class _Progress:
+    """A rich progress bar on an interactive rank 0, nothing otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeRemainingColumn)
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.fields[info]}"), transient=True)
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def task(self, description: str, total: int, completed: int = 0):
+        return self.bar.add_task(description, total=total, completed=completed, info="") \
+            if self.bar else None
+
+    def update(self, task, info: str = "") -> None:
+        if self.bar and task is not None:
+            self.bar.update(task, advance=1, info=info)
+
+
+class Trainer:
+    """Train ``model`` on ``dataset`` (items with ``image``, ``target``,
+    ``target_weight``) under ``settings``; checkpoints and log in ``work_dir``.
+
+    ``fingerprint`` identifies the job: a checkpoint with another fingerprint in
+    ``work_dir`` is refused instead of being resumed. ``stop_at_iter`` ends the run
+    after that many global iterations, as an interruption would (tests; checkpoints
+    are written as usual up to that point).
+    """
+
+    def __init__(self, model: torch.nn.Module, dataset, settings: TrainSettings,
+                 work_dir: Path, device: torch.device, dist_info: DistInfo = DistInfo(),
+                 fingerprint: str = "", criterion: Optional[Callable] = None,
+                 log_fn: Callable[[str], None] = print, stop_at_iter: Optional[int] = None):
+        self.settings, self.device, self.dist = settings, device, dist_info
+        self.work_dir, self.fingerprint = Path(work_dir), fingerprint
+        self.dataset, self.log_fn, self.stop_at_iter = dataset, log_fn, stop_at_iter
+        self.criterion = criterion or JointsMSELoss(settings.use_target_weight)
+
+        model = model.to(device)
+        if settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.train_model = model
+        if dist_info.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            self.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.optimizer = build_optimizer(model, settings.optimizer, lr=settings.lr)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
+        self.sampler = EpochSampler(len(dataset), shuffle=True, seed=settings.seed,
+                                    rank=dist_info.rank, world_size=dist_info.world_size)
+        full = self.sampler.shard_size // settings.batch_size
+        if full == 0:
+            raise ValueError(f"the training set has {len(dataset)} samples, fewer than one "
+                             f"batch of {settings.batch_size} per process")
+        cap = settings.max_iters_per_epoch
+        self.iters_per_epoch = min(full, cap) if cap else full
+        self.schedule = build_schedule(settings.schedule, settings.lr, self.iters_per_epoch)
+        self.log = JsonlLog(self.work_dir / "log.jsonl", enabled=dist_info.is_main)
+        self.epoch, self.iter_in_epoch, self.global_iter = 0, 0, 0
+        self.epoch_losses: list[float] = []
+        self.current_losses: list[float] = []    # this epoch's, so far
+        self.first_losses: list[float] = []
+        self.resumed_from: Optional[dict] = None
+        self._ema: Optional[float] = None
+        self._best_ema = math.inf
+        self._last_good: Optional[Path] = None
+
+    # -------------------------------------------------------------- checkpoints
+    def state(self) -> dict:
+        return {
+            "model": _unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch,
+            "global_iter": self.global_iter,
+            "epoch_losses": list(self.epoch_losses), "first_losses": list(self.first_losses),
+            "current_losses": list(self.current_losses),
+            "ema": self._ema, "best_ema": self._best_ema,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "fingerprint": self.fingerprint,
+            "settings": dataclasses.asdict(self.settings),
+        }
+
+    def save(self, epoch_end: bool) -> None:
+        if not finite_state(_unwrap(self.model)):
+            raise TrainingDiverged(self._diverged_message("the weights became non-finite"))
+        if self.dist.is_main:
+            self._last_good = save_checkpoint(self.work_dir, self.state(), epoch_end,
+                                              self.settings.keep_checkpoints)
+        barrier()
+
+    def try_resume(self) -> bool:
+        path = latest_checkpoint(self.work_dir)
+        if path is None:
+            return False
+        state = load_checkpoint(path)
+        if self.fingerprint and state.get("fingerprint") != self.fingerprint:
+            raise RuntimeError(
+                f"{path} belongs to another job (fingerprint {state.get('fingerprint')!r}, "
+                f"this job {self.fingerprint!r}); use another work dir or delete it")
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.iter_in_epoch = state["epoch"], state["iter_in_epoch"]
+        self.global_iter = state["global_iter"]
+        self.epoch_losses = list(state.get("epoch_losses", []))
+        self.first_losses = list(state.get("first_losses", []))
+        self.current_losses = list(state.get("current_losses", []))
+        self._ema, self._best_ema = state.get("ema"), state.get("best_ema", math.inf)
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self._last_good = path
+        self.resumed_from = {"checkpoint": str(path), "epoch": self.epoch,
+                             "iter_in_epoch": self.iter_in_epoch, "global_iter": self.global_iter}
+        self.log.truncate_after(self.global_iter)
+        self.log.write(event="resume", global_iter=self.global_iter, epoch=self.epoch,
+                       iter_in_epoch=self.iter_in_epoch)
+        return True
+
+    # -------------------------------------------------------------- the loop
+    def _loader(self, start: int) -> DataLoader:
+        self.dataset.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch, start=start * self.settings.batch_size)
+        return DataLoader(self.dataset, batch_size=self.settings.batch_size,
+                          sampler=self.sampler, num_workers=self.settings.num_workers,
+                          drop_last=True, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    def _diverged_message(self, what: str) -> str:
+        where = f"epoch {self.epoch} iteration {self.iter_in_epoch} (global {self.global_iter})"
+        kept = (f"the last good checkpoint is kept: {self._last_good}" if self._last_good
+                else "no checkpoint had been written yet")
+        return f"training stopped at {where}: {what}; {kept}"
+
+    def _check_loss(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise TrainingDiverged(self._diverged_message(f"the loss is {loss}"))
+        self._ema = loss if self._ema is None else 0.9 * self._ema + 0.1 * loss
+        if self.global_iter >= 20:
+            self._best_ema = min(self._best_ema, self._ema)
+            if self._ema > self.settings.divergence_factor * self._best_ema:
+                raise TrainingDiverged(self._diverged_message(
+                    f"the loss diverged (running mean {self._ema:.4g} is more than "
+                    f"{self.settings.divergence_factor:g}x its best, {self._best_ema:.4g})"))
+
+    def step(self, batch: dict) -> float:
+        s = self.settings
+        fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+        x = batch["image"].to(self.device, non_blocking=True, memory_format=fmt)
+        target = batch["target"].to(self.device, non_blocking=True)
+        weight = batch["target_weight"].to(self.device, non_blocking=True)
+        with autocast_context(self.device, s.amp):
+            out = self.train_model(x)
+        loss = self.criterion(out.float(), target, weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return all_reduce_mean(loss.detach().item(), self.device)
+
+    def train(self, resume: bool = True) -> dict:
+        s = self.settings
+        if resume and self.try_resume():
+            self.log_fn(f"resumed from {self.resumed_from['checkpoint']} at epoch "
+                        f"{self.epoch}, iteration {self.iter_in_epoch}")
+        else:
+            self.log.write(event="start", global_iter=0, settings=dataclasses.asdict(s),
+                           world_size=self.dist.world_size, iters_per_epoch=self.iters_per_epoch)
+        self.train_model.train()
+        t_start, images = time.perf_counter(), 0
+        with _Progress(s.progress and self.dist.is_main) as progress:
+            while self.epoch < s.epochs:
+                task = progress.task(f"epoch {self.epoch + 1}/{s.epochs}", self.iters_per_epoch,
+                                     self.iter_in_epoch)
+                if self.iter_in_epoch == 0:
+                    self.current_losses = []
+                losses = self.current_losses
+                t_epoch = t_data = time.perf_counter()
+                data_time = 0.0
+                for batch in self._loader(self.iter_in_epoch):
+                    if self.iter_in_epoch >= self.iters_per_epoch:
+                        break
+                    data_time += time.perf_counter() - t_data
+                    set_lr(self.optimizer, self.schedule.lr(self.epoch, self.global_iter))
+                    loss = self.step(batch)
+                    self._check_loss(loss)
+                    losses.append(loss)
+                    if len(self.first_losses) < s.log_interval:
+                        self.first_losses.append(loss)
+                    self.iter_in_epoch += 1
+                    self.global_iter += 1
+                    images += s.batch_size * self.dist.world_size
+                    progress.update(task, f"loss {loss:.3e}")
+                    if self.global_iter % s.log_interval == 0 or self.iter_in_epoch == self.iters_per_epoch:
+                        self.log.write(event="train", epoch=self.epoch, iter=self.iter_in_epoch,
+                                       global_iter=self.global_iter, loss=loss,
+                                       lr=self.optimizer.param_groups[0]["lr"],
+                                       data_time=round(data_time, 4))
+                    if self.stop_at_iter is not None and self.global_iter >= self.stop_at_iter:
+                        self.save(epoch_end=False)
+                        return self.summary(time.perf_counter() - t_start, images, finished=False)
+                    if s.checkpoint_interval and self.global_iter % s.checkpoint_interval == 0 \
+                            and self.iter_in_epoch < self.iters_per_epoch:
+                        self.save(epoch_end=False)
+                    t_data = time.perf_counter()
+                mean = float(sum(losses) / len(losses)) if losses else math.nan
+                if losses:
+                    self.epoch_losses.append(mean)
+                self.log.write(event="epoch", epoch=self.epoch, global_iter=self.global_iter,
+                               loss=mean, time=round(time.perf_counter() - t_epoch, 3),
+                               lr=self.optimizer.param_groups[0]["lr"])
+                self.log_fn(f"epoch {self.epoch + 1}/{s.epochs}: loss {mean:.4e} "
+                            f"({time.perf_counter() - t_epoch:.1f}s)")
+                self.epoch += 1
+                self.iter_in_epoch = 0
+                self.save(epoch_end=True)
+        return self.summary(time.perf_counter() - t_start, images, finished=True)
+
+    def summary(self, wall: float, images: int, finished: bool) -> dict:
+        first = self.first_losses
+        return {
+            "finished": finished,
+            "epochs": self.epoch, "iterations": self.global_iter,
+            "iters_per_epoch": self.iters_per_epoch,
+            "first_loss": float(sum(first) / len(first)) if first else None,
+            "final_loss": self.epoch_losses[-1] if self.epoch_losses else None,
+            "epoch_losses": list(self.epoch_losses),
+            "train_wall_time_s": round(wall, 3),
+            "images_per_s": round(images / wall, 2) if wall > 0 else None,
+            "resumed_from": self.resumed_from,
+            "checkpoint": str(self._last_good) if self._last_good else None,
+            "log": str(self.log.path),
+        }
