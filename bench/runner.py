@@ -49,7 +49,7 @@ BASELINES_DIR = res.RESULTS_DIR / "baselines"
 PROFILES = ("complexity",) + TRAIN_PROFILES
 SMOKE_DATA_SEED = 0
 # smoke gate: how far a metric may move from the committed baseline before --check fails
-SMOKE_TOLERANCE = {"metric_abs": 0.5, "loss_rel": 0.02}
+SMOKE_TOLERANCE = {"metric_abs": 0.5, "loss_rel": 0.005}
 _DECIMAL = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "%": 1, "ms": 1}
 
 

@@ -123,3 +123,88 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         res.atomic_write_json(path, {"v": 2})
     assert json.loads(path.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+# --- training profiles ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_work_dir(tmp_path_factory):
+    """One work dir for the module: the generated smoke data is written once."""
+    return tmp_path_factory.mktemp("smoke-work")
+
+
+def smoke_cli(args, tmp_path, cache_dir, work_dir):
+    return run_cli([*args, "--profile", "smoke", "--work-dir", work_dir, "-q",
+                    "--rows", "Lite-HRNet-18"], tmp_path, cache_dir)
+
+
+def test_smoke_check_passes_against_the_committed_baseline_and_fails_when_it_is_edited(
+        tmp_path, shared_cache_dir, smoke_work_dir, capsys):
+    committed = REPO / "results" / "baselines" / "lite_hrnet_table6.smoke.json"
+    suite_file = SUITES / "lite_hrnet_table6.yaml"
+    assert smoke_cli([suite_file, "--check", "--baseline", committed], tmp_path,
+                     shared_cache_dir, smoke_work_dir) == 0
+    assert "check passed" in capsys.readouterr().out
+
+    record = json.loads((tmp_path / "results" / "lite_hrnet_table6" / "lite-hrnet-18.smoke.json").read_text())
+    coco = record["runs"]["coco"]
+    assert record["profile"] == "smoke" and coco["status"] == "ok"
+    assert record["cells"]["coco.AP"]["profile"] == "smoke"
+    assert coco["training"]["iterations"] == 6 and coco["settings"]["batch_per_process"] == 4
+
+    edited = json.loads(committed.read_text())
+    loss = edited["rows"]["lite-hrnet-18"]["mpii"]["final_loss"]
+    edited["rows"]["lite-hrnet-18"]["mpii"]["final_loss"] = loss * 1.05   # tolerance is 0.5%
+    edited["rows"]["lite-hrnet-18"]["coco"]["target.AP"] -= 1.0           # tolerance is 0.5
+    bad = tmp_path / "edited.smoke.json"
+    bad.write_text(json.dumps(edited))
+    assert smoke_cli([suite_file, "--check", "--baseline", bad], tmp_path,
+                     shared_cache_dir, smoke_work_dir) == 1
+    err = capsys.readouterr().err
+    assert "row 'lite-hrnet-18', mpii.final_loss: baseline" in err
+    assert "coco.target.AP: baseline 99" in err
+
+
+def test_smoke_report_marks_accuracy_as_not_compared(tmp_path, shared_cache_dir, smoke_work_dir):
+    assert smoke_cli([SUITES / "lite_hrnet_table6.yaml"], tmp_path, shared_cache_dir,
+                     smoke_work_dir) == 0
+    from bench.report import cell_verdicts
+    suite = load_suite(SUITES / "lite_hrnet_table6.yaml")
+    recs = list(res.suite_records(suite.suite, "smoke", tmp_path / "results"))
+    v = next(v for v in cell_verdicts(suite, recs)
+             if v["row"] == "Lite-HRNet-18" and v["column"] == "mpii.PCKh")
+    assert v["status"] == "not compared" and v["measured"] is not None
+    assert "smoke profile" in v["reason"]
+    html = (tmp_path / "reports" / "lite_hrnet_table6.html").read_text()
+    assert 'class="num smoke"' in html and "smoke / short run (not compared)" in html
+
+
+def test_done_jobs_are_not_rerun_unless_asked(tmp_path, shared_cache_dir, smoke_work_dir, capsys):
+    suite_file = SUITES / "lite_hrnet_table6.yaml"
+    assert smoke_cli([suite_file], tmp_path, shared_cache_dir, smoke_work_dir) == 0
+    run = tmp_path / "results" / "runs" / "mpii_256x256_lite_hrnet" / "litehrnet_18.smoke.json"
+    first = json.loads(run.read_text())["finished_at"], run.stat().st_mtime_ns
+    capsys.readouterr()
+    assert smoke_cli([suite_file], tmp_path, shared_cache_dir, smoke_work_dir) == 0
+    assert "done already: litehrnet_18 on mpii_256x256_lite_hrnet (smoke)" in capsys.readouterr().out
+    assert (json.loads(run.read_text())["finished_at"], run.stat().st_mtime_ns) == first
+    assert smoke_cli([suite_file, "--rerun"], tmp_path, shared_cache_dir, smoke_work_dir) == 0
+    assert run.stat().st_mtime_ns != first[1]
+
+
+def test_full_profile_without_the_dataset_names_the_expected_path(tmp_path, shared_cache_dir):
+    run = run_suite(load_suite(SUITES / "lite_hrnet_table6.yaml"), profile="full",
+                    results_dir=tmp_path / "results", data_root=tmp_path / "datasets",
+                    cache=MeasurementCache(shared_cache_dir), rows="Lite-HRNet-18",
+                    work_dir=tmp_path / "work")
+    cell = run.records[0]["cells"]["mpii.PCKh"]
+    assert cell["status"] == "not_measured"
+    assert cell["reason"] == (f"no MPII under the data root {tmp_path / 'datasets'}: expected "
+                              f"{tmp_path / 'datasets' / 'mpii/annot/valid.json'}")
+    assert run.records[0]["runs"]["mpii"]["status"] == "not run"
+    assert not (tmp_path / "work").exists()          # nothing was started
+
+
+def test_update_baseline_needs_the_smoke_profile(tmp_path, capsys):
+    assert main([str(SUITES / "lite_hrnet_table6.yaml"), "--update-baseline"]) == 2
+    assert "--update-baseline needs --profile smoke" in capsys.readouterr().err
