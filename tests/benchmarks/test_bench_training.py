@@ -40,13 +40,20 @@ def _sampler(ds):
 
 @pytest.mark.parametrize("name", ["coco_256x192", "mpii_256x256"])
 def test_data_pipeline_per_core(benchmark, data, name):
+    import cv2
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)                 # one core: OpenCV would otherwise spread warps
+    benchmark.extra_info["opencv_threads"] = 1
     if name.startswith("coco"):
         ds = COCODataset(data / "coco", "train2017", train=True, input_size=(256, 192),
                          heatmap_size=(64, 48), sigma=2, half_body_prob=0.3)
     else:
         ds = MPIIDataset(data / "mpii", "train", train=True, input_size=(256, 256),
                          heatmap_size=(64, 64), sigma=2)
-    item = benchmark(_sampler(ds))
+    try:
+        item = benchmark(_sampler(ds))
+    finally:
+        cv2.setNumThreads(threads)
     assert item["image"].shape[1:] == tuple(ds.input_size)
     assert item["target"].shape[1:] == tuple(ds.heatmap_size)
 
