@@ -107,3 +107,26 @@ def test_row_protocol_override_needs_a_suite_key(tmp_path):
     with pytest.raises(SuiteError, match="no protocol key 'lsp'") as err:
         load_suite(path)
     assert err.value.line == line + 1 and err.value.field == "rows[6].protocols.lsp"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "suites" / "protocols").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_protocol_is_a_complete_training_recipe(path):
+    from bench.suite import load_protocol
+    p = load_protocol(path.stem)
+    assert p.trainable and p.sigma and p.heatmap_size and p.num_joints
+    assert all(0 < m < p.schedule.epochs for m in p.schedule.milestones)
+    assert p.evaluation.boxes in ("detector", "ground_truth")
+
+
+def test_a_misspelt_protocol_field_is_located(tmp_path):
+    from bench.suite import load_protocol
+    text = (REPO / "suites" / "protocols" / "mpii_256x256_hrnet.yaml").read_text()
+    (tmp_path / "bad.yaml").write_text(text.replace("optimizer:", "optimiser:"))
+    line = text[:text.index("optimizer:")].count("\n") + 1
+    with pytest.raises(SuiteError, match="unknown field") as err:
+        load_protocol("bad", tmp_path)
+    assert err.value.line == line and err.value.field == "optimiser"
+    (tmp_path / "bad2.yaml").write_text(text.replace("milestones: [170, 200]", "milestones: [200, 170]"))
+    with pytest.raises(SuiteError, match="strictly increasing"):
+        load_protocol("bad2", tmp_path)

@@ -178,14 +178,18 @@ class PoseJob:
             record["status"] = "failed"
             record["error"] = f"{type(err).__name__}: {err}"
             record["traceback"] = traceback.format_exc(limit=8)
-            if not info.is_main or info.distributed:
-                raise
+            failure = err
+        else:
+            failure = None
         record["provenance"] = {**provenance(), "device_used": str(device)}
         record["finished_at"] = now_iso()
         record["wall_time_s"] = round(time.perf_counter() - t0, 3)
         if info.is_main and self.record_path:
             from ..results import write_record
             write_record(Path(self.record_path), record)
+        if failure is not None and info.distributed:
+            # the other ranks may be waiting in a collective: end the whole group
+            raise failure
         if info.distributed:
             import torch.distributed as dist
             dist.barrier()
