@@ -569,8 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if failures:
                 exit_code = 1
             else:
-                what = {"smoke": "complexity cells and smoke metrics",
-                        "full": "complexity and accuracy cells"}.get(args.profile, "complexity cells")
+                what = {"smoke": "complexity cell and smoke metric",
+                        "full": "complexity and accuracy cell"}.get(args.profile, "complexity cell")
                 print(f"check passed: {suite.suite}, every gated {what} within tolerance")
     return exit_code
 
