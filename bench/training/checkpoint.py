@@ -9,28 +9,18 @@ from a state with non-finite parameters, so a diverged run keeps its last good o
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..results import atomic_write
+
 LATEST = "latest.pth"
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def latest_checkpoint(work_dir: Path) -> Path | None:
@@ -51,8 +41,17 @@ def save_checkpoint(work_dir: Path, state: dict, epoch_end: bool, keep: int = 1)
     latest = work_dir / LATEST
     atomic_torch_save(state, latest)
     if epoch_end and keep > 0:
+        # the same bytes as latest.pth: a hard link (renamed into place) costs no I/O and
+        # keeps these bytes when latest.pth is later replaced by a new file
         epoch_file = work_dir / f"epoch_{state['epoch']}.pth"
-        atomic_torch_save(state, epoch_file)
+        tmp = work_dir / f".{epoch_file.name}.link"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(latest, tmp)
+            os.replace(tmp, epoch_file)
+        except OSError:          # a file system without hard links
+            tmp.unlink(missing_ok=True)
+            atomic_torch_save(state, epoch_file)
         old = sorted(work_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
         for p in old[:-keep]:
             p.unlink(missing_ok=True)

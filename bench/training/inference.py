@@ -10,13 +10,14 @@ in ``bench.data.codecs`` and ``bench.evaluation``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from ..data.codecs import decode_heatmaps, flip_test_average
+from ..suite import Evaluation
 from .distributed import DistInfo, all_gather_objects
 from .loop import autocast_context
 from .sampler import EpochSampler
@@ -24,13 +25,12 @@ from .sampler import EpochSampler
 META_FOR_EVAL = ("center", "scale", "score", "image_id", "bbox_id", "area", "index")
 
 
-def _eval_settings(evaluation: Mapping[str, Any] | Any) -> dict:
-    e = evaluation.model_dump() if hasattr(evaluation, "model_dump") else dict(evaluation or {})
-    return {"flip_test": bool(e.get("flip_test", True)),
-            "shift_heatmap": bool(e.get("shift_heatmap", True)),
-            "post_process": e.get("post_process", "default"),
-            "modulate_kernel": int(e.get("modulate_kernel", 11)),
-            "batch_size": int(e.get("batch_size", 32))}
+def evaluation_settings(evaluation) -> Evaluation:
+    """A protocol's ``evaluation`` (mapping, ``Evaluation`` or None) with the schema's
+    defaults filled in, so the defaults live in one place (``bench.suite.Evaluation``)."""
+    if isinstance(evaluation, Evaluation):
+        return evaluation
+    return Evaluation.model_validate(dict(evaluation or {}))
 
 
 @torch.no_grad()
@@ -43,11 +43,11 @@ def predict_keypoints(model: torch.nn.Module, dataset, evaluation, device: torch
     Returns, on rank 0, ``preds`` (N, K, 2) image pixels, ``maxvals`` (N, K, 1) and the
     meta columns needed by the metrics, all in dataset order; None on other ranks.
     """
-    ev = _eval_settings(evaluation)
+    ev = evaluation_settings(evaluation)
     model.eval()
     sampler = EpochSampler(len(dataset), shuffle=False, rank=dist_info.rank,
                            world_size=dist_info.world_size)
-    loader = DataLoader(dataset, batch_size=batch_size or ev["batch_size"], sampler=sampler,
+    loader = DataLoader(dataset, batch_size=batch_size or ev.batch_size, sampler=sampler,
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     parts: list[dict[str, np.ndarray]] = []
@@ -55,13 +55,13 @@ def predict_keypoints(model: torch.nn.Module, dataset, evaluation, device: torch
         x = batch["image"].to(device, non_blocking=True, memory_format=fmt)
         with autocast_context(device, amp):
             heatmaps = model(x).float().cpu().numpy()
-            if ev["flip_test"]:
+            if ev.flip_test:
                 flipped = model(torch.flip(x, dims=[3])).float().cpu().numpy()
                 heatmaps = flip_test_average(heatmaps, flipped, dataset.flip_pairs,
-                                             ev["shift_heatmap"])
+                                             ev.shift_heatmap)
         meta = {k: np.asarray(batch["meta"][k]) for k in META_FOR_EVAL}
         preds, maxvals = decode_heatmaps(heatmaps, meta["center"], meta["scale"],
-                                         ev["post_process"], ev["modulate_kernel"])
+                                         ev.post_process, ev.modulate_kernel)
         parts.append({"preds": preds, "maxvals": maxvals, **meta})
     gathered = all_gather_objects(parts)
     if not dist_info.is_main:
@@ -79,7 +79,7 @@ def evaluate_keypoints(dataset, predictions: Mapping[str, np.ndarray], evaluatio
     """The dataset's paper metrics for ``predict_keypoints`` output, named as the suite
     measures name them (AP..., PCKh@0.5 / PCKh@0.1 / AUC, PCK@0.2) plus the details
     (per joint, per part)."""
-    e = evaluation.model_dump() if hasattr(evaluation, "model_dump") else dict(evaluation or {})
+    ev = evaluation_settings(evaluation)
     name = dataset.dataset_name
     if len(predictions["index"]) != len(dataset):
         raise ValueError(f"{len(predictions['index'])} predictions for {len(dataset)} samples")
@@ -88,8 +88,8 @@ def evaluate_keypoints(dataset, predictions: Mapping[str, np.ndarray], evaluatio
         from ..evaluation import coco_keypoint_ap, rescore_and_nms
         kpts = np.concatenate([predictions["preds"], predictions["maxvals"]], axis=2)
         results = to_coco_results(kpts, {k: predictions[k] for k in META_FOR_EVAL})
-        results = rescore_and_nms(results, in_vis_thr=float(e.get("keypoint_score_threshold", 0.2)),
-                                  oks_thr=float(e.get("oks_nms_threshold", 0.9)))
+        results = rescore_and_nms(results, in_vis_thr=ev.keypoint_score_threshold,
+                                  oks_thr=ev.oks_nms_threshold)
         return coco_keypoint_ap(results, dataset.coco)
     if name == "mpii":
         from ..data.mpii import gt_order
@@ -101,8 +101,7 @@ def evaluate_keypoints(dataset, predictions: Mapping[str, np.ndarray], evaluatio
     if name == "lsp":
         from ..evaluation import lsp_pck
         gts, visible = dataset.ground_truth()
-        threshold = float(e.get("pck_threshold", 0.2))
-        return lsp_pck(predictions["preds"], gts, visible, threshold=threshold)
+        return lsp_pck(predictions["preds"], gts, visible, threshold=ev.pck_threshold)
     raise ValueError(f"no metric for dataset {name!r}")
 
 
@@ -111,13 +110,13 @@ def predict_from_targets(dataset, evaluation, batch_size: int = 16) -> dict[str,
     heatmap model can score under this codec and crop. Evaluated like a model's output,
     it checks the evaluation half of the pipeline (targets, decoding, the inverse crop
     transform, the metric) on the very files a run uses; the smoke gate records it."""
-    ev = _eval_settings(evaluation)
+    ev = evaluation_settings(evaluation)
     parts = []
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         heatmaps = np.stack([it["target"].numpy() for it in items])
         meta = {k: np.asarray([it["meta"][k] for it in items]) for k in META_FOR_EVAL}
         preds, maxvals = decode_heatmaps(heatmaps, meta["center"], meta["scale"],
-                                         ev["post_process"], ev["modulate_kernel"])
+                                         ev.post_process, ev.modulate_kernel)
         parts.append({"preds": preds, "maxvals": maxvals, **meta})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

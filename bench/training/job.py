@@ -159,7 +159,10 @@ class PoseJob:
         record: dict[str, Any] = {
             "kind": "run", "profile": self.profile,
             "model": {"name": self.model, "overrides": self.overrides, "key": self.model_key},
-            "protocol": self.protocol, "job": dataclasses.asdict(self),
+            "protocol": self.protocol,
+            # the rest of the job (the fields above are not repeated)
+            "job": {k: v for k, v in dataclasses.asdict(self).items()
+                    if k not in ("model", "overrides", "model_key", "protocol", "profile")},
             "work_dir": str(self.work_dir), "data_root": self.data_root,
             "started_at": started,
         }
@@ -198,7 +201,8 @@ class PoseJob:
 
     def _run(self, settings: dict, info, device, fingerprint: str) -> dict:
         from ..registry import create_model
-        from .inference import evaluate_keypoints, predict_from_targets, predict_keypoints
+        from .inference import (evaluate_keypoints, evaluation_settings, predict_from_targets,
+                                predict_keypoints)
         from .loop import Trainer, TrainSettings
 
         workers = self.num_workers if self.num_workers is not None else \
@@ -254,8 +258,8 @@ class PoseJob:
             if val_set.dataset_name == "lsp" and not self.eval_only:
                 mean_pose = _mean_pose_metrics(train_set, val_set, evaluation)
                 out["baselines"] = {"mean_pose": mean_pose}
-                threshold = float(evaluation.get("pck_threshold", 0.2))
-                out["metrics"][f"MeanPose-PCK@{threshold:g}"] = mean_pose[f"PCK@{threshold:g}"]
+                pck = f"PCK@{evaluation_settings(evaluation).pck_threshold:g}"
+                out["metrics"][f"MeanPose-{pck}"] = mean_pose[pck]
         out["eval_wall_time_s"] = round(time.perf_counter() - t_eval, 3)
         return out
 
@@ -267,8 +271,8 @@ def _finite(v: float):
 
 def _mean_pose_metrics(train_set, val_set, evaluation) -> dict:
     from ..evaluation import lsp_pck, mean_pose_predictions
-    e = evaluation if isinstance(evaluation, dict) else evaluation.model_dump()
+    from .inference import evaluation_settings
     preds = mean_pose_predictions(train_set.records, val_set.records)
     gts, visible = val_set.ground_truth()
-    m = lsp_pck(preds, gts, visible, threshold=float(e.get("pck_threshold", 0.2)))
+    m = lsp_pck(preds, gts, visible, threshold=evaluation_settings(evaluation).pck_threshold)
     return {k: _finite(v) for k, v in m.items()}
