@@ -9,7 +9,9 @@ order. Loading fails listing the missing and unexpected keys, and shape mismatch
 """
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -63,3 +65,85 @@ def load_official_checkpoint(model: nn.Module, checkpoint) -> nn.Module:
             + listing("unexpected keys", unexpected) + listing("shape mismatches", shapes))
     model.load_state_dict(state, strict=True)
     return model
+
+
+# --- ImageNet-pretrained backbones -------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackboneLayout:
+    """How an ImageNet classification checkpoint maps onto a model's backbone.
+
+    ``prefixes``: our state-dict keys that the checkpoint must supply (everything under
+    them; ``num_batches_tracked`` buffers are optional since pre-0.4 checkpoints lack them).
+    ``key_map``: (regex, replacement) pairs turning the checkpoint's key names into ours,
+    applied in order (e.g. ``("^features\\.", "backbone.features.")``).
+    ``ignored``: regexes, on the checkpoint's *original* names, of keys that belong to the
+    classifier and are dropped (``^fc\\.``); any other key we do not have is an error.
+    """
+    prefixes: tuple[str, ...]
+    key_map: tuple[tuple[str, str], ...] = ()
+    ignored: tuple[str, ...] = ()
+
+
+class PretrainedBackboneError(CheckpointMismatchError):
+    pass
+
+
+def pretrained_path(text: str | Path) -> Path:
+    """A ``pretrained:`` entry as a path: ``~`` and ``$VARIABLES`` expanded."""
+    return Path(os.path.expandvars(os.path.expanduser(str(text))))
+
+
+def load_pretrained_backbone(model: nn.Module, path: str | Path) -> dict[str, int]:
+    """Load ImageNet weights into ``model``'s backbone (``model.pretrained_layout``).
+
+    Fails, naming the file, when it does not exist, is not a state dict, or does not
+    match: backbone keys it does not supply, keys it has that are neither ours nor the
+    classifier's, and shape mismatches are all listed. Returns counts of what was done.
+    """
+    path = pretrained_path(path)
+    name = getattr(model, "registry_name", type(model).__name__)
+    layout: BackboneLayout | None = getattr(model, "pretrained_layout", None)
+    if layout is None:
+        raise PretrainedBackboneError(f"{name} declares no pretrained backbone layout; "
+                                      "it cannot start from ImageNet weights")
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights for {name}: no such file {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        state = _unwrap(raw)
+    except CheckpointMismatchError as err:
+        raise PretrainedBackboneError(f"{path}: {err}") from None
+    except Exception as err:  # unpickling errors come in many types
+        raise PretrainedBackboneError(f"{path}: not a readable torch checkpoint ({err})") from None
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+
+    mapped: dict[str, torch.Tensor] = {}
+    dropped = 0
+    for key, value in state.items():
+        if any(re.search(p, key) for p in layout.ignored):
+            dropped += 1
+            continue
+        new = key
+        for pattern, repl in layout.key_map:
+            new = re.sub(pattern, repl, new)
+        mapped[new] = value
+    own = model.state_dict()
+    expected = {k for k in own if k.startswith(layout.prefixes)}
+    optional = {k for k in expected if k.endswith("num_batches_tracked")}
+    missing = sorted(expected - optional - set(mapped))
+    unexpected = sorted(set(mapped) - expected)
+    shapes = sorted(f"{k}: file {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in expected & set(mapped) if tuple(mapped[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or shapes:
+        def listing(title, items):
+            more = f" ... and {len(items) - 10} more" if len(items) > 10 else ""
+            return f"\n  {title} ({len(items)}): " + ", ".join(items[:10]) + more if items else ""
+        raise PretrainedBackboneError(
+            f"{path} does not match the backbone of {name}" + listing("missing keys", missing)
+            + listing("unexpected keys", unexpected) + listing("shape mismatches", shapes))
+    result = model.load_state_dict(mapped, strict=False)
+    assert not result.unexpected_keys
+    return {"loaded": len(mapped), "classifier_keys_dropped": dropped,
+            "left_at_init": len(own) - len(mapped)}

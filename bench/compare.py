@@ -8,6 +8,8 @@ WITHIN = "within"            # inside the column's tolerance
 OUTSIDE = "outside"          # outside it: fails --check when the column is gated
 NOTED = "known deviation"    # outside or not, explained by the row's known_deviations
 NOT_MEASURED = "not measured"
+# the row is a method this project does not build: published values only, with the reason
+NOT_BUILT = "not built"
 NO_PUBLISHED = "no published value"
 NO_TOLERANCE = "not gated"
 # an accuracy cell measured under the smoke or short profile: shown, never compared with
@@ -64,7 +66,7 @@ def compare_cell(published: Optional[float], measured: Optional[float], toleranc
         return Verdict(NOTED, delta, None, printed, known_deviation)
     if tolerance is None:
         return Verdict(NO_TOLERANCE, delta, None, printed)
-    allowed = tolerance.allowed(published)
+    allowed = tolerance.allowed(published, digits)
     if tolerance.side == "below":
         ok = delta >= -allowed
     elif tolerance.side == "above":

@@ -60,7 +60,7 @@ class RunContext:
     data_root: Path | None = None
     cache: MeasurementCache = dataclasses.field(default_factory=MeasurementCache)
     latency: bool = False
-    device: str = "cpu"
+    device: str = "auto"          # latency: "auto" = cuda when available, else cpu
     work_dir: Path = WORK_DIR
     rerun: bool = False
     launch: LaunchConfig = LaunchConfig()
@@ -107,12 +107,15 @@ def _input_shapes(col: Column, protocol: Protocol | None) -> list[list[int]]:
 # --- cells ----------------------------------------------------------------------------
 
 def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowModels,
-                        ctx: RunContext) -> tuple[dict, dict]:
+                        ctx: RunContext, convention: str | None = None) -> tuple[dict, dict]:
+    """One complexity cell; ``convention`` is the row's counting convention for the
+    column (``Suite.convention_for``), the column's by default."""
+    convention = convention or col.convention
     spec = models.spec(protocol)
     parts = {"model": models.row.model.name, "spec": dataclasses.asdict(spec),
              "input": None if col.measure == "params" else _input_shapes(col, protocol)}
     cell: dict[str, Any] = {"unit": col.unit, "status": res.CELL_MEASURED,
-                            "convention": col.convention}
+                            "convention": convention}
     details: dict[str, Any] = {}
 
     if col.measure == "params":
@@ -121,12 +124,12 @@ def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowMode
                                             measure="params", **parts)
         cell.update(raw=raw, value=raw / _DECIMAL[col.unit])
     elif col.measure == "flops":
-        report, hit = _flops(col.convention, parts, protocol, models, ctx)
-        conv = get_convention(col.convention)
+        report, hit = _flops(convention, parts, protocol, models, ctx)
+        conv = get_convention(convention)
         cell.update(raw=report["total"], value=report["total"] / conv.scale(col.unit))
         details = {"by_operator": report["by_operator"], "not_counted": report["not_counted"],
                    "by_module": {k: v for k, v in report["by_module"].items() if k.count(".") < 2}}
-        if col.convention != CANONICAL:
+        if convention != CANONICAL:
             canon, _ = _flops(CANONICAL, parts, protocol, models, ctx)
             cell["canonical"] = {"value": canon["total"] / get_convention(CANONICAL).scale(col.unit),
                                  "raw": canon["total"], "unit": col.unit, "convention": CANONICAL}
@@ -138,15 +141,21 @@ def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowMode
                                  "complexity (theory_macs)")
             return int(model.theory_macs(parts["input"]))
         raw, hit = ctx.cache.get_or_compute(formula, measure="formula_flops", **parts)
-        base = get_convention(col.convention).scale(col.unit) if col.convention else _DECIMAL[col.unit]
+        base = get_convention(convention).scale(col.unit) if convention else _DECIMAL[col.unit]
         cell.update(raw=raw, value=raw / base)
     elif col.measure == "latency_ms":
         if not ctx.latency:
             return {"unit": col.unit, "status": res.CELL_NOT_MEASURED,
                     "reason": "latency not requested (run with --latency)"}, {}
         from .complexity.latency import measure_latency
-        stats = measure_latency(models.get(protocol), parts["input"], device=ctx.device)
-        cell.update(raw=stats["median_ms"], value=stats["median_ms"])
+        device = ctx.device
+        if device == "auto":
+            import torch
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        stats = measure_latency(models.get(protocol), parts["input"], device=device,
+                                batch=col.batch)
+        cell.update(raw=stats["median_ms"], value=stats["median_ms"], batch=col.batch,
+                    device=device, device_name=stats["device_name"])
         details, hit = stats, False
     else:  # pragma: no cover - the suite schema admits no other complexity measure
         raise ValueError(f"unknown complexity measure {col.measure!r}")
@@ -164,6 +173,8 @@ def _flops(convention: str, parts: dict, protocol, models: _RowModels, ctx: RunC
 def missing_data(protocol: Protocol, data_root: Path | None) -> str | None:
     """Why the protocol's dataset cannot be used under ``data_root`` (None when it can)."""
     name = protocol.dataset.upper()
+    if protocol.server_only:
+        return f"{protocol.name}: {protocol.server_only}"
     if data_root is None:
         return f"no --data-root given, so no {name} to train or evaluate on"
     missing = [f for f in protocol.data_files if not (Path(data_root) / f).exists()]
@@ -175,20 +186,23 @@ def missing_data(protocol: Protocol, data_root: Path | None) -> str | None:
 def _accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) -> dict:
     cell = {"unit": col.unit, "convention": None}
     profile = ctx.profile if ctx.profile in TRAIN_PROFILES else "full"
-    path = res.run_record_path(protocol.name, row.model.key, profile, ctx.results_dir)
+    key = run_key(row, protocol)
+    path = res.run_record_path(protocol.name, key, profile, ctx.results_dir)
     record = res.read_record(path)
     if record is not None and record.get("status") == "ok":
         value = (record.get("metrics") or {}).get(col.measure)
         if value is not None:
             return {**cell, "status": res.CELL_MEASURED, "value": float(value),
                     "raw": float(value), "source": str(path), "profile": profile}
-        why = f"the {profile} run of {row.model.key} on {protocol.name} reports no {col.measure}"
+        why = f"the {profile} run of {key} on {protocol.name} reports no {col.measure}"
     elif record is not None:
-        why = f"the {profile} run of {row.model.key} on {protocol.name} failed: {record.get('error')}"
+        why = f"the {profile} run of {key} on {protocol.name} failed: {record.get('error')}"
     elif str(path) in ctx.skipped:
         why = ctx.skipped[str(path)]
+    elif protocol.server_only:
+        why = missing_data(protocol, None)
     else:
-        why = f"no {profile}-profile result for {row.model.key} on {protocol.name}"
+        why = f"no {profile}-profile result for {key} on {protocol.name}"
         if profile == "full":
             why += "; " + (missing_data(protocol, ctx.data_root) or
                            f"{protocol.dataset.upper()} found under {ctx.data_root}, but no "
@@ -217,9 +231,23 @@ def smoke_data_root(ctx: RunContext) -> Path:
     return root
 
 
+def job_protocol(row: Row, protocol: Protocol) -> Protocol:
+    """The protocol a row's job runs: the row's ``pretrained`` weights replace the protocol's."""
+    if row.pretrained is not None:
+        return protocol.model_copy(update={"pretrained": row.pretrained})
+    return protocol
+
+
+def run_key(row: Row, protocol: Protocol) -> str:
+    """Names a row's training run: the model key, marked when it starts from ImageNet
+    weights (a table can hold the same model trained both ways, e.g. HRNet Table 1)."""
+    return row.model.key + ("+imagenet" if job_protocol(row, protocol).pretrained else "")
+
+
 def _job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None):
     from .training.job import PoseJob
-    key = row.model.key
+    key = run_key(row, protocol)
+    protocol = job_protocol(row, protocol)
     return PoseJob(
         model=row.model.name, overrides=model_overrides(row, protocol), model_key=key,
         protocol=protocol.model_dump(mode="json"), profile=ctx.profile,
@@ -236,13 +264,23 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
     todo, seen = [], set()
     for row in rows:
         for protocol in accuracy_protocols(suite, row).values():
-            path = str(res.run_record_path(protocol.name, row.model.key, ctx.profile, ctx.results_dir))
+            path = str(res.run_record_path(protocol.name, run_key(row, protocol), ctx.profile,
+                                           ctx.results_dir))
             if path in seen:
                 continue
             seen.add(path)
-            why = None if ctx.profile == "smoke" else missing_data(protocol, data_root)
+            why = (protocol.server_only and missing_data(protocol, None)) or (
+                None if ctx.profile == "smoke" else missing_data(protocol, data_root))
             if why is None and not protocol.trainable:
                 why = f"protocol {protocol.name} has no training recipe (optimizer, schedule, batch)"
+            weights = job_protocol(row, protocol).pretrained
+            if why is None and weights and ctx.profile != "smoke":
+                from .checkpoints import pretrained_path
+                if not pretrained_path(weights).is_file():
+                    where = "row" if row.pretrained else f"protocol {protocol.name}"
+                    why = (f"pretrained weights not found: {pretrained_path(weights)} (named by "
+                           f"the {where} 'pretrained' field of {row.name!r} in {suite.path})")
+                    log(f"error: {why}")
             if why:
                 ctx.skipped[path] = why
                 continue
@@ -272,7 +310,8 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
         protocol = suite.protocol_for(row, col.protocol)
         try:
             if col.is_complexity:
-                cells[cid], d = _measure_complexity(col, protocol, models, ctx)
+                cells[cid], d = _measure_complexity(col, protocol, models, ctx,
+                                                    suite.convention_for(row, cid))
                 if d:
                     details[cid] = d
             else:
@@ -285,7 +324,8 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
     runs = {}
     if ctx.profile in TRAIN_PROFILES:
         for key, protocol in accuracy_protocols(suite, row).items():
-            path = res.run_record_path(protocol.name, row.model.key, ctx.profile, ctx.results_dir)
+            path = res.run_record_path(protocol.name, run_key(row, protocol), ctx.profile,
+                                       ctx.results_dir)
             rec = res.read_record(path)
             runs[key] = {"record": str(path), "status": rec.get("status") if rec else "not run",
                          "error": (rec or {}).get("error") or ctx.skipped.get(str(path)),
@@ -333,7 +373,7 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
               cache: MeasurementCache | None = None, rows: str | None = None,
               latency: bool = False, progress=None, work_dir: Path = WORK_DIR,
               rerun: bool = False, launch: LaunchConfig | None = None,
-              job_options: dict | None = None, log=print) -> SuiteRun:
+              job_options: dict | None = None, log=print, device: str = "auto") -> SuiteRun:
     """Measure every row (or those whose name matches the glob ``rows``), write records.
     Training profiles first run the jobs the accuracy cells need (``run_training``)."""
     if profile not in PROFILES:
@@ -342,11 +382,14 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
         suite = load_suite(suite)
     ctx = RunContext(profile=profile, results_dir=Path(results_dir),
                      data_root=Path(data_root) if data_root else None,
-                     cache=cache or MeasurementCache(), latency=latency,
+                     cache=cache or MeasurementCache(), latency=latency, device=device,
                      work_dir=Path(work_dir), rerun=rerun, launch=launch or LaunchConfig(),
                      job_options=dict(job_options or {}))
     t0 = time.perf_counter()
-    selected = [row for row in suite.rows if not rows or fnmatch.fnmatch(row.name, rows)]
+    # rows of methods this project does not build keep their published cells in the
+    # report; there is nothing to measure for them
+    selected = [row for row in suite.rows
+                if row.built and (not rows or fnmatch.fnmatch(row.name, rows))]
     if profile in TRAIN_PROFILES:
         run_training(suite, selected, ctx, log)
     records, paths = [], []
@@ -384,7 +427,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="measurement cache (default: $HRBENCH_CACHE_DIR or ~/.cache/hrbench)")
     p.add_argument("--no-cache", action="store_true", help="measure everything again")
     p.add_argument("--rows", default=None, help="only rows whose name matches this glob")
-    p.add_argument("--latency", action="store_true", help="also time latency_ms columns")
+    p.add_argument("--latency", action="store_true",
+                   help="also time latency_ms columns: median forward time at the column's "
+                        "batch after warm-up, on --device (default: cuda when available)")
     p.add_argument("--no-report", action="store_true", help="do not write HTML reports")
     p.add_argument("-q", "--quiet", action="store_true", help="no table in the terminal")
     t = p.add_argument_group("training (profiles smoke, short, full)")
@@ -401,7 +446,8 @@ def _parser() -> argparse.ArgumentParser:
                         "scaled linearly when the total batch differs, and recorded)")
     t.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"), help="mixed precision")
     t.add_argument("--channels-last", action="store_true")
-    t.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    t.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N for training and latency (default: cuda when available)")
     t.add_argument("--workers", type=int, default=None, help="data loader workers per process")
     t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     t.add_argument("--progress", action="store_true", help="progress bars")
@@ -545,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rerun = args.rerun or (args.check and args.profile == "smoke")
         run = run_suite(suite, args.profile, args.results_dir, args.data_root, cache,
                         args.rows, args.latency, work_dir=args.work_dir, rerun=rerun,
-                        launch=launch, job_options=job_options)
+                        launch=launch, job_options=job_options, device=args.device or "auto")
         from . import report
         shown = _all_profile_records(suite, args.results_dir)
         if not args.quiet:

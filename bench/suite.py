@@ -26,8 +26,10 @@ COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms")
 # accuracy measures a protocol's evaluator reports (COCO keypoints, MPII PCKh, LSP PCK)
 # (MeanPose-PCK@0.2: the training set's mean pose scored on the same split, the
 # reference a trained model must beat; bench.evaluation.baselines)
+# (Head ... Ankle: MPII PCKh@0.5 per body part, left and right pooled)
 ACCURACY_MEASURES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50",
-                     "PCKh@0.5", "PCKh@0.1", "AUC", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU")
+                     "PCKh@0.5", "PCKh@0.1", "AUC", "Head", "Shoulder", "Elbow", "Wrist",
+                     "Hip", "Knee", "Ankle", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU")
 MEASURES = COMPLEXITY_MEASURES + ACCURACY_MEASURES
 Unit = Literal["", "K", "M", "G", "%", "ms"]   # multiples of a measure's base unit
 
@@ -51,17 +53,23 @@ class Tolerance(_Frozen):
     # "both": |m - p| within; "below": only falling short fails (accuracy);
     # "above": only exceeding fails (a complexity budget)
     side: Literal["both", "below", "above"] = "both"
+    # also allow half a unit of the published value's last printed digit: "reproduced to
+    # the printed precision" whatever the row's number of decimals (Lite-HRNet's tables
+    # print its own GFLOPs with two decimals and HRNet's with one)
+    printed: bool = False
 
     @model_validator(mode="after")
     def _one_bound(self):
-        if self.abs is None and self.rel is None:
-            raise ValueError("give abs and/or rel")
+        if self.abs is None and self.rel is None and not self.printed:
+            raise ValueError("give abs and/or rel (or printed: true)")
         return self
 
-    def allowed(self, published: float) -> float:
+    def allowed(self, published: float, digits: Optional[int] = None) -> float:
         bounds = [b for b in (self.abs, None if self.rel is None else self.rel * abs(published))
                   if b is not None]
-        return max(bounds)
+        if self.printed and digits is not None:
+            bounds.append(0.5 * 10.0 ** -digits)
+        return max(bounds, default=0.0)
 
 
 class Column(_Frozen):
@@ -75,6 +83,7 @@ class Column(_Frozen):
     digits: Optional[int] = None            # printed precision in the paper
     tolerance: Optional[Tolerance] = None
     gate: bool = True                       # part of --check
+    batch: int = Field(1, ge=1)             # latency_ms: images per timed forward pass
     # compare with another column's published value (the paper prints one number that
     # two measurements should reproduce, e.g. by formula and by counting modules)
     published_from: Optional[str] = None
@@ -117,7 +126,15 @@ class ModelRef(_Frozen):
 
 class Row(_Frozen):
     name: str
-    model: ModelRef
+    # a registered model, or (for a method this project does not build) ``not_built``:
+    # why not; such a row keeps its published cells so the report shows the whole table
+    model: Optional[ModelRef] = None
+    not_built: str = ""
+    # ImageNet weights for the backbone (overrides the protocol's); see Protocol.pretrained
+    pretrained: Optional[str] = None
+    # column id -> counting convention for this row only: a number the paper copied from
+    # another paper, which counted differently (Lite-HRNet's HRNet rows are HRNet's figures)
+    conventions: dict[str, str] = Field(default_factory=dict)
     published: dict[str, Optional[float]] = Field(default_factory=dict)
     note: str = ""
     # cells whose deviation is understood and explained: shown, not gated
@@ -127,6 +144,21 @@ class Row(_Frozen):
     protocols: dict[str, "Protocol"] = Field(default_factory=dict)
     # decimals of each published value as written in the file ("87.0" -> 1, "28" -> 0)
     printed_digits: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _model_or_reason(self):
+        if self.model is None and not self.not_built.strip():
+            raise ValueError("a row needs a model, or a not_built reason for a method "
+                             "this project does not build")
+        if self.model is not None and self.not_built:
+            raise ValueError("a row with not_built names no model (drop one of the two)")
+        if self.pretrained is not None and self.model is None:
+            raise ValueError("pretrained weights need a model")
+        return self
+
+    @property
+    def built(self) -> bool:
+        return self.model is not None
 
     @property
     def key(self) -> str:
@@ -239,6 +271,13 @@ class Protocol(_Frozen):
     batch: Optional[Batch] = None
     evaluation: Evaluation = Field(default_factory=Evaluation)
     seed: int = 0
+    # why no local run can score this protocol (e.g. COCO test-dev and the MPII test set
+    # are scored by their evaluation servers); its accuracy cells say so, no job runs
+    server_only: str = ""
+    # ImageNet-pretrained backbone weights (a torch file in the backbone's usual layout,
+    # e.g. torchvision's resnet50); "~" and $VARIABLES are expanded, relative paths are
+    # taken from the working directory. Checked when a training job starts.
+    pretrained: Optional[str] = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -285,6 +324,10 @@ class Suite(_Frozen):
         if key is None:
             return None
         return row.protocols.get(key) or self.protocols[key]
+
+    def convention_for(self, row: Row, cid: str) -> Optional[str]:
+        """The counting convention of a row's cell: the row's override, else the column's."""
+        return row.conventions.get(cid) or self.columns[cid].convention
 
     def printed_digits(self, row: Row, cid: str) -> Optional[int]:
         """Decimals the paper printed for the cell's published value."""
@@ -413,6 +456,8 @@ def _printed_digits(texts: dict, index: int, published: Any) -> dict[str, int]:
 
 def _normalize_model(raw: Any) -> Any:
     """``model: name`` or ``model: {name: ..., <overrides>}`` -> ModelRef fields."""
+    if raw is None:
+        return None
     if isinstance(raw, str):
         return {"name": raw}
     if isinstance(raw, dict) and "name" in raw:
@@ -436,7 +481,7 @@ def load_suite(path: str | Path, check_models: bool = True,
         columns = {cid: ({**c, "id": cid} if isinstance(c, dict) else c) for cid, c in columns.items()}
     rows = data.get("rows")
     if isinstance(rows, list):
-        rows = [({**r, "model": _normalize_model(r.get("model")),
+        rows = [({**r, **({"model": _normalize_model(r["model"])} if "model" in r else {}),
                   "printed_digits": _printed_digits(texts, i, r.get("published")),
                   "protocols": _load_protocol_map(path, positions, r.get("protocols"),
                                                   ("rows", i, "protocols"), protocols_dir)}
@@ -474,6 +519,8 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
             fail(loc + ("convention",), "a flops column must name its counting convention")
         if col.published_from is not None and col.published_from not in suite.columns:
             fail(loc + ("published_from",), f"unknown column {col.published_from!r}")
+        if col.batch != 1 and col.measure != "latency_ms":
+            fail(loc + ("batch",), "batch applies to latency_ms columns only")
         if not col.is_complexity and col.protocol is None:
             fail(loc + ("protocol",), f"accuracy measure {col.measure!r} needs a protocol")
 
@@ -490,7 +537,13 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
             if cid not in suite.columns:
                 where = "published" if cid in row.published else "known_deviations"
                 fail(loc + (where, cid), f"unknown column {cid!r}; columns: {', '.join(suite.columns)}")
-        if check_models:
+        for cid, name in row.conventions.items():
+            where = loc + ("conventions", cid)
+            if cid not in suite.columns or suite.columns[cid].measure != "flops":
+                fail(where, f"{cid!r} is not a flops column of this suite")
+            if name not in CONVENTIONS:
+                fail(where, f"unknown counting convention {name!r}; known: {', '.join(CONVENTIONS)}")
+        if check_models and row.built:
             from .registry import BadOverrideError, UnknownModelError, resolve_spec
             try:
                 resolve_spec(row.model.name, **row.model.overrides)

@@ -2,7 +2,9 @@
 tests measure each model once), golden-value recording behind an explicit flag."""
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,38 @@ def golden(record_golden):
 def measurement_cache(tmp_path_factory):
     from bench.complexity.cache import MeasurementCache
     return MeasurementCache(tmp_path_factory.mktemp("complexity-cache"))
+
+
+# --- comparing with official implementations (golden files written outside the project) --
+
+def official_weights(model):
+    """The deterministic weights every ``tests/golden/*_official.json`` describes under
+    ``weight_init``: state-dict entries in key order, conv weights ~ N(0, 0.7^2 / fan_in),
+    BN weights and running variances ~ U(0.5, 1.5), biases and means ~ N(0, 0.1^2)."""
+    import torch
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for name, t in sorted(model.state_dict().items()):
+            if not t.dtype.is_floating_point:
+                continue
+            if t.dim() > 1:
+                t.copy_(torch.randn_like(t) * (0.7 / math.sqrt(t[0].numel())))
+            elif name.endswith("running_var") or name.endswith(".weight"):
+                t.copy_(torch.rand_like(t) + 0.5)
+            else:
+                t.copy_(torch.randn_like(t) * 0.1)
+    return model.eval()
+
+
+def state_signature(model) -> str:
+    """sha256 of the sorted "key:shape" lines of the state dict."""
+    lines = sorted(f"{k}:{','.join(map(str, v.shape))}" for k, v in model.state_dict().items())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def assert_output_matches(out, ref: dict) -> None:
+    """``out`` against a golden ``output_checksum`` (sum, absolute sum, first values)."""
+    assert list(out.shape) == ref["output_shape"]
+    assert out.double().sum().item() == pytest.approx(ref["sum"], rel=1e-4, abs=1e-3)
+    assert out.double().abs().sum().item() == pytest.approx(ref["abs_sum"], rel=1e-4)
+    assert out.flatten()[:5].tolist() == pytest.approx(ref["sample"], rel=1e-4, abs=1e-5)

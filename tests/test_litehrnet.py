@@ -1,8 +1,6 @@
 """Lite-HRNet family: exact structure vs the official implementation, shapes, CCW
 weights, the two fusion modes, checkpoint loading."""
-import hashlib
 import json
-import math
 
 import pytest
 import torch
@@ -12,31 +10,10 @@ from bench.checkpoints import CheckpointMismatchError, load_official_checkpoint
 from bench.complexity import count_params
 from bench.models.layers import fuse_branches, make_fuse_layers, separable_conv3x3_bn
 from bench.models.litehrnet import CrossResolutionWeighting, SpatialWeighting
-from conftest import GOLDEN
+from conftest import GOLDEN, official_weights, state_signature
 
 OFFICIAL = json.loads((GOLDEN / "litehrnet_official.json").read_text())
 FAMILY = ["litehrnet_18", "litehrnet_30", "naive_litehrnet_18", "wider_naive_litehrnet_18"]
-
-
-def official_weights(model: torch.nn.Module) -> torch.nn.Module:
-    """The deterministic weights described in the golden file's ``weight_init``."""
-    with torch.no_grad():
-        torch.manual_seed(0)
-        for name, t in sorted(model.state_dict().items()):
-            if not t.dtype.is_floating_point:
-                continue
-            if t.dim() > 1:
-                t.copy_(torch.randn_like(t) * (0.7 / math.sqrt(t[0].numel())))
-            elif name.endswith("running_var") or name.endswith(".weight"):
-                t.copy_(torch.rand_like(t) + 0.5)
-            else:
-                t.copy_(torch.randn_like(t) * 0.1)
-    return model.eval()
-
-
-def state_signature(model) -> str:
-    lines = sorted(f"{k}:{','.join(map(str, v.shape))}" for k, v in model.state_dict().items())
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 @pytest.mark.parametrize("name", FAMILY)

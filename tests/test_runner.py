@@ -208,3 +208,80 @@ def test_full_profile_without_the_dataset_names_the_expected_path(tmp_path, shar
 def test_update_baseline_needs_the_smoke_profile(tmp_path, capsys):
     assert main([str(SUITES / "lite_hrnet_table6.yaml"), "--update-baseline"]) == 2
     assert "--update-baseline needs --profile smoke" in capsys.readouterr().err
+
+
+def _mini_suite(tmp_path, rows: str, protocol: str = "mpii_256x256_hrnet", extra_columns: str = ""):
+    shutil.copytree(SUITES / "protocols", tmp_path / "protocols", dirs_exist_ok=True)
+    path = tmp_path / "mini.yaml"
+    path.write_text(f"""suite: mini
+paper: hrnet
+table: 0
+title: mini
+protocols: {{mpii: {protocol}}}
+columns:
+  params: {{unit: M, measure: params, protocol: mpii, tolerance: {{abs: 0.05}}}}
+  mpii.PCKh: {{measure: PCKh@0.5, protocol: mpii, tolerance: {{abs: 1.0, side: below}}}}
+{extra_columns}rows:
+{rows}""")
+    return load_suite(path)
+
+
+def test_server_only_protocols_say_who_scores_them_and_start_no_job(tmp_path, shared_cache_dir):
+    suite = _mini_suite(tmp_path, "  - {name: W16, model: small_hrnet_w16}\n",
+                        protocol="mpii_256x256_hrnet_test")
+    run = run_suite(suite, profile="smoke", results_dir=tmp_path / "results",
+                    cache=MeasurementCache(shared_cache_dir), work_dir=tmp_path / "work")
+    cell = run.records[0]["cells"]["mpii.PCKh"]
+    assert cell["status"] == "not_measured"
+    assert "scored by the MPII benchmark server" in cell["reason"]
+    assert run.records[0]["runs"]["mpii"]["status"] == "not run"
+
+
+def test_missing_pretrained_weights_skip_the_job_naming_the_file_and_row(tmp_path, shared_cache_dir):
+    data = tmp_path / "data"
+    for f in ("mpii/annot/valid.json", "mpii/annot/gt_valid.mat"):
+        (data / f).parent.mkdir(parents=True, exist_ok=True)
+        (data / f).write_text("")
+    (data / "mpii" / "images").mkdir()
+    suite = _mini_suite(tmp_path, "  - {name: W16, model: small_hrnet_w16, "
+                                  "pretrained: $HRBENCH_TEST_NOWHERE/w16.pth}\n")
+    logged = []
+    run = run_suite(suite, profile="short", results_dir=tmp_path / "results", data_root=data,
+                    cache=MeasurementCache(shared_cache_dir), work_dir=tmp_path / "work",
+                    log=logged.append)
+    reason = run.records[0]["cells"]["mpii.PCKh"]["reason"]
+    assert reason.startswith("pretrained weights not found: $HRBENCH_TEST_NOWHERE/w16.pth")
+    assert "'W16'" in reason and str(tmp_path / "mini.yaml") in reason
+    assert any(line.startswith("error: pretrained weights not found") for line in logged)
+    assert run.records[0]["runs"]["mpii"]["record"].endswith("small_hrnet_w16_imagenet.short.json")
+    assert not (tmp_path / "work").exists()
+
+
+def test_not_built_rows_are_not_measured_and_the_report_shows_them(tmp_path, shared_cache_dir):
+    from bench.report import render_suite_html, render_terminal
+    suite = _mini_suite(tmp_path, "  - {name: CPN, not_built: outside the five papers, "
+                                  "published: {params: 27.0, mpii.PCKh: 90.0}}\n"
+                                  "  - {name: W16, model: small_hrnet_w16}\n")
+    run = run_suite(suite, results_dir=tmp_path / "results", cache=MeasurementCache(shared_cache_dir))
+    assert [r["row"] for r in run.records] == ["W16"]
+    html = render_suite_html(suite, run.records, tmp_path / "reports").read_text()
+    assert "not built: outside the five papers" in html
+    text = render_terminal(suite, run.records)
+    assert "n not built" in text and "CPN: not built: outside the five papers" in text
+
+
+def test_latency_columns_time_their_batch_and_the_report_plots_latency_vs_flops(
+        tmp_path, shared_cache_dir):
+    from bench.report import render_suite_html
+    suite = _mini_suite(tmp_path, "  - {name: W16, model: small_hrnet_w16}\n", extra_columns=(
+        "  mpii.gflops: {unit: G, measure: flops, protocol: mpii, convention: hrnet_paper}\n"
+        "  mpii.b1: {unit: ms, measure: latency_ms, protocol: mpii, gate: false}\n"
+        "  mpii.b2: {unit: ms, measure: latency_ms, protocol: mpii, batch: 2, gate: false}\n"))
+    run = run_suite(suite, results_dir=tmp_path / "results", latency=True, device="cpu",
+                    cache=MeasurementCache(shared_cache_dir))
+    cells, details = run.records[0]["cells"], run.records[0]["details"]
+    assert cells["mpii.b1"]["batch"] == 1 and cells["mpii.b2"]["batch"] == 2
+    assert details["mpii.b2"]["input_shape"] == [2, 3, 256, 256]
+    assert details["mpii.b1"]["iters"] >= 3 and cells["mpii.b1"]["value"] > 0
+    render_suite_html(suite, run.records, tmp_path / "reports")
+    assert (tmp_path / "reports" / "mini" / "mpii.latency_vs_flops.png").is_file()

@@ -54,14 +54,29 @@ CASES = [
      "unknown counting convention 'torchstat'"),
     ("unknown field", "  - name: Lite-HRNet-30\n", "  - name: Lite-HRNet-30\n    notes: typo\n",
      "rows[6].notes", "unknown field"),
+    ("no model and no reason", "    model: litehrnet_30\n", "",
+     "rows[6]", "a row needs a model, or a not_built reason"),
+    ("model and not_built", "    model: litehrnet_30\n", "    model: litehrnet_30\n    not_built: CPN\n",
+     "rows[6]", "a row with not_built names no model"),
+    ("row convention on a params column", "    model: litehrnet_30\n",
+     "    model: litehrnet_30\n    conventions: {params: hrnet_paper}\n",
+     "rows[6].conventions.params", "'params' is not a flops column"),
+    ("unknown row convention", "    model: litehrnet_30\n",
+     "    model: litehrnet_30\n    conventions: {coco.mflops: torchstat}\n",
+     "rows[6].conventions.coco.mflops", "unknown counting convention 'torchstat'"),
+    ("batch on a flops column", "convention: lite_hrnet_paper, tolerance: {abs: 0.05}}\n  coco.AP",
+     "convention: lite_hrnet_paper, batch: 32, tolerance: {abs: 0.05}}\n  coco.AP",
+     "columns.coco.mflops.batch", "batch applies to latency_ms columns only"),
 ]
 
 
 @pytest.mark.parametrize("label,old,new,field,message", CASES, ids=[c[0] for c in CASES])
 def test_bad_suite_names_file_line_and_field(tmp_path, label, old, new, field, message):
     path, line = broken_copy(tmp_path, old, new)
-    if label == "unknown field":
+    if label in ("unknown field", "row convention on a params column", "unknown row convention"):
         line += 1
+    elif label in ("no model and no reason", "model and not_built"):
+        line -= 1                                  # a whole-row error: the row's first line
     with pytest.raises(SuiteError) as err:
         load_suite(path)
     e = err.value
@@ -130,3 +145,24 @@ def test_a_misspelt_protocol_field_is_located(tmp_path):
     (tmp_path / "bad2.yaml").write_text(text.replace("milestones: [170, 200]", "milestones: [200, 170]"))
     with pytest.raises(SuiteError, match="strictly increasing"):
         load_protocol("bad2", tmp_path)
+
+
+def test_not_built_rows_keep_published_cells_and_need_no_model():
+    suite = load_suite(REPO / "suites" / "hrnet_table2.yaml")
+    openpose = next(r for r in suite.rows if r.name == "OpenPose")
+    assert not openpose.built and openpose.model is None
+    assert "bottom-up" in openpose.not_built
+    assert openpose.published["coco.AP"] == 61.8
+
+
+@pytest.mark.parametrize("path", discover_suites(), ids=lambda p: p.stem)
+def test_every_row_names_a_built_model_or_says_why_not(path):
+    for row in load_suite(path).rows:
+        assert row.built or row.not_built.strip(), row.name
+
+
+def test_row_conventions_override_the_columns():
+    suite = load_suite(REPO / "suites" / "lite_hrnet_table3.yaml")
+    rows = {r.name: r for r in suite.rows}
+    assert suite.convention_for(rows["HRNetV1-W32"], "coco.gflops") == "hrnet_paper"
+    assert suite.convention_for(rows["Lite-HRNet-18 (256x192)"], "coco.gflops") == "lite_hrnet_paper"

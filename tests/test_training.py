@@ -280,3 +280,30 @@ def test_the_slurm_launcher_runs_through_submitit(mpii_root, tmp_path):
     assert rec["status"] == "ok" and json.loads((tmp_path / "rec.json").read_text())["status"] == "ok"
     with pytest.raises(ValueError, match="unknown launcher 'mpi'"):
         LaunchConfig("mpi")
+
+
+def test_a_job_starts_from_imagenet_weights_named_by_its_protocol(mpii_root, tmp_path):
+    """``pretrained:`` loads the backbone (ImageNet-classifier keys dropped) before
+    training, and the record says what was loaded; a wrong file fails the job clearly."""
+    source = create_model("small_hrnet_w16", num_joints=16)
+    with torch.no_grad():
+        for t in source.state_dict().values():
+            if t.is_floating_point():
+                t.uniform_(-0.01, 0.01)
+    imagenet = {k: v for k, v in source.state_dict().items() if not k.startswith("final_layer")}
+    imagenet["classifier.weight"] = torch.zeros(1000, 8)
+    torch.save(imagenet, tmp_path / "imagenet.pth")
+    job = PoseJob("small_hrnet_w16", tiny_protocol(pretrained=str(tmp_path / "imagenet.pth")),
+                  work_dir=str(tmp_path / "w"), data_root=str(mpii_root.parent),
+                  overrides={"num_joints": 16}, epochs=1, max_iters_per_epoch=1, batch_size=2,
+                  device="cpu", num_workers=0)
+    rec = job()
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec["pretrained"]["classifier_keys_dropped"] == 1
+    assert rec["pretrained"]["loaded"] == len(imagenet) - 1
+    bad = PoseJob("small_hrnet_w16", tiny_protocol(pretrained=str(tmp_path / "none.pth")),
+                  work_dir=str(tmp_path / "w2"), data_root=str(mpii_root.parent),
+                  overrides={"num_joints": 16}, epochs=1, max_iters_per_epoch=1, batch_size=2,
+                  device="cpu", num_workers=0)()
+    assert bad["status"] == "failed" and "no such file" in bad["error"]
+    assert str(tmp_path / "none.pth") in bad["error"]

@@ -184,9 +184,12 @@ _register(Convention(
 
 _register(Convention(
     name="hrnet_paper", engine="module_hooks", unit_base=1024,
-    description="HRNet's get_model_summary: convolutions (numel(weight) x output positions, "
-                "transposed convs on the output grid, no bias) and linear layers only; each "
-                "hooked module charged once. Printed in binary units.",
+    description="HRNet's get_model_summary (lib/utils/utils.py of the pose and segmentation "
+                "repositories): convolutions (numel(weight) x output positions, transposed "
+                "convs on the output grid, no bias) and linear layers only, charged at every "
+                "call; normalisation, activations, pooling and resampling not counted. "
+                "Printed as multiply-adds / 1024^3 'GFLOPs'.",
+    once_per_module=False,
     rules={
         "Conv2d": conv_weight_times_output_grid,
         "ConvTranspose2d": conv_weight_times_output_grid,

@@ -3,6 +3,12 @@
 ``HeatmapHead`` is mmpose's ``TopDownSimpleHead`` without deconvolutions
 (``num_deconv_layers=0``, ``final_conv_kernel=1``), the head Lite-HRNet uses: a 1x1 conv
 from the highest-resolution features to one heatmap per joint (``final_layer``).
+
+``DeconvHeatmapHead`` is the SimpleBaseline head (Xiao et al. 2018) in mmpose's naming
+(``deconv_layers``, ``final_layer``): stride-2 transposed convolutions, each followed by
+BatchNorm and ReLU, then the 1x1 heatmap conv. mmpose puts it on MobileNetV2 and
+ShuffleNetV2 (Lite-HRNet Tables 3, 5); SimpleBaseline's own ``PoseResNet`` keeps the same
+two modules at its top level and builds them with ``make_deconv_layers``.
 """
 from __future__ import annotations
 
@@ -10,6 +16,50 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+
+def deconv_padding(kernel_size: int) -> tuple[int, int]:
+    """(padding, output_padding) that make a stride-2 transposed conv exactly double the
+    size: out = 2 (in - 1) - 2 p + k + op = 2 in  <=>  2 p - op = k - 2."""
+    rules = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
+    if kernel_size not in rules:
+        raise ValueError(f"deconvolution kernel must be 2, 3 or 4, got {kernel_size}")
+    return rules[kernel_size]
+
+
+def make_deconv_layers(in_channels: int, filters: Sequence[int], kernels: Sequence[int],
+                       bias: bool = False) -> nn.Sequential:
+    """[ConvTranspose2d(stride 2), BatchNorm2d, ReLU] per entry of ``filters``, flat in one
+    Sequential so that the official keys are ``deconv_layers.{3i}`` / ``.{3i+1}``."""
+    if len(filters) != len(kernels):
+        raise ValueError(f"{len(filters)} deconv filters but {len(kernels)} kernels")
+    layers: list[nn.Module] = []
+    for planes, kernel in zip(filters, kernels):
+        padding, output_padding = deconv_padding(kernel)
+        layers += [nn.ConvTranspose2d(in_channels, planes, kernel, stride=2, padding=padding,
+                                      output_padding=output_padding, bias=bias),
+                   nn.BatchNorm2d(planes),
+                   nn.ReLU(inplace=True)]
+        in_channels = planes
+    return nn.Sequential(*layers)
+
+
+class DeconvHeatmapHead(nn.Module):
+    """Low-resolution features -> heatmaps: len(filters) doublings, then a 1x1 conv."""
+
+    def __init__(self, in_channels: int, num_joints: int,
+                 filters: Sequence[int] = (256, 256, 256), kernels: Sequence[int] = (4, 4, 4),
+                 final_conv_kernel: int = 1):
+        super().__init__()
+        self.deconv_layers = make_deconv_layers(in_channels, filters, kernels)
+        width = filters[-1] if filters else in_channels
+        self.final_layer = nn.Conv2d(width, num_joints, final_conv_kernel,
+                                     padding=final_conv_kernel // 2)
+
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        if isinstance(x, (list, tuple)):
+            x = x[-1]
+        return self.final_layer(self.deconv_layers(x))
 
 
 class HeatmapHead(nn.Module):

@@ -1,10 +1,37 @@
-"""HRNet (Sun et al., CVPR 2019) for top-down pose estimation, and Small HRNet.
+"""HRNet (Sun et al., CVPR 2019) for pose, its ablations, HRNetV2 for segmentation, and
+Small HRNet.
 
-Serves HRNet's pose tables and the Small HRNet-W16 baseline of Lite-HRNet Tables 3, 5
-and 6. Attribute names follow the official ``pose_hrnet.py`` (``conv1``, ``bn1``,
-``layer1``, ``transition1``, ``stage2`` ... ``final_layer``) so its checkpoints load with
-``strict=True``. The multi-resolution parts (transitions, fusion grid and forward) are
-the shared ones in ``layers``; HRNet passes full 3x3 convolutions and the standard fusion.
+Serves HRNet Tables 1, 2, 4, 6 and 7 (and the resolution-maintenance study of Sec. 4.4),
+the HRNet rows of Lite-HRNet Tables 3-6, and GSTO's HRNetV2 baselines.
+
+One backbone, ``HighResolutionNet``: a stem of two stride-2 3x3 convolutions, stage 1 of
+bottlenecks at 1/4 resolution, then stages 2-4 adding one lower-resolution branch each
+(C, 2C, 4C, 8C channels) made of modules with ``num_blocks`` basic blocks per branch
+followed by a multi-resolution fusion ("exchange unit"). Attribute names follow the
+official code (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``layer1``, ``transition1``,
+``stage2`` ... ``final_layer`` in leoxiaobin/deep-high-resolution-net.pytorch's
+``pose_hrnet.py``, ``last_layer`` in HRNet-Semantic-Segmentation's ``seg_hrnet.py``), so
+their checkpoints load with ``strict=True``; the transitions, fusion grid and fusion
+forward are the shared ones in ``layers``.
+
+* ``PoseHighResolutionNet`` (HRNet-W32/W48): the last stage fuses into the highest
+  resolution only, then a 1x1 conv gives one heatmap per joint at 1/4 resolution.
+  Parameters equal the official ones: 28,536,113 (W32) and 63,595,745 (W48).
+* ``exchange`` is HRNet Table 6: ``full`` fuses after every module (1 + 4 + 3 = 8
+  exchange units, the paper's (c)); ``across_stage`` only after the last module of each
+  stage (3 units, (b)); ``final`` only after the very last module (1 unit, (a)). A module
+  without an exchange unit keeps its branches apart and has no fusion layers.
+* ``branches_from_start`` is the "resolution maintenance" variant of Sec. 4.4: all four
+  resolutions are created by the first transition (from stage 1's output) and every
+  stage runs all four with the same number of modules and blocks. The paper gives no
+  widths for it and calls its complexity "similar"; keeping HRNet-W32's widths, the
+  extra low-resolution blocks of stages 2 and 3 make it larger (see the suite's note).
+* ``HRNetV2Segmentation``: all four branches leave stage 4, the lower ones are resized
+  bilinearly (corners aligned) to 1/4 resolution and concatenated (15C channels), then
+  ``last_layer`` = 1x1 conv (with bias) + BN + ReLU + 1x1 conv to the classes, as in
+  HRNet-Semantic-Segmentation. Its fusion also resizes bilinearly instead of nearest
+  upsampling. W18-Small-v2 (stage 1 of two bottlenecks; 1, 3, 2 modules of two blocks)
+  and W48 are the backbones GSTO builds on.
 
 Small HRNet-W16 is HRNet-Semantic-Segmentation's ``seg_hrnet_w18_small_v1`` depth
 (one module per stage, one bottleneck in stage 1, two blocks per branch) with widths
@@ -18,15 +45,28 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import BackboneLayout
 from ..registry import register_model
 from .layers import (BLOCKS, BN_MOMENTUM, apply_transition, fuse_branches, full_conv3x3_bn,
                      init_pose_weights, make_fuse_layers, make_res_layer, make_transition)
 
+EXCHANGE_MODES = ("full", "across_stage", "final")
+
+# ImageNet-pretrained HRNet classifiers (hrnet_w32-36af842e.pth ...) share the stem and
+# stages with the pose and segmentation networks; their classification head
+# (incre_modules, downsamp_modules, final_layer, classifier) is dropped, as the official
+# PRETRAINED_LAYERS list does.
+_BACKBONE_LAYOUT = BackboneLayout(
+    prefixes=("conv1.", "bn1.", "conv2.", "bn2.", "layer1.", "transition1.", "stage2.",
+              "transition2.", "stage3.", "transition3.", "stage4."),
+    ignored=(r"^incre_modules\.", r"^downsamp_modules\.", r"^final_layer\.", r"^classifier\."))
+
 
 @dataclass(frozen=True)
-class HRNetSpec:
+class HRNetBackboneSpec:
     widths: tuple[int, ...] = (32, 64, 128, 256)   # C, 2C, 4C, 8C of stages 2-4
     num_modules: tuple[int, ...] = (1, 4, 3)       # stages 2, 3, 4
     num_blocks: int = 4                            # basic blocks per branch per module
@@ -34,37 +74,74 @@ class HRNetSpec:
     stage1_block: str = "BOTTLENECK"
     stage1_blocks: int = 4
     stage1_planes: int = 64
-    num_joints: int = 17
-    final_conv_kernel: int = 1
+    exchange: str = "full"                         # HRNet Table 6: full | across_stage | final
+    branches_from_start: bool = False              # Sec. 4.4 "resolution maintenance"
 
     def validate(self) -> None:
         if self.stage1_block not in BLOCKS:
             raise ValueError(f"stage1_block must be one of {sorted(BLOCKS)}")
         if len(self.widths) != len(self.num_modules) + 1:
             raise ValueError("need one width per branch: len(widths) == len(num_modules) + 1")
+        if self.exchange not in EXCHANGE_MODES:
+            raise ValueError(f"exchange must be one of {', '.join(EXCHANGE_MODES)}")
 
     def summary(self) -> str:
-        return f"widths={'/'.join(map(str, self.widths))}; modules={'/'.join(map(str, self.num_modules))}; fusion=standard"
+        extra = "; all branches from the start" if self.branches_from_start else ""
+        return (f"widths={'/'.join(map(str, self.widths))}; "
+                f"modules={'/'.join(map(str, self.num_modules))}x{self.num_blocks} blocks; "
+                f"exchange={self.exchange}{extra}")
+
+    def fuses(self, stage_index: int, module_index: int) -> bool:
+        """Whether module ``module_index`` of stage ``stage_index`` (0-based among stages
+        2-4) ends with an exchange unit."""
+        last_module = module_index == self.num_modules[stage_index] - 1
+        if self.exchange == "full":
+            return True
+        if self.exchange == "across_stage":
+            return last_module
+        return last_module and stage_index == len(self.num_modules) - 1
+
+
+@dataclass(frozen=True)
+class HRNetSpec(HRNetBackboneSpec):
+    num_joints: int = 17
+    final_conv_kernel: int = 1
+
+
+@dataclass(frozen=True)
+class HRNetV2SegSpec(HRNetBackboneSpec):
+    num_classes: int = 19                          # Cityscapes
 
 
 class HighResolutionModule(nn.Module):
-    """Parallel branches of basic blocks, then the standard HRNet fusion."""
+    """Parallel branches of basic blocks, then (optionally) the HRNet exchange unit."""
 
-    def __init__(self, channels: Sequence[int], num_blocks: int, multi_scale_output: bool = True):
+    def __init__(self, channels: Sequence[int], num_blocks: int, multi_scale_output: bool = True,
+                 fuse: bool = True, upsample: str = "nearest"):
         super().__init__()
         self.branches = nn.ModuleList(
             make_res_layer(BLOCKS["BASIC"], c, c, num_blocks) for c in channels)
-        self.fuse_layers = make_fuse_layers(
-            channels, len(channels) if multi_scale_output else 1, full_conv3x3_bn)
+        self.fuse = fuse and len(channels) > 1
+        self.resize = None if upsample == "nearest" else upsample
+        if self.fuse:
+            self.fuse_layers = make_fuse_layers(
+                channels, len(channels) if multi_scale_output else 1, full_conv3x3_bn, upsample)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
-        return fuse_branches(xs, self.fuse_layers, self.relu, "standard")
+        if not self.fuse:
+            return xs
+        return fuse_branches(xs, self.fuse_layers, self.relu, "standard", resize=self.resize)
 
 
-class PoseHighResolutionNet(nn.Module):
-    def __init__(self, spec: HRNetSpec):
+class HighResolutionNet(nn.Module):
+    """Stem, stage 1 and stages 2-4; ``forward_features`` returns the branches that leave
+    stage 4 (all of them, or only the highest with ``single_output``)."""
+
+    pretrained_layout = _BACKBONE_LAYOUT
+
+    def __init__(self, spec: HRNetBackboneSpec, single_output: bool, upsample: str = "nearest"):
         super().__init__()
         w = spec.stem_width
         self.conv1 = nn.Conv2d(3, w, 3, 2, 1, bias=False)
@@ -74,36 +151,74 @@ class PoseHighResolutionNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         block = BLOCKS[spec.stage1_block]
         self.layer1 = make_res_layer(block, w, spec.stage1_planes, spec.stage1_blocks)
-        channels_last = [spec.stage1_planes * block.expansion]
+        previous = [spec.stage1_planes * block.expansion]
         self.num_stages = len(spec.num_modules)
-        for s, num_modules in enumerate(spec.num_modules, start=2):
-            channels = list(spec.widths[: s])
-            setattr(self, f"transition{s - 1}",
-                    make_transition(channels_last, channels, full_conv3x3_bn))
-            last_stage = s == self.num_stages + 1
-            setattr(self, f"stage{s}", nn.Sequential(*[
-                HighResolutionModule(channels, spec.num_blocks,
-                                     multi_scale_output=not (last_stage and m == num_modules - 1))
+        for s, num_modules in enumerate(spec.num_modules):
+            channels = list(spec.widths) if spec.branches_from_start else list(spec.widths[: s + 2])
+            setattr(self, f"transition{s + 1}", make_transition(previous, channels, full_conv3x3_bn))
+            last_stage = s == self.num_stages - 1
+            setattr(self, f"stage{s + 2}", nn.Sequential(*[
+                HighResolutionModule(
+                    channels, spec.num_blocks,
+                    multi_scale_output=not (single_output and last_stage and m == num_modules - 1),
+                    fuse=spec.fuses(s, m), upsample=upsample)
                 for m in range(num_modules)]))
-            channels_last = channels
+            previous = channels
+        self.out_channels = previous
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        branches = [self.layer1(x)]
+        for s in range(1, self.num_stages + 1):
+            branches = apply_transition(getattr(self, f"transition{s}"), branches)
+            branches = getattr(self, f"stage{s + 1}")(branches)
+        return branches
+
+
+class PoseHighResolutionNet(HighResolutionNet):
+    def __init__(self, spec: HRNetSpec):
+        super().__init__(spec, single_output=True)
         self.final_layer = nn.Conv2d(spec.widths[0], spec.num_joints, spec.final_conv_kernel,
                                      padding=spec.final_conv_kernel // 2)
         init_pose_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.relu(self.bn2(self.conv2(x)))
-        branches = [self.layer1(x)]
-        for s in range(2, self.num_stages + 2):
-            branches = apply_transition(getattr(self, f"transition{s - 1}"), branches)
-            branches = getattr(self, f"stage{s}")(branches)
-        return self.final_layer(branches[0])
+        return self.final_layer(self.forward_features(x)[0])
+
+
+class HRNetV2Segmentation(HighResolutionNet):
+    def __init__(self, spec: HRNetV2SegSpec):
+        super().__init__(spec, single_output=False, upsample="bilinear")
+        concat = sum(self.out_channels)              # 15C: C + 2C + 4C + 8C
+        self.last_layer = nn.Sequential(
+            nn.Conv2d(concat, concat, 1),
+            nn.BatchNorm2d(concat, momentum=BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(concat, spec.num_classes, 1))
+        # the official init_weights: every conv N(0, 0.001^2), BN 1/0 (biases keep
+        # PyTorch's default init there; zero here, which only shifts the first logits)
+        init_pose_weights(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The HRNetV2 representation: all branches at 1/4 resolution, concatenated."""
+        branches = self.forward_features(x)
+        size = branches[0].shape[-2:]
+        return torch.cat([branches[0]] + [
+            F.interpolate(b, size=size, mode="bilinear", align_corners=True) for b in branches[1:]], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits at 1/4 of the input resolution (the loss resizes them)."""
+        return self.last_layer(self.features(x))
 
 
 HRNET_W32 = HRNetSpec()
 HRNET_W48 = replace(HRNET_W32, widths=(48, 96, 192, 384))
 SMALL_HRNET_W16 = replace(HRNET_W32, widths=(16, 32, 64, 128), num_modules=(1, 1, 1),
                           num_blocks=2, stage1_blocks=1, stage1_planes=32)
+HRNETV2_W48_SEG = HRNetV2SegSpec(widths=(48, 96, 192, 384))
+HRNETV2_W18_SMALL_V2_SEG = replace(HRNETV2_W48_SEG, widths=(18, 36, 72, 144),
+                                   num_modules=(1, 3, 2), num_blocks=2, stage1_blocks=2)
 
 
 @register_model(HRNET_W32)
@@ -122,3 +237,15 @@ def hrnet_w48(spec: HRNetSpec) -> PoseHighResolutionNet:
 def small_hrnet_w16(spec: HRNetSpec) -> PoseHighResolutionNet:
     """Small HRNet-W16 (Lite-HRNet's baseline): w18_small_v1 depth at widths 16-128."""
     return PoseHighResolutionNet(spec)
+
+
+@register_model(HRNETV2_W18_SMALL_V2_SEG)
+def hrnetv2_w18_small_v2_seg(spec: HRNetV2SegSpec) -> HRNetV2Segmentation:
+    """HRNetV2-W18-Small-v2 for semantic segmentation (GSTO's small baseline)."""
+    return HRNetV2Segmentation(spec)
+
+
+@register_model(HRNETV2_W48_SEG)
+def hrnetv2_w48_seg(spec: HRNetV2SegSpec) -> HRNetV2Segmentation:
+    """HRNetV2-W48 for semantic segmentation."""
+    return HRNetV2Segmentation(spec)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BN_MOMENTUM = 0.1
@@ -196,10 +197,14 @@ def apply_transition(transition: nn.ModuleList, branches: Sequence[torch.Tensor]
     return out
 
 
-def make_fuse_layers(channels: Sequence[int], num_outputs: int, conv: ConvFactory) -> nn.ModuleList:
+def make_fuse_layers(channels: Sequence[int], num_outputs: int, conv: ConvFactory,
+                     upsample: str = "nearest") -> nn.ModuleList:
     """The fusion grid: ``fuse[i][j]`` maps branch j onto branch i's resolution and width.
 
-    j > i (lower resolution): 1x1 conv + BN + nearest upsampling by 2**(j-i).
+    j > i (lower resolution): 1x1 conv + BN + nearest upsampling by 2**(j-i) as a module
+    (HRNet pose, Lite-HRNet); with ``upsample="bilinear"`` (HRNetV2 segmentation) the grid
+    holds only 1x1 conv + BN and ``fuse_branches(resize="bilinear")`` resizes to branch i's
+    exact size. The state-dict keys are the same either way.
     j < i (higher resolution): i-j strided 3x3 steps; ReLU after all but the last.
     j == i: None (identity).
     """
@@ -208,10 +213,10 @@ def make_fuse_layers(channels: Sequence[int], num_outputs: int, conv: ConvFactor
         row: list[nn.Module | None] = []
         for j, cj in enumerate(channels):
             if j > i:
+                up = [nn.Upsample(scale_factor=2 ** (j - i), mode="nearest")] if upsample == "nearest" else []
                 row.append(nn.Sequential(
                     nn.Conv2d(cj, channels[i], 1, bias=False),
-                    nn.BatchNorm2d(channels[i], momentum=BN_MOMENTUM),
-                    nn.Upsample(scale_factor=2 ** (j - i), mode="nearest")))
+                    nn.BatchNorm2d(channels[i], momentum=BN_MOMENTUM), *up))
             elif j == i:
                 row.append(None)
             else:
@@ -227,10 +232,12 @@ def make_fuse_layers(channels: Sequence[int], num_outputs: int, conv: ConvFactor
 
 
 def fuse_branches(branches: list[torch.Tensor], fuse_layers: nn.ModuleList, relu: nn.Module,
-                  mode: str = "standard") -> list[torch.Tensor]:
+                  mode: str = "standard", resize: str | None = None) -> list[torch.Tensor]:
     """Exchange information across resolutions.
 
     ``standard`` (HRNet): output i = ReLU(sum_j fuse[i][j](x_j)), x_i itself for j == i.
+    ``resize="bilinear"``: lower-resolution terms are resized to x_i's size with bilinear
+    interpolation, corners aligned (HRNet-Semantic-Segmentation's ALIGN_CORNERS default).
 
     ``official`` reproduces Lite-HRNet's released fusion loop, which differs in two ways:
     its inner loop starts again at j = 0, so branch 0 is added twice, and for output 0 it
@@ -244,8 +251,12 @@ def fuse_branches(branches: list[torch.Tensor], fuse_layers: nn.ModuleList, relu
         for i, row in enumerate(fuse_layers):
             y = branches[i]
             for j, x in enumerate(branches):
-                if j != i:
-                    y = y + row[j](x)
+                if j == i:
+                    continue
+                term = row[j](x)
+                if resize is not None and j > i:
+                    term = F.interpolate(term, size=y.shape[-2:], mode=resize, align_corners=True)
+                y = y + term
             out.append(relu(y))
         return out
     if mode == "official":

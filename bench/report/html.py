@@ -21,7 +21,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 SUMMARY_FILE = "summary.json"
 # verdict -> CSS class
 CSS = {"within": "ok", "outside": "bad", "known deviation": "noted", "not measured": "nm",
-       "not compared": "smoke",
+       "not compared": "smoke", "not built": "nb",
        "not gated": "plain", "no published value": "plain"}
 
 
@@ -84,7 +84,9 @@ def _context(suite: Suite, records: list[dict], plots: list[str]) -> dict[str, A
         models = [r.get("model") or {} for r in by_row.get(row.key, [])]
         rows.append({
             "name": row.name, "group": row.group, "note": row.note, "cells": out,
-            "model_key": next((m["key"] for m in models if m.get("key")), row.model.key),
+            "model_key": next((m["key"] for m in models if m.get("key")),
+                              row.model.key if row.built else ""),
+            "not_built": row.not_built,
             "summary": next((m["summary"] for m in models if m.get("summary")), ""),
             "deviations": [(titles.get(c, c), why) for c, why in row.known_deviations.items()],
         })

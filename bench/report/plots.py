@@ -1,6 +1,7 @@
 """Plots of one suite for the HTML report: published vs measured per complexity column
-(y = x and the tolerance band), and accuracy vs FLOPs per protocol (like Lite-HRNet's
-Fig. 4). Drawn on Agg canvases directly, so no pyplot state or display is touched."""
+(y = x and the tolerance band), accuracy vs FLOPs per protocol (like Lite-HRNet's
+Fig. 4), and measured latency vs FLOPs per protocol (one series per timed batch size),
+where a model that is slower than its FLOPs suggest stands above the others. Drawn on Agg canvases directly, so no pyplot state or display is touched."""
 from __future__ import annotations
 
 import os
@@ -55,7 +56,7 @@ def _scatter(suite: Suite, col: Column, points: list[dict], path: Path) -> Path:
     xs = np.geomspace(lo, hi, 200) if log else np.linspace(lo, hi, 200)
     tol = col.tolerance if col.gate else None
     if tol is not None:
-        allowed = np.array([tol.allowed(v) for v in xs])
+        allowed = np.array([tol.allowed(v, 2) for v in xs])
         lower = xs - allowed if tol.side != "above" else np.full_like(xs, lo)
         upper = xs + allowed if tol.side != "below" else np.full_like(xs, hi)
         ax.fill_between(xs, lower, upper, color="tab:blue", alpha=0.12, label="tolerance")
@@ -114,6 +115,37 @@ def _accuracy_vs_flops(suite: Suite, flops: Column, acc: Column, verdicts: list[
     return _save(fig, path)
 
 
+def _latency_vs_flops(suite: Suite, flops: Column, latencies: list[Column], verdicts: list[dict],
+                      path: Path) -> Path | None:
+    cells = {(v["row"], v["column"]): v for v in verdicts}
+    series = []
+    for col in latencies:
+        points = []
+        for row in suite.rows:
+            f, t = cells[(row.name, flops.id)], cells[(row.name, col.id)]
+            x = f["measured"] if f["measured"] is not None else f["published"]
+            if x is not None and t["measured"] is not None and x > 0 and t["measured"] > 0:
+                points.append((row.name, x, t["measured"]))
+        if points:
+            series.append((col, points))
+    if not series:
+        return None
+    fig, ax = _figure((6.5, 4.8))
+    for (col, points), marker in zip(series, "os^Dv"):
+        ax.scatter([p[1] for p in points], [p[2] for p in points], marker=marker, zorder=3,
+                   label=f"{col.title} (batch {col.batch})")
+        for name, x, y in points:
+            ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(_axis_label(flops))
+    ax.set_ylabel("median forward latency [ms]")
+    ax.set_title(f"{suite.suite}: latency vs {flops.title} ({flops.protocol})", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
 def plot_suite(suite: Suite, records: Iterable[dict], out_dir) -> list[Path]:
     """Write the suite's PNG plots into ``out_dir``; plots without data are skipped."""
     out_dir = Path(out_dir)
@@ -131,6 +163,12 @@ def plot_suite(suite: Suite, records: Iterable[dict], out_dir) -> list[Path]:
         if flops and acc:
             path = _accuracy_vs_flops(suite, flops, acc, verdicts,
                                       out_dir / f"{safe_name(key)}.accuracy_vs_flops.png")
+            if path:
+                paths.append(path)
+        latencies = [c for c in suite.columns.values() if c.measure == "latency_ms" and c.protocol == key]
+        if flops and latencies:
+            path = _latency_vs_flops(suite, flops, latencies, verdicts,
+                                     out_dir / f"{safe_name(key)}.latency_vs_flops.png")
             if path:
                 paths.append(path)
     return paths

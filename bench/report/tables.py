@@ -9,14 +9,14 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 
 from ..complexity.conventions import CONVENTIONS
-from ..compare import (NO_PUBLISHED, NO_TOLERANCE, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN,
-                       compare_cell, decimals_of)
+from ..compare import (NO_PUBLISHED, NO_TOLERANCE, NOT_BUILT, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN,
+                       Verdict, compare_cell, decimals_of)
 from ..results import CELL_ERROR, CELL_MEASURED
 from ..suite import Column, Suite
 
 NO_RECORD = "no result record for this row (run the suite)"
 FIELDS = ("published", "measured", "delta", "verdict")
-STATUSES = (WITHIN, OUTSIDE, NOTED, NOT_COMPARED, NOT_MEASURED, NO_TOLERANCE, NO_PUBLISHED)
+STATUSES = (WITHIN, OUTSIDE, NOTED, NOT_COMPARED, NOT_MEASURED, NO_TOLERANCE, NO_PUBLISHED, NOT_BUILT)
 # which record a cell is read from when several profiles measured it
 PROFILE_PRIORITY = ("full", "short", "smoke", "complexity")
 
@@ -93,9 +93,12 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
                 digits = decimals_of(published) if published is not None else 2
             deviation = row.known_deviations.get(cid, "")
             profile = (cell or {}).get("profile") if not col.is_complexity else None
-            v = compare_cell(published, measured, col.tolerance if col.gate else None, digits,
-                             deviation, "" if measured is not None else _reason(cell, rec),
-                             profile=profile)
+            if not row.built:
+                v = Verdict(NOT_BUILT, reason=f"not built: {row.not_built}")
+            else:
+                v = compare_cell(published, measured, col.tolerance if col.gate else None, digits,
+                                 deviation, "" if measured is not None else _reason(cell, rec),
+                                 profile=profile)
             out.append({
                 "row": row.name, "row_key": row.key, "column": cid, "title": col.title,
                 "unit": col.unit, "is_complexity": col.is_complexity,
@@ -104,7 +107,7 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
                 "digits": digits,
                 "reason": v.reason,
                 "gated": bool(col.gate and col.tolerance is not None and published is not None
-                              and not deviation),
+                              and not deviation and row.built),
                 "canonical": (cell or {}).get("canonical"),
                 "profile": (cell or {}).get("profile") or (rec.get("profile") if rec else None),
             })
@@ -194,7 +197,8 @@ def tolerance_text(col: Column) -> str:
     if tol is None:
         return "none"
     bounds = ([f"{tol.abs:g} {col.unit}".strip()] if tol.abs is not None else []) + \
-             ([f"{tol.rel * 100:g}%"] if tol.rel is not None else [])
+             ([f"{tol.rel * 100:g}%"] if tol.rel is not None else []) + \
+             (["half a printed digit"] if tol.printed else [])
     text = {"both": "±", "below": "−", "above": "+"}[tol.side] + " or ".join(bounds)
     if len(bounds) > 1:
         text += " (the larger)"

@@ -12,21 +12,23 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..compare import NO_PUBLISHED, NO_TOLERANCE, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN
+from ..compare import NO_PUBLISHED, NO_TOLERANCE, NOT_BUILT, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN
 from ..suite import Suite
 from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
                      conventions_used, fmt, verdict_summary)
 
 MARKS = {WITHIN: "✓", OUTSIDE: "✗", NOTED: "~", NOT_MEASURED: "–", NO_TOLERANCE: "·",
-         NO_PUBLISHED: "·", NOT_COMPARED: "s"}
+         NO_PUBLISHED: "·", NOT_COMPARED: "s", NOT_BUILT: "n"}
 STYLES = {WITHIN: "green", OUTSIDE: "bold red", NOTED: "yellow", NOT_MEASURED: "dim",
-          NO_TOLERANCE: "", NO_PUBLISHED: "", NOT_COMPARED: "cyan"}
+          NO_TOLERANCE: "", NO_PUBLISHED: "", NOT_COMPARED: "cyan", NOT_BUILT: "dim italic"}
 
 
 def _cell_text(v: dict, col) -> Text:
     d = v["digits"]
     pub = fmt(v["published"], d) or "n/a"
     mark = MARKS[v["status"]]
+    if v["status"] == NOT_BUILT:
+        return Text(f"{pub}\n{mark} not built", style=STYLES[v["status"]])
     if v["measured"] is None:
         return Text(f"{pub} / –\n{mark} not measured", style=STYLES[v["status"]])
     if v["status"] == NOT_COMPARED:
@@ -45,7 +47,7 @@ def _renderables(suite: Suite, records: list[dict]) -> list:
     table = Table(title=Text(f"{suite.suite}: {suite.title}"), box=box.SIMPLE, show_lines=True,
                   caption=Text("cells: published / measured, then the verdict and Δ = measured − "
                                "published;  ✓ within  ✗ outside  ~ known deviation  – not measured"
-                               "  · not gated"))
+                               "  · not gated  n not built (published only)"))
     table.add_column(Text("row"))
     for cid, col in suite.columns.items():
         unit = f" [{col.unit}]" if col.unit else ""
@@ -87,7 +89,8 @@ def _renderables(suite: Suite, records: list[dict]) -> list:
         for reason, cells in missing.items():
             shown = ", ".join(cells[:4]) + (f" and {len(cells) - 4} more" if len(cells) > 4 else "")
             lines.append(Text(f"  – {reason}: {shown}"))
-    notes = [f"  {row.name}: {row.note}" for row in suite.rows if row.note]
+    notes = [f"  {row.name}: not built: {row.not_built}" for row in suite.rows if not row.built]
+    notes += [f"  {row.name}: {row.note}" for row in suite.rows if row.note]
     notes += [f"  ~ {row.name} / {titles.get(cid, cid)}: {why}"
               for row in suite.rows for cid, why in row.known_deviations.items()]
     if notes or suite.notes:

@@ -214,6 +214,16 @@ class PoseJob:
             from ..checkpoints import load_official_checkpoint
             load_official_checkpoint(model, self.checkpoint)
             out["weights"] = str(self.checkpoint)
+        elif self.protocol.get("pretrained") and not self.eval_only and self.profile != "smoke":
+            # ImageNet backbone (smoke runs start from the init, so that they do not depend
+            # on files only some machines have); a resumed run overwrites it from its
+            # checkpoint
+            from ..checkpoints import load_pretrained_backbone
+            loaded = load_pretrained_backbone(model, self.protocol["pretrained"])
+            out["pretrained"] = {"path": str(self.protocol["pretrained"]), **loaded}
+        elif self.protocol.get("pretrained") and not self.eval_only:
+            out["pretrained"] = {"path": str(self.protocol["pretrained"]), "loaded": 0,
+                                 "why": "smoke runs start from the init"}
         if not self.eval_only:
             train_set = build_dataset(self.protocol, self.data_root, train=True,
                                       seed=settings["seed"])
