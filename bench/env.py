@@ -41,8 +41,20 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info() -> dict:
-    info = {"device": "cpu", "cpu": platform.processor() or platform.machine()}
+    info = {"device": "cpu", "cpu": cpu_name()}
     try:
         import torch
     except ImportError:

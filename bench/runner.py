@@ -152,8 +152,10 @@ def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowMode
         if device == "auto":
             import torch
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        # a CPU pass at batch 32 takes seconds: one warm-up pass is enough there
+        warmup = 1 if device == "cpu" and col.batch > 1 else 3
         stats = measure_latency(models.get(protocol), parts["input"], device=device,
-                                batch=col.batch)
+                                batch=col.batch, warmup=warmup)
         cell.update(raw=stats["median_ms"], value=stats["median_ms"], batch=col.batch,
                     device=device, device_name=stats["device_name"])
         details, hit = stats, False

@@ -77,6 +77,13 @@ def state_signature(model) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def assert_state_matches(model, ref: dict) -> None:
+    """``model`` against a golden model entry: parameter count, state keys and shapes."""
+    assert sum(p.numel() for p in model.parameters()) == ref["num_params"]
+    assert len(model.state_dict()) == ref["num_state_keys"]
+    assert state_signature(model) == ref["state_dict_sha256"]
+
+
 def assert_output_matches(out, ref: dict) -> None:
     """``out`` against a golden ``output_checksum`` (sum, absolute sum, first values)."""
     assert list(out.shape) == ref["output_shape"]

@@ -10,9 +10,9 @@ import torch
 import bench
 from bench.checkpoints import (PretrainedBackboneError, load_official_checkpoint,
                                load_pretrained_backbone)
-from bench.complexity import count_flops, count_params
+from bench.complexity import count_flops
 from bench.models.hrnet import HighResolutionModule
-from conftest import GOLDEN, assert_output_matches, official_weights, state_signature
+from conftest import GOLDEN, assert_output_matches, assert_state_matches, official_weights
 
 OFFICIAL = json.loads((GOLDEN / "hrnet_official.json").read_text())
 FAMILY = ["hrnet_w32", "hrnet_w48", "hrnetv2_w18_small_v2_seg", "hrnetv2_w48_seg"]
@@ -25,11 +25,7 @@ def w32():
 
 @pytest.mark.parametrize("name", FAMILY)
 def test_state_dict_and_params_equal_the_official_implementation(name):
-    model = bench.create_model(name)
-    ref = OFFICIAL["models"][name]
-    assert count_params(model) == ref["num_params"]
-    assert len(model.state_dict()) == ref["num_state_keys"]
-    assert state_signature(model) == ref["state_dict_sha256"]
+    assert_state_matches(bench.create_model(name), OFFICIAL["models"][name])
 
 
 def test_published_parameter_counts():

@@ -10,7 +10,7 @@ from bench.checkpoints import CheckpointMismatchError, load_official_checkpoint
 from bench.complexity import count_params
 from bench.models.layers import fuse_branches, make_fuse_layers, separable_conv3x3_bn
 from bench.models.litehrnet import CrossResolutionWeighting, SpatialWeighting
-from conftest import GOLDEN, official_weights, state_signature
+from conftest import GOLDEN, assert_state_matches, official_weights
 
 OFFICIAL = json.loads((GOLDEN / "litehrnet_official.json").read_text())
 FAMILY = ["litehrnet_18", "litehrnet_30", "naive_litehrnet_18", "wider_naive_litehrnet_18"]
@@ -18,11 +18,7 @@ FAMILY = ["litehrnet_18", "litehrnet_30", "naive_litehrnet_18", "wider_naive_lit
 
 @pytest.mark.parametrize("name", FAMILY)
 def test_state_dict_and_params_equal_the_official_implementation(name):
-    model = bench.create_model(name)
-    ref = OFFICIAL["models"][name]
-    assert count_params(model) == ref["num_params"]
-    assert len(model.state_dict()) == ref["num_state_keys"]
-    assert state_signature(model) == ref["state_dict_sha256"]
+    assert_state_matches(bench.create_model(name), OFFICIAL["models"][name])
 
 
 @pytest.mark.parametrize("name", ["litehrnet_18", "naive_litehrnet_18"])

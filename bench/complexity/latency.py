@@ -12,7 +12,6 @@ random-init latency would say more about the init than about the architecture.
 """
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from typing import Sequence
@@ -26,7 +25,8 @@ from .flops import make_inputs, normalize_shapes
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return platform.processor() or platform.machine() or "cpu"
+    from ..env import cpu_name
+    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def measure_latency(model: nn.Module, input_shape: Sequence, device: str = "cpu",

@@ -75,8 +75,9 @@ class DepthwiseSeparableConv(nn.Module):
         return self.pointwise_conv(self.depthwise_conv(x))
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    # padding = dilation keeps the spatial size (stride 1) for any dilation
+    return nn.Conv2d(in_channels, out_channels, 3, stride, dilation, dilation=dilation, bias=False)
 
 
 class BasicBlock(nn.Module):
@@ -85,8 +86,10 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None):
+                 downsample: nn.Module | None = None, dilation: int = 1):
         super().__init__()
+        if dilation != 1:
+            raise ValueError("BasicBlock supports no dilation (as in torchvision)")
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
         self.relu = nn.ReLU(inplace=True)
@@ -107,11 +110,11 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None):
+                 downsample: nn.Module | None = None, dilation: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
-        self.conv2 = conv3x3(planes, planes, stride)
+        self.conv2 = conv3x3(planes, planes, stride, dilation)
         self.bn2 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4, momentum=BN_MOMENTUM)
@@ -130,16 +133,21 @@ BLOCKS = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
 
 
 def make_res_layer(block: type[nn.Module], inplanes: int, planes: int, num_blocks: int,
-                   stride: int = 1) -> nn.Sequential:
-    """A stack of residual blocks; the first gets a 1x1 projection when shapes change."""
+                   stride: int = 1, dilation: int = 1,
+                   first_dilation: int | None = None) -> nn.Sequential:
+    """A stack of residual blocks; the first gets a 1x1 projection when shapes change.
+    With dilation (a dilated ResNet), the first block keeps the previous stage's
+    ``first_dilation`` and the others use ``dilation``, as torchvision does."""
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
         downsample = nn.Sequential(
             nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
             nn.BatchNorm2d(planes * block.expansion, momentum=BN_MOMENTUM),
         )
-    layers = [block(inplanes, planes, stride, downsample)]
-    layers += [block(planes * block.expansion, planes) for _ in range(1, num_blocks)]
+    first = dilation if first_dilation is None else first_dilation
+    layers = [block(inplanes, planes, stride, downsample, dilation=first)]
+    layers += [block(planes * block.expansion, planes, dilation=dilation)
+               for _ in range(1, num_blocks)]
     return nn.Sequential(*layers)
 
 

@@ -1,10 +1,10 @@
 """ResNet (He et al., CVPR 2016) ImageNet classifiers in torchvision's key layout.
 
 Serves as the backbone of SimpleBaseline (HRNet Tables 1, 2, 4; Lite-HRNet Tables 3, 4),
-of the dilated ResNet-50 of DPN and of the FlatteNet ResNets. Keys are torchvision's
-(``conv1``, ``bn1``, ``layer1``..``layer4`` with ``downsample.0/1``, ``fc``), so the usual
-ImageNet checkpoints (``resnet50-19c8e357.pth``, ``resnet50-0676ba61.pth`` ...) load
-unchanged. The residual blocks are the shared ones in ``layers`` (stride on the 3x3
+of the dilated ResNet-50 under GSTO's PPM and ASPP heads and of the FlatteNet ResNets.
+Keys are torchvision's (``conv1``, ``bn1``, ``layer1``..``layer4`` with
+``downsample.0/1``, ``fc``), so the usual ImageNet checkpoints (``resnet50-19c8e357.pth``,
+``resnet50-0676ba61.pth`` ...) load unchanged. The residual blocks are the shared ones in ``layers`` (stride on the 3x3
 conv, "ResNet v1.5", as torchvision and the official pose code).
 
 ``replace_stride_with_dilation`` (torchvision's option) turns the stride of layer2/3/4
@@ -53,20 +53,6 @@ class ResNetSpec:
         return f"depth={self.depth}; output_stride={self.output_stride}"
 
 
-def _set_dilation(layer: nn.Sequential, first: int, rest: int) -> None:
-    """Dilate the 3x3 convolution of every block of ``layer`` in place.
-
-    The shared blocks take no dilation argument; a 3x3 conv with padding equal to its
-    dilation keeps the spatial size, so changing both on the built conv is the same as
-    building it dilated. As in torchvision, the first block keeps the previous stage's
-    dilation and the others use the new one.
-    """
-    for i, block in enumerate(layer):
-        d = first if i == 0 else rest
-        conv = block.conv2
-        conv.dilation, conv.padding = (d, d), (d, d)
-
-
 class ResNet(nn.Module):
     def __init__(self, spec: ResNetSpec):
         super().__init__()
@@ -82,9 +68,7 @@ class ResNet(nn.Module):
             previous = dilation
             if dilate[i]:
                 dilation, stride = dilation * stride, 1
-            layer = make_res_layer(block, inplanes, planes, blocks, stride)
-            if dilation > 1:
-                _set_dilation(layer, previous, dilation)
+            layer = make_res_layer(block, inplanes, planes, blocks, stride, dilation, previous)
             setattr(self, f"layer{i + 1}", layer)
             inplanes = planes * block.expansion
         self.out_channels = inplanes
