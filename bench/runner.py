@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fnmatch
+import json
 import shutil
 import sys
 import time
@@ -303,7 +304,24 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
     return todo
 
 
-def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
+def _earlier_latency(previous: dict | None, cid: str, spec: dict, shapes) -> tuple[dict, dict] | None:
+    """A latency cell the row's previous record measured for the same model and input:
+    a run without --latency keeps it rather than dropping the number."""
+    if not previous or (previous.get("model") or {}).get("spec") != spec:
+        return None
+    cell = (previous.get("cells") or {}).get(cid) or {}
+    details = (previous.get("details") or {}).get(cid) or {}
+    # details hold the timed (N, C, H, W); the column's input is (C, H, W)
+    if cell.get("status") != res.CELL_MEASURED or details.get("input_shape", [None])[1:] != list(shapes[0]):
+        return None
+    when = (previous.get("finished_at") or "an earlier run")
+    commit = ((previous.get("provenance") or {}).get("commit") or "unknown")[:10]
+    return {**cell, "source": f"kept from the record of {when} (commit {commit})"}, details
+
+
+def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None = None) -> dict:
+    """Every cell of one row. ``previous`` is the row's last record of this profile:
+    its latency cells are kept when this run does not time latency."""
     started, t0 = now_iso(), time.perf_counter()
     models = _RowModels(row)
     cells: dict[str, dict] = {}
@@ -311,7 +329,14 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext) -> dict:
     for cid, col in suite.columns.items():
         protocol = suite.protocol_for(row, col.protocol)
         try:
-            if col.is_complexity:
+            kept = None
+            if col.measure == "latency_ms" and not ctx.latency:
+                # the record stores the spec as JSON (tuples as lists)
+                spec_json = json.loads(json.dumps(dataclasses.asdict(models.spec(None))))
+                kept = _earlier_latency(previous, cid, spec_json, _input_shapes(col, protocol))
+            if kept:
+                cells[cid], details[cid] = kept
+            elif col.is_complexity:
                 cells[cid], d = _measure_complexity(col, protocol, models, ctx,
                                                     suite.convention_for(row, cid))
                 if d:
@@ -396,8 +421,8 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
         run_training(suite, selected, ctx, log)
     records, paths = [], []
     for row in selected:
-        record = measure_row(suite, row, ctx)
         path = res.row_record_path(suite.suite, row.key, profile, ctx.results_dir)
+        record = measure_row(suite, row, ctx, previous=res.read_record(path))
         res.write_record(path, record)
         records.append(record)
         paths.append(path)
@@ -503,7 +528,6 @@ def smoke_metrics(suite: Suite, records: Sequence[dict]) -> dict[str, dict[str, 
 
 def write_smoke_baseline(suite: Suite, records: Sequence[dict], path: Path) -> Path:
     """Write (or update: rows not in ``records`` are kept) the suite's smoke baseline."""
-    import json
     rows = {}
     if Path(path).is_file():
         try:
@@ -527,7 +551,6 @@ def write_smoke_baseline(suite: Suite, records: Sequence[dict], path: Path) -> P
 
 def smoke_gate_failures(suite: Suite, records: Sequence[dict], path: Path) -> list[str]:
     """Messages for every smoke metric that left the baseline's tolerance (or is missing)."""
-    import json
     path = Path(path)
     if not path.is_file():
         return [f"CHECK FAILED {suite.suite}: no smoke baseline at {path}; create it with "

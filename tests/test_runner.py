@@ -285,3 +285,8 @@ def test_latency_columns_time_their_batch_and_the_report_plots_latency_vs_flops(
     assert details["mpii.b1"]["iters"] >= 3 and cells["mpii.b1"]["value"] > 0
     render_suite_html(suite, run.records, tmp_path / "reports")
     assert (tmp_path / "reports" / "mini" / "mpii.latency_vs_flops.png").is_file()
+    # a later run without --latency keeps the timed cells instead of dropping them
+    again = run_suite(suite, results_dir=tmp_path / "results", cache=MeasurementCache(shared_cache_dir))
+    kept = again.records[0]["cells"]["mpii.b2"]
+    assert kept["value"] == cells["mpii.b2"]["value"]
+    assert kept["source"].startswith("kept from the record of")
