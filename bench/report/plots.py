@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..complexity.conventions import CANONICAL
 from ..compare import NOTED, OUTSIDE, WITHIN
 from ..results import safe_name
 from ..suite import Column, Suite
@@ -123,7 +124,9 @@ def _latency_vs_flops(suite: Suite, flops: Column, latencies: list[Column], verd
         points = []
         for row in suite.rows:
             f, t = cells[(row.name, flops.id)], cells[(row.name, col.id)]
-            x = f["measured"] if f["measured"] is not None else f["published"]
+            # the canonical count: rows of one table may be counted under different
+            # conventions (per-row ``conventions``), one axis needs one
+            x = (f["canonical"] or {}).get("value") or f["measured"]
             if x is not None and t["measured"] is not None and x > 0 and t["measured"] > 0:
                 points.append((row.name, x, t["measured"]))
         if points:
@@ -138,7 +141,8 @@ def _latency_vs_flops(suite: Suite, flops: Column, latencies: list[Column], verd
             ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(_axis_label(flops))
+    unit = f" [{flops.unit}]" if flops.unit else ""
+    ax.set_xlabel(f"{flops.title}{unit}, canonical count ({CANONICAL})")
     ax.set_ylabel("median forward latency [ms]")
     ax.set_title(f"{suite.suite}: latency vs {flops.title} ({flops.protocol})", fontsize=10)
     ax.legend(fontsize=8)
