@@ -32,6 +32,15 @@ def _unwrap(obj) -> Mapping[str, torch.Tensor]:
     return obj
 
 
+def _mismatch(headline: str, missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
+    """The error text: the headline, then each non-empty list (ten entries at most)."""
+    def listing(title, items):
+        more = f" ... and {len(items) - 10} more" if len(items) > 10 else ""
+        return f"\n  {title} ({len(items)}): " + ", ".join(items[:10]) + more if items else ""
+    return (headline + listing("missing keys", missing) + listing("unexpected keys", unexpected)
+            + listing("shape mismatches", shapes))
+
+
 def official_state_dict(model: nn.Module, checkpoint) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors under our key names (container, prefix and renames undone)."""
     if isinstance(checkpoint, (str, Path)):
@@ -56,13 +65,9 @@ def load_official_checkpoint(model: nn.Module, checkpoint) -> nn.Module:
     shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                     for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape))
     if missing or unexpected or shapes:
-        def listing(title, items):
-            more = f" ... and {len(items) - 10} more" if len(items) > 10 else ""
-            return f"\n  {title} ({len(items)}): " + ", ".join(items[:10]) + more if items else ""
         name = getattr(model, "registry_name", type(model).__name__)
-        raise CheckpointMismatchError(
-            f"checkpoint does not match {name}" + listing("missing keys", missing)
-            + listing("unexpected keys", unexpected) + listing("shape mismatches", shapes))
+        raise CheckpointMismatchError(_mismatch(f"checkpoint does not match {name}",
+                                                missing, unexpected, shapes))
     model.load_state_dict(state, strict=True)
     return model
 
@@ -137,13 +142,8 @@ def load_pretrained_backbone(model: nn.Module, path: str | Path) -> dict[str, in
     shapes = sorted(f"{k}: file {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
                     for k in expected & set(mapped) if tuple(mapped[k].shape) != tuple(own[k].shape))
     if missing or unexpected or shapes:
-        def listing(title, items):
-            more = f" ... and {len(items) - 10} more" if len(items) > 10 else ""
-            return f"\n  {title} ({len(items)}): " + ", ".join(items[:10]) + more if items else ""
-        raise PretrainedBackboneError(
-            f"{path} does not match the backbone of {name}" + listing("missing keys", missing)
-            + listing("unexpected keys", unexpected) + listing("shape mismatches", shapes))
-    result = model.load_state_dict(mapped, strict=False)
-    assert not result.unexpected_keys
+        raise PretrainedBackboneError(_mismatch(f"{path} does not match the backbone of {name}",
+                                                missing, unexpected, shapes))
+    model.load_state_dict(mapped, strict=False)   # every key checked above
     return {"loaded": len(mapped), "classifier_keys_dropped": dropped,
             "left_at_init": len(own) - len(mapped)}
