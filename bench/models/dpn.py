@@ -1,0 +1,195 @@
+"""Dilation Pyramid Network (Liu & Guan, "DPN"), the dilation schemes of its ablations.
+
+Serves DPN Tables I-VII (the networks; the suites come with the DPN issue).
+
+A dilation pyramid module (DPM) is ``blocks_per_dpm`` consecutive bottleneck blocks
+(1x1 to the width, 3x3 dilated, 1x1 to 4x the width, identity shortcut) whose 3x3
+dilations follow a scheme; the paper's pyramid uses d_i = 2^(N-i) for block i = 1..N, so
+a DPM of six blocks dilates by 32, 16, 8, 4, 2, 1 and covers (k-1)(2^N - 1) + 1 = 127
+positions without gaps (Eq. 6).
+
+Table I, read so that the parameter counts match the printed ones (the table's two
+columns are garbled in the text):
+
+* conv0: 7x7/2 conv, 64 channels + max pool (1/4 resolution); conv1: three ResNet
+  bottlenecks of width 64 (256 channels), as ResNet-50's first stage.
+* conv2, DPN4_32: a single 1x1 conv 256 -> 128 with stride 2 ("subsampling is performed
+  by conv2_0"); DPN4_64: ResNet-50's second stage (four bottlenecks of width 128, the
+  first with stride 2, 512 channels) and a 1x1 conv 512 -> 256. Each 1x1 is conv-BN-ReLU.
+  The alternative reading, ResNet's second stage in DPN4_32 too, already holds 1.2M
+  parameters, against the printed 0.7M for the whole network.
+* DPM1-4 at 1/8 resolution (32x24 for 256x192): width 32 (DPN4_32) or 64 (DPN4_64),
+  128 or 256 channels in and out.
+* heatmap: x2 bilinear upsampling, then a 1x1 conv to the joints (1/4 resolution).
+
+With these, DPN4_32 has 687,569 and DPN4_64 3,270,481 parameters (17 joints), the
+printed 0.7M and 3.3M. ``high_resolution=True`` is Table IV's variant: conv2 keeps the
+1/4 resolution (no stride) and the heatmap needs no upsampling.
+
+Counting: Lite-HRNet's torchstat-style counter (``lite_hrnet_paper``: conv MACs + BN +
+ReLU, binary G) reproduces every printed medium-resolution figure: DPN4_32 1.069 G
+(printed 1.1), DPN1-4_64 2.086 / 2.389 / 2.692 / 2.995 G (2.1 / 2.4 / 2.7 / 3.0); each
+DPM of width 64 adds 0.303 G. HRNet's tool gives 1.046 (1.0) for DPN4_32, fvcore 3.21
+(3.2) for DPN4_64. The high-resolution variants come out 5.83 / 7.04 / 8.26 / 9.47 G
+against the printed 6.0 / 7.2 / 8.4 / 9.6: the per-DPM step (1.21 G) matches, the common
+base is 0.17 G (3%) lower than the paper's.
+
+``dilation`` selects the scheme of Tables II, III and V: ``"pyramid"`` (default,
+2^(N-i)), ``"reversed"`` (2^(i-1), Table V's RDPM), ``"normal"`` (all 1, Table II) or an
+integer D (every dilation D, Table III's stacked dilated convolutions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import register_model
+from .layers import BLOCKS, BN_MOMENTUM, Bottleneck, init_pose_weights, make_res_layer
+
+DILATION_SCHEMES = ("pyramid", "reversed", "normal")
+
+
+def dpm_dilations(scheme: Union[str, int], num_blocks: int) -> tuple[int, ...]:
+    """The dilation of each block's 3x3 conv, first block first."""
+    if isinstance(scheme, bool) or not isinstance(scheme, (str, int)):
+        raise ValueError(f"dilation must be one of {DILATION_SCHEMES} or an integer, got {scheme!r}")
+    if isinstance(scheme, int):
+        if scheme < 1:
+            raise ValueError(f"a constant dilation must be >= 1, got {scheme}")
+        return (scheme,) * num_blocks
+    if scheme == "pyramid":
+        return tuple(2 ** (num_blocks - i) for i in range(1, num_blocks + 1))
+    if scheme == "reversed":
+        return tuple(2 ** (i - 1) for i in range(1, num_blocks + 1))
+    if scheme == "normal":
+        return (1,) * num_blocks
+    raise ValueError(f"dilation must be one of {DILATION_SCHEMES} or an integer, got {scheme!r}")
+
+
+def dpm_receptive_field(kernel_size: int, dilations) -> int:
+    """Eq. (2) summed over the module: 1 + sum_i (k - 1) d_i; for the pyramid this is
+    the paper's (k - 1)(2^N - 1) + 1 (Eq. 6)."""
+    return 1 + sum((kernel_size - 1) * d for d in dilations)
+
+
+@dataclass(frozen=True)
+class DPNSpec:
+    num_dpms: int = 4
+    width: int = 32                     # bottleneck width inside the DPMs (32 or 64)
+    blocks_per_dpm: int = 6
+    dilation: Union[str, int] = "pyramid"
+    conv2: str = "single"               # "single" 1x1/2 conv | "resnet" stage + 1x1 (DPN4_64)
+    high_resolution: bool = False       # Table IV: DPMs at 1/4 resolution
+    num_joints: int = 17
+
+    def validate(self) -> None:
+        dpm_dilations(self.dilation, self.blocks_per_dpm)
+        if self.conv2 not in ("single", "resnet"):
+            raise ValueError("conv2 must be 'single' (DPN4_32) or 'resnet' (DPN4_64)")
+        if self.num_dpms < 0 or self.blocks_per_dpm < 1:
+            raise ValueError("num_dpms >= 0 and blocks_per_dpm >= 1 are needed")
+
+    def summary(self) -> str:
+        d = "/".join(map(str, dpm_dilations(self.dilation, self.blocks_per_dpm)))
+        res = "1/4 (high resolution)" if self.high_resolution else "1/8"
+        return f"{self.num_dpms} DPM x {self.blocks_per_dpm} blocks, width {self.width}; dilations {d}; DPMs at {res}"
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                         nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+
+
+class DilationPyramidModule(nn.Sequential):
+    """Bottlenecks with identity shortcuts; block i dilates its 3x3 conv by ``dilations[i]``."""
+
+    def __init__(self, channels: int, width: int, dilations):
+        if channels != width * Bottleneck.expansion:
+            raise ValueError(f"a DPM keeps its width: channels {channels} != 4 x width {width}")
+        super().__init__(*[Bottleneck(channels, width, dilation=d) for d in dilations])
+        self.dilations = tuple(dilations)
+
+
+class DPN(nn.Module):
+    def __init__(self, spec: DPNSpec):
+        super().__init__()
+        self.conv0 = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+                                   nn.BatchNorm2d(64, momentum=BN_MOMENTUM), nn.ReLU(inplace=True),
+                                   nn.MaxPool2d(3, 2, 1))
+        self.conv1 = make_res_layer(BLOCKS["BOTTLENECK"], 64, 64, 3)
+        channels = spec.width * Bottleneck.expansion
+        stride = 1 if spec.high_resolution else 2
+        if spec.conv2 == "single":
+            self.conv2 = conv_bn_relu(256, channels, stride)
+        else:
+            self.conv2 = nn.Sequential(make_res_layer(BLOCKS["BOTTLENECK"], 256, 128, 4, stride),
+                                       conv_bn_relu(512, channels))
+        dilations = dpm_dilations(spec.dilation, spec.blocks_per_dpm)
+        self.dpms = nn.Sequential(*[DilationPyramidModule(channels, spec.width, dilations)
+                                    for _ in range(spec.num_dpms)])
+        self.upsample = not spec.high_resolution
+        self.final_layer = nn.Conv2d(channels, spec.num_joints, 1)
+        init_pose_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dpms(self.conv2(self.conv1(self.conv0(x))))
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.final_layer(x)
+
+
+DPN4_32 = DPNSpec()
+DPN4_64 = replace(DPN4_32, width=64, conv2="resnet")
+
+
+@register_model(DPN4_32)
+def dpn4_32(spec: DPNSpec) -> DPN:
+    """DPN4_32: four DPMs of width 32 at 1/8 resolution (0.7M parameters)."""
+    return DPN(spec)
+
+
+@register_model(DPN4_64)
+def dpn4_64(spec: DPNSpec) -> DPN:
+    """DPN4_64: four DPMs of width 64 after ResNet-50's second stage (3.3M parameters)."""
+    return DPN(spec)
+
+
+# Tables II, III and V vary the number of DPMs (DPN1 ... DPN4)
+@register_model(replace(DPN4_32, num_dpms=1))
+def dpn1_32(spec: DPNSpec) -> DPN:
+    """DPN1_32: one DPM of width 32."""
+    return DPN(spec)
+
+
+@register_model(replace(DPN4_32, num_dpms=2))
+def dpn2_32(spec: DPNSpec) -> DPN:
+    """DPN2_32: two DPMs of width 32."""
+    return DPN(spec)
+
+
+@register_model(replace(DPN4_32, num_dpms=3))
+def dpn3_32(spec: DPNSpec) -> DPN:
+    """DPN3_32: three DPMs of width 32."""
+    return DPN(spec)
+
+
+@register_model(replace(DPN4_64, num_dpms=1))
+def dpn1_64(spec: DPNSpec) -> DPN:
+    """DPN1_64: one DPM of width 64."""
+    return DPN(spec)
+
+
+@register_model(replace(DPN4_64, num_dpms=2))
+def dpn2_64(spec: DPNSpec) -> DPN:
+    """DPN2_64: two DPMs of width 64."""
+    return DPN(spec)
+
+
+@register_model(replace(DPN4_64, num_dpms=3))
+def dpn3_64(spec: DPNSpec) -> DPN:
+    """DPN3_64: three DPMs of width 64."""
+    return DPN(spec)
