@@ -63,3 +63,39 @@ def test_dilation_schemes_share_parameters():
 @pytest.mark.parametrize("name", ["dpn4_32", "dpn4_64"])
 def test_exact_parameter_counts(name, golden):
     golden("param_counts", name, count_params(bench.create_model(name)))
+
+
+# --- receptive fields measured on the built module (bench.complexity.receptive_field) ---
+from bench.complexity.receptive_field import measure_footprint  # noqa: E402
+
+
+def _dpm(n: int, scheme) -> DilationPyramidModule:
+    return DilationPyramidModule(8, 2, dpm_dilations(scheme, n))
+
+
+@pytest.mark.parametrize("n", range(1, 7))
+def test_measured_receptive_field_of_a_pyramid_dpm_is_eq6_and_complete(n):
+    """Measured from the gradient of one output position: (k - 1)(2^N - 1) + 1, with
+    every position inside it contributing (no gridding)."""
+    rf = 2 * (2 ** n - 1) + 1
+    footprint = measure_footprint(_dpm(n, "pyramid"), 8, rf + 8)
+    assert footprint.height == footprint.width == rf
+    assert footprint.contributing_fraction == 1.0
+
+
+@pytest.mark.parametrize("d", [2, 4, 6, 8])
+def test_constant_dilation_leaves_holes(d):
+    footprint = measure_footprint(_dpm(3, d), 8, 2 * 3 * d + 9)
+    assert footprint.receptive_field == 2 * 3 * d + 1           # Eq. (2): 1 + 3 (k-1) d
+    assert footprint.contributing_fraction < 1.0
+
+
+def test_a_plain_stack_of_3x3_convolutions_grows_linearly():
+    stack = torch.nn.Sequential(*[torch.nn.Conv2d(2, 2, 3, padding=1) for _ in range(4)])
+    footprint = measure_footprint(stack, 2, 20)
+    assert footprint.receptive_field == 9 and footprint.contributing_fraction == 1.0
+
+
+def test_a_footprint_cut_by_the_border_is_refused():
+    with pytest.raises(ValueError, match="larger size"):
+        measure_footprint(_dpm(4, "pyramid"), 8, 20)
