@@ -4,7 +4,8 @@ For every row it resolves the model (registry name + row overrides + the protoco
 overrides such as ``num_joints``) and fills one cell per column:
 
 * complexity measures (params, flops under the column's convention plus the canonical
-  fvcore figure, formula_flops from the model's ``theory_macs``, latency_ms with
+  fvcore figure, formula_flops from the model's ``theory_macs``, receptive_field and
+  contributing_fraction from a gradient on the built module, latency_ms with
   ``--latency``) are computed here, through the on-disk measurement cache;
 * accuracy measures are read from training/evaluation run records
   (``results/runs/<protocol>/<model_key>.<profile>.json``); without one the cell says why.
@@ -144,6 +145,19 @@ def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowMode
         raw, hit = ctx.cache.get_or_compute(formula, measure="formula_flops", **parts)
         base = get_convention(convention).scale(col.unit) if convention else _DECIMAL[col.unit]
         cell.update(raw=raw, value=raw / base)
+    elif col.measure in ("receptive_field", "contributing_fraction"):
+        from .complexity.receptive_field import measure_footprint
+        channels, height, width = parts["input"][0][-3:]
+        if height != width:
+            raise ValueError(f"a {col.measure} column needs a square input, got {height}x{width}")
+
+        def footprint():
+            f = measure_footprint(models.get(protocol), channels, height)
+            return {"receptive_field": f.receptive_field, "height": f.height, "width": f.width,
+                    "connected": f.connected, "contributing_fraction": f.contributing_fraction}
+        found, hit = ctx.cache.get_or_compute(footprint, measure="footprint", **parts)
+        cell.update(raw=found[col.measure], value=found[col.measure])
+        details = found
     elif col.measure == "latency_ms":
         if not ctx.latency:
             return {"unit": col.unit, "status": res.CELL_NOT_MEASURED,

@@ -22,7 +22,10 @@ from .complexity.conventions import CONVENTIONS
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 PROTOCOLS_DIR = SUITES_DIR / "protocols"
 
-COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms")
+# receptive_field / contributing_fraction: measured from a gradient on the built module
+# (bench.complexity.receptive_field), for claims that need no training (DPN)
+COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms", "receptive_field",
+                       "contributing_fraction")
 # accuracy measures a protocol's evaluator reports (COCO keypoints, MPII PCKh, LSP PCK)
 # (MeanPose-PCK@0.2: the training set's mean pose scored on the same split, the
 # reference a trained model must beat; bench.evaluation.baselines)
@@ -513,7 +516,7 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
         if col.protocol is not None and col.protocol not in suite.protocols:
             fail(loc + ("protocol",), f"unknown protocol key {col.protocol!r}; "
                  f"the suite's protocols are: {', '.join(suite.protocols) or 'none'}")
-        if col.measure in ("flops", "formula_flops", "latency_ms") and col.protocol is None and col.input is None:
+        if col.measure != "params" and col.is_complexity and col.protocol is None and col.input is None:
             fail(loc, f"a {col.measure} column needs a protocol or an explicit input")
         if col.measure == "flops" and col.convention is None:
             fail(loc + ("convention",), "a flops column must name its counting convention")

@@ -99,3 +99,19 @@ def test_a_plain_stack_of_3x3_convolutions_grows_linearly():
 def test_a_footprint_cut_by_the_border_is_refused():
     with pytest.raises(ValueError, match="larger size"):
         measure_footprint(_dpm(4, "pyramid"), 8, 20)
+
+
+def test_receptive_field_suite_passes_its_gate_and_constant_dilations_grid(tmp_path):
+    """dpn_receptive_field.yaml, run by the runner: the pyramid rows reproduce Eq. (6)
+    with every position contributing; constant D >= 2 contributes less than all."""
+    from bench.complexity.cache import MeasurementCache
+    from bench.runner import gate_failures, run_suite
+    from bench.suite import load_suite
+    from conftest import REPO
+    suite = load_suite(REPO / "suites" / "dpn_receptive_field.yaml")
+    run = run_suite(suite, results_dir=tmp_path / "results", cache=MeasurementCache(tmp_path / "c"))
+    assert gate_failures(suite, run.records) == []
+    fractions = {r["row"]: r["cells"]["contributing"]["value"] for r in run.records}
+    for d in (2, 4, 6, 8):
+        assert fractions[f"Constant D={d}, N=6"] < 1.0
+    assert fractions["Constant D=1 (normal), N=6"] == 1.0

@@ -142,6 +142,20 @@ class DPN(nn.Module):
         return self.final_layer(x)
 
 
+@dataclass(frozen=True)
+class DPMSpec:
+    """One DPM on its own, for measuring what it does (receptive field, gridding)."""
+    blocks: int = 6
+    width: int = 2
+    dilation: Union[str, int] = "pyramid"
+
+    def validate(self) -> None:
+        dpm_dilations(self.dilation, self.blocks)
+
+    def summary(self) -> str:
+        return f"dilations {'/'.join(map(str, dpm_dilations(self.dilation, self.blocks)))}"
+
+
 DPN4_32 = DPNSpec()
 DPN4_64 = replace(DPN4_32, width=64, conv2="resnet")
 
@@ -193,3 +207,10 @@ def dpn2_64(spec: DPNSpec) -> DPN:
 def dpn3_64(spec: DPNSpec) -> DPN:
     """DPN3_64: three DPMs of width 64."""
     return DPN(spec)
+
+
+@register_model(DPMSpec())
+def dpm(spec: DPMSpec) -> DilationPyramidModule:
+    """A dilation pyramid module alone (4 x width channels in and out), for measurements."""
+    return DilationPyramidModule(4 * spec.width, spec.width,
+                                 dpm_dilations(spec.dilation, spec.blocks))
