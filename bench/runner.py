@@ -286,8 +286,10 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
             if path in seen:
                 continue
             seen.add(path)
-            why = (protocol.server_only and missing_data(protocol, None)) or (
-                None if ctx.profile == "smoke" else missing_data(protocol, data_root))
+            if protocol.server_only or ctx.profile != "smoke":   # smoke data is generated
+                why = missing_data(protocol, data_root)
+            else:
+                why = None
             if why is None and not protocol.trainable:
                 why = f"protocol {protocol.name} has no training recipe (optimizer, schedule, batch)"
             weights = job_protocol(row, protocol).pretrained

@@ -84,6 +84,14 @@ def assert_state_matches(model, ref: dict) -> None:
     assert state_signature(model) == ref["state_dict_sha256"]
 
 
+def golden_input(ref: dict):
+    """The input of a golden ``output_checksum``: torch.rand(input_shape) after
+    torch.manual_seed(input_seed)."""
+    import torch
+    torch.manual_seed(ref["input_seed"])
+    return torch.rand(*ref["input_shape"])
+
+
 def assert_output_matches(out, ref: dict) -> None:
     """``out`` against a golden ``output_checksum`` (sum, absolute sum, first values)."""
     assert list(out.shape) == ref["output_shape"]

@@ -57,7 +57,9 @@ def _scatter(suite: Suite, col: Column, points: list[dict], path: Path) -> Path:
     xs = np.geomspace(lo, hi, 200) if log else np.linspace(lo, hi, 200)
     tol = col.tolerance if col.gate else None
     if tol is not None:
-        allowed = np.array([tol.allowed(v, 2) for v in xs])
+        # a "printed" bound depends on the digits: draw the band of the least precise point
+        digits = min(p["digits"] for p in points)
+        allowed = np.array([tol.allowed(v, digits) for v in xs])
         lower = xs - allowed if tol.side != "above" else np.full_like(xs, lo)
         upper = xs + allowed if tol.side != "below" else np.full_like(xs, hi)
         ax.fill_between(xs, lower, upper, color="tab:blue", alpha=0.12, label="tolerance")
