@@ -10,6 +10,8 @@ NOTED = "known deviation"    # outside or not, explained by the row's known_devi
 NOT_MEASURED = "not measured"
 # the row is a method this project does not build: published values only, with the reason
 NOT_BUILT = "not built"
+# the row does not fill this column (Row.columns): nothing to compare, nothing measured
+NOT_APPLICABLE = "not applicable"
 NO_PUBLISHED = "no published value"
 NO_TOLERANCE = "not gated"
 # an accuracy cell measured under the smoke or short profile: shown, never compared with

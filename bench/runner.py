@@ -3,10 +3,12 @@
 For every row it resolves the model (registry name + row overrides + the protocol's task
 overrides such as ``num_joints``) and fills one cell per column:
 
-* complexity measures (params, flops under the column's convention plus the canonical
-  fvcore figure, formula_flops from the model's ``theory_macs``, receptive_field and
-  contributing_fraction from a gradient on the built module, latency_ms with
-  ``--latency``) are computed here, through the on-disk measurement cache;
+* complexity measures (params, of the model or of a column's ``submodule``, flops under
+  the column's convention plus the canonical fvcore figure, formula_flops from the
+  model's ``theory_macs``, receptive_field and contributing_fraction from a gradient on
+  the built module, fold_equivalence_error from the model's ``predict_folded`` /
+  ``fold_targets`` / ``unfold_predictions``, latency_ms with ``--latency``) are computed
+  here, through the on-disk measurement cache;
 * accuracy measures are read from training/evaluation run records
   (``results/runs/<protocol>/<model_key>.<profile>.json``); without one the cell says why.
 
@@ -108,10 +110,30 @@ def _input_shapes(col: Column, protocol: Protocol | None) -> list[list[int]]:
 
 # --- cells ----------------------------------------------------------------------------
 
+def _measure_ratio(col: Column, protocol: Protocol | None, models: _RowModels,
+                   ctx: RunContext, convention: str | None) -> tuple[dict, dict]:
+    """A ``relative_to`` cell: the measure of the row's model over the same measure of the
+    row's model with the column's overrides (the reference)."""
+    plain = col.model_copy(update={"relative_to": None})
+    row = models.row
+    reference_row = row.model_copy(update={"model": row.model.model_copy(
+        update={"overrides": {**row.model.overrides, **col.relative_to}})})
+    cell, details = _measure_complexity(plain, protocol, models, ctx, convention)
+    ref, _ = _measure_complexity(plain, protocol, _RowModels(reference_row), ctx, convention)
+    ratio = cell["raw"] / ref["raw"]
+    cell.update(raw=ratio, value=ratio, numerator=cell["raw"], denominator=ref["raw"],
+                relative_to=dict(col.relative_to))
+    cell.pop("canonical", None)
+    return cell, {"numerator": cell["numerator"], "denominator": ref["raw"],
+                  "reference_overrides": dict(col.relative_to), **details}
+
+
 def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowModels,
                         ctx: RunContext, convention: str | None = None) -> tuple[dict, dict]:
     """One complexity cell; ``convention`` is the row's counting convention for the
     column (``Suite.convention_for``), the column's by default."""
+    if col.relative_to:
+        return _measure_ratio(col, protocol, models, ctx, convention)
     convention = convention or col.convention
     spec = models.spec(protocol)
     parts = {"model": models.row.model.name, "spec": dataclasses.asdict(spec),
@@ -122,8 +144,13 @@ def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowMode
 
     if col.measure == "params":
         from .complexity import count_params
-        raw, hit = ctx.cache.get_or_compute(lambda: count_params(models.get(protocol)),
-                                            measure="params", **parts)
+        if col.submodule:
+            parts["submodule"] = col.submodule
+
+        def params():
+            model = models.get(protocol)
+            return count_params(model.get_submodule(col.submodule) if col.submodule else model)
+        raw, hit = ctx.cache.get_or_compute(params, measure="params", **parts)
         cell.update(raw=raw, value=raw / _DECIMAL[col.unit])
     elif col.measure == "flops":
         report, hit = _flops(convention, parts, protocol, models, ctx)
@@ -157,6 +184,13 @@ def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowMode
                     "connected": f.connected, "contributing_fraction": f.contributing_fraction}
         found, hit = ctx.cache.get_or_compute(footprint, measure="footprint", **parts)
         cell.update(raw=found[col.measure], value=found[col.measure])
+        details = found
+    elif col.measure == "fold_equivalence_error":
+        from .complexity.fold_equivalence import fold_equivalence
+        found, hit = ctx.cache.get_or_compute(
+            lambda: fold_equivalence(models.get(protocol), parts["input"][0]),
+            measure="fold_equivalence", **parts)
+        cell.update(raw=found["max_abs_error"], value=found["max_abs_error"])
         details = found
     elif col.measure == "latency_ms":
         if not ctx.latency:
@@ -231,7 +265,8 @@ def _accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) -
 
 def accuracy_protocols(suite: Suite, row: Row) -> dict[str, Protocol]:
     """The protocols the row's accuracy columns need a trained model for."""
-    keys = dict.fromkeys(c.protocol for c in suite.columns.values() if not c.is_complexity)
+    keys = dict.fromkeys(c.protocol for cid, c in suite.columns.items()
+                         if not c.is_complexity and suite.applies(row, cid))
     return {k: suite.protocol_for(row, k) for k in keys if k is not None}
 
 
@@ -343,6 +378,8 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
     cells: dict[str, dict] = {}
     details: dict[str, dict] = {}
     for cid, col in suite.columns.items():
+        if not suite.applies(row, cid):
+            continue
         protocol = suite.protocol_for(row, col.protocol)
         try:
             kept = None

@@ -24,15 +24,18 @@ PROTOCOLS_DIR = SUITES_DIR / "protocols"
 
 # receptive_field / contributing_fraction: measured from a gradient on the built module
 # (bench.complexity.receptive_field), for claims that need no training (DPN)
+# fold_equivalence_error: max |prediction through the rearrangement - folded prediction|
+# on the built model (bench.complexity.fold_equivalence; FlatteNet Sec. III-C)
 COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms", "receptive_field",
-                       "contributing_fraction")
+                       "contributing_fraction", "fold_equivalence_error")
 # accuracy measures a protocol's evaluator reports (COCO keypoints, MPII PCKh, LSP PCK)
 # (MeanPose-PCK@0.2: the training set's mean pose scored on the same split, the
 # reference a trained model must beat; bench.evaluation.baselines)
 # (Head ... Ankle: MPII PCKh@0.5 per body part, left and right pooled)
+# (mAP@0.5: PASCAL VOC detection, mean over classes of the AP at IoU 0.5)
 ACCURACY_MEASURES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50",
                      "PCKh@0.5", "PCKh@0.1", "AUC", "Head", "Shoulder", "Elbow", "Wrist",
-                     "Hip", "Knee", "Ankle", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU")
+                     "Hip", "Knee", "Ankle", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU", "mAP@0.5")
 MEASURES = COMPLEXITY_MEASURES + ACCURACY_MEASURES
 Unit = Literal["", "K", "M", "G", "%", "ms"]   # multiples of a measure's base unit
 
@@ -90,6 +93,13 @@ class Column(_Frozen):
     # compare with another column's published value (the paper prints one number that
     # two measurements should reproduce, e.g. by formula and by counting modules)
     published_from: Optional[str] = None
+    # params columns: count only this submodule of the row's model (a dotted path, e.g.
+    # FlatteNet Table II's "#Params of the layer"), the rest of the row being the network
+    submodule: Optional[str] = None
+    # the cell is the ratio of this measure for the row's model to the same measure for the
+    # row's model with these overrides (a claim such as "the 32x24 variant needs a third
+    # of the FLOPs of the 64x48 one"); params and flops columns only, unit ""
+    relative_to: Optional[dict[str, Any]] = None
 
     @field_validator("measure")
     @classmethod
@@ -147,6 +157,9 @@ class Row(_Frozen):
     protocols: dict[str, "Protocol"] = Field(default_factory=dict)
     # decimals of each published value as written in the file ("87.0" -> 1, "28" -> 0)
     printed_digits: dict[str, int] = Field(default_factory=dict)
+    # the columns this row fills (all by default): a suite of claims can hold rows that
+    # measure different things; the other cells are "not applicable" and never measured
+    columns: Optional[tuple[str, ...]] = None
 
     @model_validator(mode="after")
     def _model_or_reason(self):
@@ -327,6 +340,10 @@ class Suite(_Frozen):
         if key is None:
             return None
         return row.protocols.get(key) or self.protocols[key]
+
+    def applies(self, row: Row, cid: str) -> bool:
+        """Whether the row fills the column (``Row.columns``; every column by default)."""
+        return row.columns is None or cid in row.columns
 
     def convention_for(self, row: Row, cid: str) -> Optional[str]:
         """The counting convention of a row's cell: the row's override, else the column's."""
@@ -524,8 +541,18 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
             fail(loc + ("published_from",), f"unknown column {col.published_from!r}")
         if col.batch != 1 and col.measure != "latency_ms":
             fail(loc + ("batch",), "batch applies to latency_ms columns only")
+        if col.submodule is not None and col.measure != "params":
+            fail(loc + ("submodule",), "submodule applies to params columns only")
         if not col.is_complexity and col.protocol is None:
             fail(loc + ("protocol",), f"accuracy measure {col.measure!r} needs a protocol")
+        if col.relative_to is not None:
+            if col.measure not in ("params", "flops"):
+                fail(loc + ("relative_to",), f"relative_to applies to params and flops columns, "
+                     f"not {col.measure!r}")
+            if col.unit != "":
+                fail(loc + ("unit",), "a relative_to column is a ratio: leave its unit empty")
+            if not col.relative_to:
+                fail(loc + ("relative_to",), "name the overrides of the reference model")
 
     seen = {}
     for i, row in enumerate(suite.rows):
@@ -540,6 +567,13 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
             if cid not in suite.columns:
                 where = "published" if cid in row.published else "known_deviations"
                 fail(loc + (where, cid), f"unknown column {cid!r}; columns: {', '.join(suite.columns)}")
+        for j, cid in enumerate(row.columns or ()):
+            if cid not in suite.columns:
+                fail(loc + ("columns", j), f"unknown column {cid!r}; columns: {', '.join(suite.columns)}")
+        for cid in list(row.published) + list(row.known_deviations):
+            if not suite.applies(row, cid):
+                fail(loc + ("published", cid), f"column {cid!r} is not among the row's columns "
+                     f"({', '.join(row.columns)})")
         for cid, name in row.conventions.items():
             where = loc + ("conventions", cid)
             if cid not in suite.columns or suite.columns[cid].measure != "flops":
@@ -554,6 +588,13 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
                 fail(loc + ("model",), str(err))
             except BadOverrideError as err:
                 fail(loc + ("model",), str(err))
+            for cid, col in suite.columns.items():
+                if col.relative_to and suite.applies(row, cid):
+                    try:
+                        resolve_spec(row.model.name, **{**row.model.overrides, **col.relative_to})
+                    except BadOverrideError as err:
+                        fail(("columns", cid, "relative_to"),
+                             f"row {row.name!r} ({row.model.name}): {err}")
 
 
 def discover_suites(directory: Path = SUITES_DIR) -> list[Path]:

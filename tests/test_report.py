@@ -219,3 +219,28 @@ def test_report_imports_without_torch():
     code = "import sys; sys.modules['torch'] = None; import bench.report"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_row_restricted_to_some_columns_leaves_the_others_not_applicable(tmp_path):
+    """Row.columns: the cells the row does not fill are neither measured nor gated, and
+    the report shows them empty rather than as missing measurements."""
+    from bench.compare import NOT_APPLICABLE
+    suites = tmp_path / "suites"
+    (suites / "protocols").mkdir(parents=True)
+    (suites / "protocols" / "coco_test.yaml").write_text(
+        "dataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+    text = SUITE.replace("    model: litehrnet_18\n", "    model: litehrnet_18\n    columns: [params]\n")
+    text = text.replace("published: {params: 1.1, coco.mflops: 205.2, coco.AP: 64.8, params_loose: 1.1}",
+                        "published: {params: 1.1}")
+    (suites / "demo_table1.yaml").write_text(text)
+    restricted = load_suite(suites / "demo_table1.yaml", check_models=False)
+    recs = [record("Lite-HRNet-18", "lite-hrnet-18", "litehrnet_18", {"params": measured(1.13)})]
+    verdicts = {v["column"]: v for v in cell_verdicts(restricted, recs) if v["row"] == "Lite-HRNet-18"}
+    assert verdicts["params"]["status"] == WITHIN
+    for cid in ("coco.mflops", "coco.AP", "params_loose"):
+        assert verdicts[cid]["status"] == NOT_APPLICABLE and not verdicts[cid]["gated"]
+    html = render_suite_html(restricted, recs, out_dir=tmp_path / "reports").read_text()
+    first_row = html.split('left">Lite-HRNet-18</th>')[1].split("</tr>")[0]
+    assert "not measured" not in first_row and ">1.13<" in first_row
+    terminal = render_terminal(restricted, recs)
+    assert NO_RECORD not in terminal.split("Naive Lite-HRNet-18")[0]

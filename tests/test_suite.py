@@ -67,14 +67,31 @@ CASES = [
     ("batch on a flops column", "convention: lite_hrnet_paper, tolerance: {abs: 0.05}}\n  coco.AP",
      "convention: lite_hrnet_paper, batch: 32, tolerance: {abs: 0.05}}\n  coco.AP",
      "columns.coco.mflops.batch", "batch applies to latency_ms columns only"),
+    ("ratio of an accuracy column", "measure: AR,", "measure: AR, relative_to: {width: 2},",
+     "columns.coco.AR.relative_to", "relative_to applies to params and flops columns"),
+    ("ratio with a unit", "COCO MFLOPs, unit: M, measure: flops,",
+     "COCO MFLOPs, unit: M, relative_to: {drop_pointwise: 1}, measure: flops,",
+     "columns.coco.mflops.unit", "a relative_to column is a ratio: leave its unit empty"),
+    ("ratio reference the model refuses", "COCO MFLOPs, unit: M, measure: flops,",
+     "COCO MFLOPs, unit: '', relative_to: {depth: 3}, measure: flops,",
+     "columns.coco.mflops.relative_to", "no argument 'depth'"),
+    ("row fills an unknown column", "    model: litehrnet_30\n",
+     "    model: litehrnet_30\n    columns: [params, coco.GFLOPs]\n",
+     "rows[6].columns[1]", "unknown column 'coco.GFLOPs'"),
+    ("published in a column the row does not fill", "    model: litehrnet_30\n",
+     "    model: litehrnet_30\n    columns: [coco.AP]\n",
+     "rows[6].published.params", "column 'params' is not among the row's columns (coco.AP)"),
 ]
 
 
 @pytest.mark.parametrize("label,old,new,field,message", CASES, ids=[c[0] for c in CASES])
 def test_bad_suite_names_file_line_and_field(tmp_path, label, old, new, field, message):
     path, line = broken_copy(tmp_path, old, new)
-    if label in ("unknown field", "row convention on a params column", "unknown row convention"):
+    if label in ("unknown field", "row convention on a params column", "unknown row convention",
+                 "row fills an unknown column"):
         line += 1
+    elif label == "published in a column the row does not fill":
+        line += 2                                  # the row's published line, after columns
     elif label in ("no model and no reason", "model and not_built"):
         line -= 1                                  # a whole-row error: the row's first line
     with pytest.raises(SuiteError) as err:

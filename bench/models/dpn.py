@@ -1,6 +1,7 @@
 """Dilation Pyramid Network (Liu & Guan, "DPN"), the dilation schemes of its ablations.
 
-Serves DPN Tables I-VII (the networks; the suites come with the DPN issue).
+Serves DPN Tables I-VII (suites/dpn_table*.yaml) and the measured claims of
+suites/dpn_receptive_field.yaml.
 
 A dilation pyramid module (DPM) is ``blocks_per_dpm`` consecutive bottleneck blocks
 (1x1 to the width, 3x3 dilated, 1x1 to 4x the width, identity shortcut) whose 3x3
@@ -34,6 +35,14 @@ DPM of width 64 adds 0.303 G. HRNet's tool gives 1.046 (1.0) for DPN4_32, fvcore
 against the printed 6.0 / 7.2 / 8.4 / 9.6: the per-DPM step (1.21 G) matches, the common
 base is 0.17 G (3%) lower than the paper's.
 
+DPN2_hrnet (Table VI: "just two more DPM modules stacked to the end of the backbone net
+HRNet-w32", 29.5M / 7.8 G against HRNet-W32's 28.5M / 7.1 G) is read the way DPN itself
+places its DPMs: HRNet-W32's 1/4 output (32 channels) -> 3x3 stride-2 conv-BN-ReLU to 256
+channels at 1/8 -> two DPMs of width 64 -> x2 upsampling -> 1x1 to the joints. That
+holds 29,458,961 parameters and 7.78 G (hrnet_paper; 7.84 lite_hrnet_paper), both the
+printed values. The readings it rules out: a 1x1 stride-2 transition gives 29.39M (29.4);
+DPMs at the 1/4 output (no subsampling) add 2.4 G (9.5 G); width-32 DPMs add 0.2M.
+
 ``dilation`` selects the scheme of Tables II, III and V: ``"pyramid"`` (default,
 2^(N-i)), ``"reversed"`` (2^(i-1), Table V's RDPM), ``"normal"`` (all 1, Table II) or an
 integer D (every dilation D, Table III's stacked dilated convolutions).
@@ -48,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_model
+from .hrnet import HighResolutionNet, HRNetSpec
 from .layers import BLOCKS, BN_MOMENTUM, Bottleneck, init_pose_weights, make_res_layer
 
 DILATION_SCHEMES = ("pyramid", "reversed", "normal")
@@ -143,6 +153,50 @@ class DPN(nn.Module):
 
 
 @dataclass(frozen=True)
+class DPNHRNetSpec(HRNetSpec):
+    """HRNet-W32 with DPMs stacked on its output (Table VI's DPN2_hrnet)."""
+    num_dpms: int = 2
+    dpm_width: int = 64
+    blocks_per_dpm: int = 6
+    dilation: Union[str, int] = "pyramid"
+
+    def validate(self) -> None:
+        super().validate()
+        dpm_dilations(self.dilation, self.blocks_per_dpm)
+        if self.num_dpms < 1:
+            raise ValueError("DPN on HRNet needs at least one DPM")
+
+    def summary(self) -> str:
+        d = "/".join(map(str, dpm_dilations(self.dilation, self.blocks_per_dpm)))
+        return (f"HRNet widths {'/'.join(map(str, self.widths))}, then {self.num_dpms} DPM x "
+                f"{self.blocks_per_dpm} blocks, width {self.dpm_width} at 1/8; dilations {d}")
+
+
+class DPNOnHRNet(HighResolutionNet):
+    """HRNet's highest-resolution output (1/4) -> 3x3 stride-2 conv-BN-ReLU to the DPM
+    channels (1/8, as DPN's conv2_0 subsamples) -> DPMs -> x2 bilinear -> 1x1 to the
+    joints. The backbone keeps HRNet's attribute names, so HRNet's ImageNet weights load
+    (``pretrained_layout``)."""
+
+    def __init__(self, spec: DPNHRNetSpec):
+        super().__init__(spec, single_output=True)
+        channels = spec.dpm_width * Bottleneck.expansion
+        self.dpn_transition = nn.Sequential(
+            nn.Conv2d(spec.widths[0], channels, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+        dilations = dpm_dilations(spec.dilation, spec.blocks_per_dpm)
+        self.dpms = nn.Sequential(*[DilationPyramidModule(channels, spec.dpm_width, dilations)
+                                    for _ in range(spec.num_dpms)])
+        self.final_layer = nn.Conv2d(channels, spec.num_joints, 1)
+        init_pose_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dpms(self.dpn_transition(self.forward_features(x)[0]))
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.final_layer(x)
+
+
+@dataclass(frozen=True)
 class DPMSpec:
     """One DPM on its own, for measuring what it does (receptive field, gridding)."""
     blocks: int = 6
@@ -207,6 +261,12 @@ def dpn2_64(spec: DPNSpec) -> DPN:
 def dpn3_64(spec: DPNSpec) -> DPN:
     """DPN3_64: three DPMs of width 64."""
     return DPN(spec)
+
+
+@register_model(DPNHRNetSpec())
+def dpn2_hrnet_w32(spec: DPNHRNetSpec) -> DPNOnHRNet:
+    """DPN2_hrnet: HRNet-W32 with two DPMs of width 64 appended (29.5M parameters)."""
+    return DPNOnHRNet(spec)
 
 
 @register_model(DPMSpec())

@@ -21,7 +21,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 SUMMARY_FILE = "summary.json"
 # verdict -> CSS class
 CSS = {"within": "ok", "outside": "bad", "known deviation": "noted", "not measured": "nm",
-       "not compared": "smoke", "not built": "nb",
+       "not compared": "smoke", "not built": "nb", "not applicable": "plain",
        "not gated": "plain", "no published value": "plain"}
 
 

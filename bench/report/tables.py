@@ -9,14 +9,14 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 
 from ..complexity.conventions import CONVENTIONS
-from ..compare import (NO_PUBLISHED, NO_TOLERANCE, NOT_BUILT, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN,
+from ..compare import (NO_PUBLISHED, NO_TOLERANCE, NOT_APPLICABLE, NOT_BUILT, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN,
                        Verdict, compare_cell, decimals_of)
 from ..results import CELL_ERROR, CELL_MEASURED
 from ..suite import Column, Suite
 
 NO_RECORD = "no result record for this row (run the suite)"
 FIELDS = ("published", "measured", "delta", "verdict")
-STATUSES = (WITHIN, OUTSIDE, NOTED, NOT_COMPARED, NOT_MEASURED, NO_TOLERANCE, NO_PUBLISHED, NOT_BUILT)
+STATUSES = (WITHIN, OUTSIDE, NOTED, NOT_COMPARED, NOT_MEASURED, NO_TOLERANCE, NO_PUBLISHED, NOT_BUILT, NOT_APPLICABLE)
 # which record a cell is read from when several profiles measured it
 PROFILE_PRIORITY = ("full", "short", "smoke", "complexity")
 
@@ -95,6 +95,8 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
             profile = (cell or {}).get("profile") if not col.is_complexity else None
             if not row.built:
                 v = Verdict(NOT_BUILT, reason=f"not built: {row.not_built}")
+            elif not suite.applies(row, cid):
+                v = Verdict(NOT_APPLICABLE, reason="the row does not fill this column")
             else:
                 v = compare_cell(published, measured, col.tolerance if col.gate else None, digits,
                                  deviation, "" if measured is not None else _reason(cell, rec),

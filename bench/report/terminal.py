@@ -12,21 +12,25 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..compare import NO_PUBLISHED, NO_TOLERANCE, NOT_BUILT, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN
+from ..compare import NO_PUBLISHED, NO_TOLERANCE, NOT_APPLICABLE, NOT_BUILT, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN
 from ..suite import Suite
 from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
                      conventions_used, fmt, verdict_summary)
 
 MARKS = {WITHIN: "✓", OUTSIDE: "✗", NOTED: "~", NOT_MEASURED: "–", NO_TOLERANCE: "·",
-         NO_PUBLISHED: "·", NOT_COMPARED: "s", NOT_BUILT: "n"}
+         NO_PUBLISHED: "·", NOT_COMPARED: "s", NOT_BUILT: "n",
+         NOT_APPLICABLE: ""}
 STYLES = {WITHIN: "green", OUTSIDE: "bold red", NOTED: "yellow", NOT_MEASURED: "dim",
-          NO_TOLERANCE: "", NO_PUBLISHED: "", NOT_COMPARED: "cyan", NOT_BUILT: "dim italic"}
+          NO_TOLERANCE: "", NO_PUBLISHED: "", NOT_COMPARED: "cyan", NOT_BUILT: "dim italic",
+          NOT_APPLICABLE: "dim"}
 
 
 def _cell_text(v: dict, col) -> Text:
     d = v["digits"]
     pub = fmt(v["published"], d) or "n/a"
     mark = MARKS[v["status"]]
+    if v["status"] == NOT_APPLICABLE:
+        return Text("", style=STYLES[v["status"]])
     if v["status"] == NOT_BUILT:
         return Text(f"{pub}\n{mark} not built", style=STYLES[v["status"]])
     if v["measured"] is None:
