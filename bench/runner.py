@@ -95,10 +95,12 @@ class _RowModels:
         return resolve_spec(self.row.model.name, **model_overrides(self.row, protocol))
 
     def get(self, protocol: Protocol | None):
-        key = tuple(sorted(model_overrides(self.row, protocol).items()))
+        overrides = model_overrides(self.row, protocol)
+        # JSON, not a tuple of items: an override may be a list (of mappings), unhashable
+        key = json.dumps(overrides, sort_keys=True, default=str)
         if key not in self._built:
             from .registry import create_model
-            self._built[key] = create_model(self.row.model.name, **dict(key))
+            self._built[key] = create_model(self.row.model.name, **overrides)
         return self._built[key]
 
 
@@ -147,10 +149,20 @@ def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowMode
         if col.submodule:
             parts["submodule"] = col.submodule
 
-        def params():
+        def params(rule: str | None = None):
             model = models.get(protocol)
-            return count_params(model.get_submodule(col.submodule) if col.submodule else model)
-        raw, hit = ctx.cache.get_or_compute(params, measure="params", **parts)
+            return count_params(model.get_submodule(col.submodule) if col.submodule else model,
+                                convention=rule)
+        if convention is not None and get_convention(convention).param_modules is not None:
+            # the paper's counter left some parameters out: its count, and every
+            # parameter as the canonical figure beside it
+            raw, hit = ctx.cache.get_or_compute(lambda: params(convention), measure="params",
+                                                convention=convention, **parts)
+            every, _ = ctx.cache.get_or_compute(params, measure="params", **parts)
+            cell["canonical"] = {"value": every / _DECIMAL[col.unit], "raw": every,
+                                 "unit": col.unit, "convention": None}
+        else:
+            raw, hit = ctx.cache.get_or_compute(params, measure="params", **parts)
         cell.update(raw=raw, value=raw / _DECIMAL[col.unit])
     elif col.measure == "flops":
         report, hit = _flops(convention, parts, protocol, models, ctx)

@@ -84,7 +84,10 @@ class Column(_Frozen):
     unit: Unit = ""
     measure: str
     protocol: Optional[str] = None          # key into the suite's protocols
-    convention: Optional[str] = None        # FLOP counting convention (flops columns)
+    # FLOP counting convention (flops columns); on a params column, the convention's
+    # parameter count (``param_modules``: the full count is kept beside it; every
+    # parameter when the convention names none)
+    convention: Optional[str] = None
     input: Optional[list[list[int]]] = None  # explicit (C, H, W) inputs instead of a protocol
     digits: Optional[int] = None            # printed precision in the paper
     tolerance: Optional[Tolerance] = None

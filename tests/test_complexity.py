@@ -100,14 +100,18 @@ def _suite_cells(suite_file: str):
 PAPER_TABLES = ("lite_hrnet_table1.yaml", "lite_hrnet_table3.yaml", "lite_hrnet_table4.yaml",
                 "lite_hrnet_table5.yaml", "lite_hrnet_table6.yaml", "lite_hrnet_table7.yaml",
                 "hrnet_table1.yaml", "hrnet_table2.yaml", "hrnet_table4.yaml", "hrnet_table6.yaml",
-                "dpn_table1.yaml", "dpn_table4.yaml", "dpn_table6.yaml", "dpn_table7.yaml")
+                "dpn_table1.yaml", "dpn_table4.yaml", "dpn_table6.yaml", "dpn_table7.yaml",
+                "flattenet_table2.yaml", "flattenet_table3.yaml", "flattenet_table4.yaml",
+                "flattenet_table5.yaml", "flattenet_table8.yaml", "flattenet_table10.yaml",
+                "gsto_table2.yaml", "gsto_table3.yaml", "gsto_table4.yaml", "gsto_table10.yaml")
 CELLS = [c for f in PAPER_TABLES for c in _suite_cells(f)]
 
 
 @pytest.mark.parametrize("suite,row,cid", CELLS)
 def test_paper_complexity_reproduced(suite, row, cid, measurement_cache):
     """Every parameter and FLOPs cell of the built rows of Lite-HRNet Tables 1, 3-7 and
-    HRNet Tables 1, 2, 4, 6 and DPN Tables I, IV, VI, VII is within its column's tolerance under the row's counting
+    HRNet Tables 1, 2, 4, 6, DPN Tables I, IV, VI, VII, FlatteNet Tables II-V, VIII, X and
+    GSTO Tables 2, 3, 4, 10 is within its column's tolerance under the row's counting
     convention (the Lite-HRNet columns' tolerances are half a printed digit, so there it
     means "reproduced to the printed precision"). A cell the suite explains as a known
     deviation must really miss the printed value, so a stale note cannot hide a fix.
@@ -115,19 +119,28 @@ def test_paper_complexity_reproduced(suite, row, cid, measurement_cache):
     col = suite.columns[cid]
     protocol = suite.protocol_for(row, col.protocol)
     overrides = model_overrides(row, protocol)
-    spec = bench.registry.resolve_spec(row.model.name, **overrides)
     convention = suite.convention_for(row, cid)
 
-    def measure():
-        model = bench.create_model(row.model.name, **overrides)
-        if col.measure == "params":
-            return count_params(model)
-        return count_flops(model, protocol.input_shape, convention).total
+    def count(overrides: dict) -> int:
+        spec = bench.registry.resolve_spec(row.model.name, **overrides)
 
-    raw, _ = measurement_cache.get_or_compute(
-        measure, test=col.measure, spec=repr(spec), shape=protocol.input_shape, conv=convention)
-    scale = 1e6 if col.measure == "params" else get_convention(convention).scale(col.unit)
-    measured = raw / scale
+        def measure():
+            model = bench.create_model(row.model.name, **overrides)
+            if col.measure == "params":   # a params convention may leave some out (GSTO's)
+                return count_params(model.get_submodule(col.submodule) if col.submodule else model,
+                                    convention=convention)
+            return count_flops(model, protocol.input_shape, convention).total
+
+        raw, _ = measurement_cache.get_or_compute(
+            measure, test=col.measure, spec=repr(spec), shape=protocol.input_shape,
+            conv=convention, part=col.submodule)
+        return raw
+
+    if col.relative_to:   # a ratio: the row's model over the same with the column's overrides
+        measured = count(overrides) / count({**overrides, **col.relative_to})
+    else:
+        scale = 1e6 if col.measure == "params" else get_convention(convention).scale(col.unit)
+        measured = count(overrides) / scale
     published = row.published[cid]
     if row.known_deviations.get(cid):
         assert round_half_up(measured, suite.printed_digits(row, cid)) != published, (

@@ -131,6 +131,10 @@ class Convention:
     ptflops_backend: str | None = None
     # fvcore: op name -> name of a handle in FVCORE_HANDLES
     fvcore_ops: Mapping[str, str] = field(default_factory=dict)
+    # params columns: class names (looked up along the MRO, like ``rules``) of the modules
+    # whose own parameters the paper's counter included; None: the convention defines no
+    # parameter count of its own, and a params column under it counts every parameter
+    param_modules: tuple[str, ...] | None = None
 
     def rule_for(self, module) -> Rule | None:
         for cls in type(module).__mro__:
@@ -138,6 +142,12 @@ class Convention:
             if rule is not None:
                 return rule
         return None
+
+    def counts_params_of(self, module) -> bool:
+        """Whether a params column under this convention counts ``module``'s own parameters."""
+        if self.param_modules is None:
+            return True
+        return any(cls.__name__ in self.param_modules for cls in type(module).__mro__)
 
     def scale(self, unit: str) -> int:
         return self.unit_base ** {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
@@ -182,6 +192,12 @@ _register(Convention(
         "Linear": linear_macs,
     }))
 
+_HRNET_TOOL_RULES = {
+    "Conv2d": conv_weight_times_output_grid,
+    "ConvTranspose2d": conv_weight_times_output_grid,
+    "Linear": linear_output_times_input,
+}
+
 _register(Convention(
     name="hrnet_paper", engine="module_hooks", unit_base=1024,
     description="HRNet's get_model_summary (lib/utils/utils.py of the pose and segmentation "
@@ -190,11 +206,19 @@ _register(Convention(
                 "call; normalisation, activations, pooling and resampling not counted. "
                 "Printed as multiply-adds / 1024^3 'GFLOPs'.",
     once_per_module=False,
-    rules={
-        "Conv2d": conv_weight_times_output_grid,
-        "ConvTranspose2d": conv_weight_times_output_grid,
-        "Linear": linear_output_times_input,
-    }))
+    rules=_HRNET_TOOL_RULES))
+
+_register(Convention(
+    name="gsto_paper", engine="module_hooks", unit_base=1024,
+    description="GSTO's summary.py: HRNet's get_model_summary run where BatchNorm was "
+                "InPlaceABNSync. FLOPs as hrnet_paper. Parameters: the tool adds those of "
+                "modules whose class name holds Conv, BatchNorm or Linear, so InPlaceABNSync's "
+                "affine weights were left out: conv and linear parameters (biases included) "
+                "only: HRNetV2-W18-Small-v2 3.92M and W48 65.77M, printed 3.92M / 65.78M "
+                "(3.94M / 65.86M in all).",
+    once_per_module=False,
+    rules=_HRNET_TOOL_RULES,
+    param_modules=("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "Linear")))
 
 _register(Convention(
     name="macs_and_products", engine="fvcore", unit_base=1024,

@@ -9,6 +9,9 @@ from the highest-resolution features to one heatmap per joint (``final_layer``).
 BatchNorm and ReLU, then the 1x1 heatmap conv. mmpose puts it on MobileNetV2 and
 ShuffleNetV2 (Lite-HRNet Tables 3, 5); SimpleBaseline's own ``PoseResNet`` keeps the same
 two modules at its top level and builds them with ``make_deconv_layers``.
+
+``CenterNetHead`` is CenterNet's detection head (centre heatmaps, box sizes, offsets), used
+by FlatteNet's detector (FlatteNet Tables IX, X).
 """
 from __future__ import annotations
 
@@ -72,3 +75,34 @@ class HeatmapHead(nn.Module):
         if isinstance(x, (list, tuple)):
             x = x[0]
         return self.final_layer(x)
+
+
+class CenterNetHead(nn.Module):
+    """CenterNet's heads (Zhou et al., "Objects as Points"): for each output, a 3x3 conv
+    of ``head_conv`` channels with bias, ReLU, and a 1x1 conv: ``hm`` (one centre heatmap
+    per class, logits), ``wh`` (box width and height), ``reg`` (sub-pixel centre offset).
+    Returns the tuple (hm, wh, reg)."""
+
+    OUTPUTS = ("hm", "wh", "reg")
+    HEATMAP_PRIOR = -2.19    # CenterNet's bias init: sigmoid(-2.19) ~ 0.1 per position
+
+    def __init__(self, in_channels: int, num_classes: int, head_conv: int = 64):
+        super().__init__()
+        for name, out in zip(self.OUTPUTS, (num_classes, 2, 2)):
+            setattr(self, name, nn.Sequential(
+                nn.Conv2d(in_channels, head_conv, 3, padding=1, bias=True),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(head_conv, out, 1, bias=True)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """CenterNet's initialisation: N(0, 0.001^2) convs, zero biases, and the heatmap
+        logits' bias at the prior."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.001)
+                nn.init.zeros_(m.bias)
+        nn.init.constant_(self.hm[-1].bias, self.HEATMAP_PRIOR)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(getattr(self, name)(x) for name in self.OUTPUTS)

@@ -158,20 +158,33 @@ class HighResolutionNet(nn.Module):
             setattr(self, f"transition{s + 1}", make_transition(previous, channels, full_conv3x3_bn))
             last_stage = s == self.num_stages - 1
             setattr(self, f"stage{s + 2}", nn.Sequential(*[
-                HighResolutionModule(
-                    channels, spec.num_blocks,
+                self.make_module(
+                    spec, s, m, channels,
                     multi_scale_output=not (single_output and last_stage and m == num_modules - 1),
-                    fuse=spec.fuses(s, m), upsample=upsample)
+                    upsample=upsample)
                 for m in range(num_modules)]))
             previous = channels
         self.out_channels = previous
+
+    def make_module(self, spec: HRNetBackboneSpec, stage: int, index: int, channels: list[int],
+                    multi_scale_output: bool, upsample: str) -> nn.Module:
+        """Module ``index`` of stage ``stage`` (0-based among stages 2-4). Subclasses that
+        plug something into the modules (GSTO's gated fusion) override this."""
+        return HighResolutionModule(channels, spec.num_blocks, multi_scale_output=multi_scale_output,
+                                    fuse=spec.fuses(stage, index), upsample=upsample)
+
+    def transit(self, index: int, branches: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Transition ``index`` (1-based: the one after stage ``index``) applied to the
+        stage's branches. Subclasses that change how a new branch is made (GSTO's gated
+        transition) override this."""
+        return apply_transition(getattr(self, f"transition{index}"), branches)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         branches = [self.layer1(x)]
         for s in range(1, self.num_stages + 1):
-            branches = apply_transition(getattr(self, f"transition{s}"), branches)
+            branches = self.transit(s, branches)
             branches = getattr(self, f"stage{s + 1}")(branches)
         return branches
 
