@@ -126,8 +126,7 @@ def _measure_ratio(col: Column, protocol: Protocol | None, models: _RowModels,
     cell.update(raw=ratio, value=ratio, numerator=cell["raw"], denominator=ref["raw"],
                 relative_to=dict(col.relative_to))
     cell.pop("canonical", None)
-    return cell, {"numerator": cell["numerator"], "denominator": ref["raw"],
-                  "reference_overrides": dict(col.relative_to), **details}
+    return cell, details   # the numerator's breakdown; the cell holds both counts
 
 
 def _measure_complexity(col: Column, protocol: Protocol | None, models: _RowModels,

@@ -73,10 +73,11 @@ def fold_equivalence(model: nn.Module, input_shape, seed: int = 0) -> dict:
     with torch.no_grad():
         y = probe(x)
         p = probe.predict_folded(x)
-        if probe.fold_targets(y).shape != p.shape:
-            raise ValueError(f"folded output {tuple(p.shape)} and folded prediction "
-                             f"{tuple(probe.fold_targets(y).shape)} differ in shape")
-        error = max(float((probe.fold_targets(y) - p).abs().max()),
+        folded_y = probe.fold_targets(y)
+        if folded_y.shape != p.shape:
+            raise ValueError(f"folded output {tuple(folded_y.shape)} and folded prediction "
+                             f"{tuple(p.shape)} differ in shape")
+        error = max(float((folded_y - p).abs().max()),
                     float((probe.unfold_predictions(p) - y).abs().max()))
         target = torch.randn(y.shape, generator=gen, dtype=torch.float64)
         loss_error = abs(float(((y - target) ** 2).mean())

@@ -58,7 +58,7 @@ from torch import nn
 
 from ..registry import register_model
 from .hrnet import HighResolutionNet, HRNetSpec
-from .layers import BLOCKS, BN_MOMENTUM, Bottleneck, init_pose_weights, make_res_layer
+from .layers import BLOCKS, BN_MOMENTUM, Bottleneck, conv_bn_relu, init_pose_weights, make_res_layer
 
 DILATION_SCHEMES = ("pyramid", "reversed", "normal")
 
@@ -109,11 +109,6 @@ class DPNSpec:
         return f"{self.num_dpms} DPM x {self.blocks_per_dpm} blocks, width {self.width}; dilations {d}; DPMs at {res}"
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                         nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
-
-
 class DilationPyramidModule(nn.Sequential):
     """Bottlenecks with identity shortcuts; block i dilates its 3x3 conv by ``dilations[i]``."""
 
@@ -134,7 +129,7 @@ class DPN(nn.Module):
         channels = spec.width * Bottleneck.expansion
         stride = 1 if spec.high_resolution else 2
         if spec.conv2 == "single":
-            self.conv2 = conv_bn_relu(256, channels, stride)
+            self.conv2 = conv_bn_relu(256, channels, stride=stride)
         else:
             self.conv2 = nn.Sequential(make_res_layer(BLOCKS["BOTTLENECK"], 256, 128, 4, stride),
                                        conv_bn_relu(512, channels))
@@ -181,9 +176,7 @@ class DPNOnHRNet(HighResolutionNet):
     def __init__(self, spec: DPNHRNetSpec):
         super().__init__(spec, single_output=True)
         channels = spec.dpm_width * Bottleneck.expansion
-        self.dpn_transition = nn.Sequential(
-            nn.Conv2d(spec.widths[0], channels, 3, 2, 1, bias=False),
-            nn.BatchNorm2d(channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+        self.dpn_transition = conv_bn_relu(spec.widths[0], channels, 3, stride=2)
         dilations = dpm_dilations(spec.dilation, spec.blocks_per_dpm)
         self.dpms = nn.Sequential(*[DilationPyramidModule(channels, spec.dpm_width, dilations)
                                     for _ in range(spec.num_dpms)])

@@ -85,7 +85,7 @@ from torch import nn
 from ..checkpoints import BackboneLayout
 from ..registry import register_model
 from .heads import CenterNetHead
-from .layers import BN_MOMENTUM, channel_shuffle, init_pose_weights
+from .layers import BN_MOMENTUM, channel_shuffle, conv_bn_relu, init_pose_weights
 from .resnet import ResNet, ResNetSpec
 from .shufflenetv2 import ShuffleNetV2
 
@@ -279,9 +279,7 @@ class DWSGConv(nn.Module):
 
 def regular_conv1x1(in_channels: int, stride: int = 1, expansion: int = 1) -> nn.Sequential:
     """Table II's baseline: the regular 1x1 conv + BN + ReLU the DWSGConv layer factorises."""
-    out = in_channels * expansion
-    return nn.Sequential(nn.Conv2d(in_channels, out, 1, stride, bias=False),
-                         nn.BatchNorm2d(out, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+    return conv_bn_relu(in_channels, in_channels * expansion, stride=stride)
 
 
 class Rearrangement(nn.Module):
@@ -456,16 +454,21 @@ class FlatteNet(FlatteNetBase):
         p = self.final_layer(d.reshape(n * blocks, dims, h, w))
         return p.reshape(n, blocks * p.shape[1], h, w)
 
-    def fold_targets(self, target: torch.Tensor) -> torch.Tensor:
-        """T = R^-1(Y) for a label map (N, C, H, W) at the output resolution: pixel
-        unshuffle, then the channel shuffle that undoes R's (C groups)."""
+    def _folding(self, outputs: int) -> Rearrangement:
+        """The paper's R (channel shuffle with u^2 groups, pixel shuffle by u) on maps of
+        ``outputs`` channels: the folded layout is the same whatever rearrangement the
+        model's own descriptors go through (``predict_folded`` reads those)."""
         u = self.flatten.rearrange.upscale
-        return channel_shuffle(F.pixel_unshuffle(target, u), target.shape[1])
+        return Rearrangement(outputs * u * u, u)
+
+    def fold_targets(self, target: torch.Tensor) -> torch.Tensor:
+        """T = R^-1(Y) for a label map (N, C, H, W) at the output resolution."""
+        return self._folding(target.shape[1]).inverse(target)
 
     def unfold_predictions(self, folded: torch.Tensor) -> torch.Tensor:
-        """R(P): channel shuffle with u^2 groups, then pixel shuffle."""
+        """R(P) for a folded prediction (N, u^2 C, h, w)."""
         u = self.flatten.rearrange.upscale
-        return F.pixel_shuffle(channel_shuffle(folded, u * u), u)
+        return self._folding(folded.shape[1] // (u * u))(folded)
 
 
 class FlatteNetDetector(FlatteNetBase):

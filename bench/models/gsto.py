@@ -99,7 +99,7 @@ from ..checkpoints import BackboneLayout
 from ..registry import register_model
 from .hrnet import (_BACKBONE_LAYOUT, HighResolutionModule, HighResolutionNet,
                     HRNetBackboneSpec)
-from .layers import BLOCKS, BN_MOMENTUM, fuse_branches, init_pose_weights
+from .layers import BLOCKS, BN_MOMENTUM, conv_bn_relu, fuse_branches, init_pose_weights
 from .resnet import ResNet, ResNetSpec
 
 GTM_FORMS = ("none", "aux", "unsupervised", "supervised")
@@ -364,6 +364,9 @@ class GSTOFields:
     def any_gsto(self) -> bool:
         return any(self.gfm) or any(v != "none" for v in self.gtm) or self.attention != "none"
 
+    def summary(self) -> str:
+        return f"{super().summary()}; {self.gsto_summary()}"   # the HRNet spec's, then GSTO's
+
     def gsto_summary(self) -> str:
         gfm = ",".join(str(s + 2) for s, on in enumerate(self.gfm) if on) or "none"
         gtm = ", ".join(f"{s + 1}:{v}" for s, v in enumerate(self.gtm) if v != "none") or "none"
@@ -385,9 +388,6 @@ class GSTOSegSpec(GSTOFields, HRNetBackboneSpec):
     def num_outputs(self) -> int:
         return self.num_classes
 
-    def summary(self) -> str:
-        return f"{HRNetBackboneSpec.summary(self)}; {self.gsto_summary()}"
-
 
 @dataclass(frozen=True)
 class GSTOPoseSpec(GSTOFields, HRNetBackboneSpec):
@@ -396,9 +396,6 @@ class GSTOPoseSpec(GSTOFields, HRNetBackboneSpec):
     @property
     def num_outputs(self) -> int:
         return self.num_joints
-
-    def summary(self) -> str:
-        return f"{HRNetBackboneSpec.summary(self)}; {self.gsto_summary()}"
 
 
 # names of the modules GSTO adds inside the backbone's stages (absent from ImageNet HRNet)
@@ -532,14 +529,6 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor,
 
 # --- Table 6: PPM and ASPP heads on a dilated ResNet --------------------------------------
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1,
-                 dilation: int = 1) -> nn.Sequential:
-    padding = dilation * (kernel_size // 2)
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding,
-                                   dilation=dilation, bias=False),
-                         nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
-
-
 class _GatedBranches(nn.Module):
     """Branches that each start with a scale transfer, optionally gated by GSTO. Subclasses
     fill ``self.stages`` (the transfers) and say which are gated."""
@@ -599,7 +588,7 @@ class ASPP(_GatedBranches):
         super().__init__()
         self.stages = nn.ModuleList(
             [conv_bn_relu(in_channels, width)]
-            + [conv_bn_relu(in_channels, width, 3, r) for r in rates]
+            + [conv_bn_relu(in_channels, width, 3, dilation=r) for r in rates]
             + [_ImagePooling(nn.AdaptiveAvgPool2d(1), conv_bn_relu(in_channels, width))])
         self._setup_gates(in_channels, [False] + [True] * (len(rates) + 1), form, num_classes, style)
         self.project = nn.Sequential(conv_bn_relu(width * len(self.stages), width), nn.Dropout(0.5))

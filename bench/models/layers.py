@@ -157,6 +157,15 @@ def make_res_layer(block: type[nn.Module], inplanes: int, planes: int, num_block
 ConvFactory = Callable[[int, int, int], Sequence[nn.Module]]
 
 
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                 dilation: int = 1) -> nn.Sequential:
+    """conv (no bias, "same" padding) -> BN -> ReLU as a plain Sequential (keys 0, 1, 2):
+    DPN's transitions, GSTO's PPM / ASPP branches, FlatteNet's regular 1x1 layer."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                                   dilation * (kernel_size // 2), dilation, bias=False),
+                         nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+
+
 def full_conv3x3_bn(in_channels: int, out_channels: int, stride: int) -> list[nn.Module]:
     return [conv3x3(in_channels, out_channels, stride),
             nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM)]
