@@ -1,0 +1,84 @@
+"""What a task plugs into the task-agnostic trainer, job and runner.
+
+A task (``pose``, ``segmentation``; ``detection`` next) owns everything that differs
+between them: its datasets from a protocol, the loss as a dict of named, weighted terms,
+prediction with its test-time augmentation, its evaluator (``bench.evaluation.base``),
+the predictions its own targets give (the smoke gate's target oracle), its smoke-data
+writer and the metric names it reports. The trainer's step is
+``losses = task.loss(as_outputs(model(batch["image"])), batch, protocol); sum(losses)``.
+
+Models return a tensor (the main output) or, in training mode, a mapping of the main
+output under ``"out"`` plus named auxiliary outputs (GSTO's stage predictors);
+``as_outputs`` makes both a mapping.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+MAIN_OUTPUT = "out"
+
+
+def as_outputs(out: Any) -> dict:
+    """A model's output as ``{"out": main, <aux name>: aux, ...}``."""
+    if isinstance(out, Mapping):
+        if MAIN_OUTPUT not in out:
+            raise KeyError(f"a model's output mapping needs its main output under "
+                           f"{MAIN_OUTPUT!r}; got {', '.join(map(str, out))}")
+        return dict(out)
+    return {MAIN_OUTPUT: out}
+
+
+def main_output(out: Any):
+    """The main output of a model's forward (a tensor or an output mapping)."""
+    return out[MAIN_OUTPUT] if isinstance(out, Mapping) else out
+
+
+class Task:
+    """Base of the task plug-ins; ``bench.tasks.register_task`` records a subclass by name."""
+
+    name: str = ""
+    #: measures (suite column ``measure`` names) this task's evaluators can report
+    metric_names: tuple[str, ...] = ()
+    #: datasets this task reads, by the protocol's ``dataset`` name
+    datasets: tuple[str, ...] = ()
+
+    # --- data -------------------------------------------------------------------------
+    def build_dataset(self, protocol: Mapping, data_root, train: bool, seed: int = 0):
+        raise NotImplementedError
+
+    def collate_fn(self, train: bool):
+        """The DataLoader's collate function (None: torch's default)."""
+        return None
+
+    def write_smoke_data(self, root: Path, seed: int = 0) -> None:
+        """Write small datasets in the official layouts this task reads under ``root``."""
+        raise NotImplementedError
+
+    # --- training ---------------------------------------------------------------------
+    def loss(self, outputs: Mapping[str, Any], batch: Mapping[str, Any],
+             protocol: Mapping) -> dict[str, Any]:
+        """Named loss terms, already weighted; the trainer sums them."""
+        raise NotImplementedError
+
+    # --- evaluation -------------------------------------------------------------------
+    def eval_batch_size(self, protocol: Mapping) -> int:
+        return 1
+
+    def predict(self, model, batch: Mapping[str, Any], dataset, protocol: Mapping, device,
+                amp: str = "off", channels_last: bool = False) -> dict:
+        """The predictions of one batch, in the form the task's evaluator ``process``es."""
+        raise NotImplementedError
+
+    def evaluator(self, dataset, protocol: Mapping):
+        raise NotImplementedError
+
+    def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
+        """Batches of predictions made from the dataset's own targets, pushed through
+        the prediction path (decoding, inverse transforms, flips): scored by the
+        evaluator they must give the best score (the smoke gate's target oracle)."""
+        raise NotImplementedError
+
+    def extra_metrics(self, train_set, val_set, protocol: Mapping) -> Optional[dict]:
+        """Reference scores a run reports beside its metrics (e.g. a mean-pose baseline)."""
+        return None
