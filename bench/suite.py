@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -157,7 +157,7 @@ class Row(_Frozen):
     known_deviations: dict[str, str] = Field(default_factory=dict)
     group: str = ""
     # this row's replacement for some of the suite's protocols (e.g. a 384x288 input)
-    protocols: dict[str, "Protocol"] = Field(default_factory=dict)
+    protocols: dict[str, "AnyProtocol"] = Field(default_factory=dict)
     # decimals of each published value as written in the file ("87.0" -> 1, "28" -> 0)
     printed_digits: dict[str, int] = Field(default_factory=dict)
     # the columns this row fills (all by default): a suite of claims can hold rows that
@@ -215,7 +215,10 @@ class Warmup(_Frozen):
 
 
 class Schedule(_Frozen):
-    epochs: int = Field(gt=0)
+    """The length and learning-rate policy. The length is ``epochs`` (the pose recipes,
+    HRNetV2's 484 Cityscapes epochs) or ``iterations`` (Lite-HRNet's 160k): one of them."""
+    epochs: Optional[int] = Field(None, gt=0)
+    iterations: Optional[int] = Field(None, gt=0)
     policy: Literal["step", "poly"] = "step"
     milestones: tuple[int, ...] = ()                   # step: epochs where lr *= gamma
     gamma: float = Field(0.1, gt=0, le=1)
@@ -225,7 +228,11 @@ class Schedule(_Frozen):
 
     @model_validator(mode="after")
     def _milestones_in_range(self):
+        if (self.epochs is None) == (self.iterations is None):
+            raise ValueError("give the length as epochs or as iterations (one of them)")
         ms = list(self.milestones)
+        if ms and self.epochs is None:
+            raise ValueError("milestones are epochs: an iteration-based schedule uses policy: poly")
         if ms != sorted(set(ms)):
             raise ValueError(f"milestones must be strictly increasing, got {ms}")
         if ms and (ms[0] <= 0 or ms[-1] >= self.epochs):
@@ -245,6 +252,7 @@ class Batch(_Frozen):
 
 
 class Evaluation(_Frozen):
+    """How a top-down pose protocol is scored."""
     boxes: Literal["detector", "ground_truth"] = "ground_truth"
     detection_file: Optional[str] = None               # relative to --data-root
     box_score_threshold: float = Field(0.0, ge=0)
@@ -267,31 +275,32 @@ class Evaluation(_Frozen):
 
 
 class Protocol(_Frozen):
-    """What a run needs: dataset and splits, sizes, targets, augmentation, the training
-    recipe (optimiser, schedule, the paper's batch and GPU count) and how to evaluate.
+    """What a run needs, whatever the task: dataset and splits, the input size (at which
+    the complexity columns count), the training recipe (optimiser, schedule, the paper's
+    batch and GPU count) and seeds. Each task's protocol adds its own fields
+    (``PoseProtocol``, ``SegmentationProtocol``); a file says which by ``task:``.
     The complexity profile reads only the shapes; training reads the rest."""
     name: str
+    task: str
     dataset: str
     input_size: tuple[int, int]          # (H, W)
-    heatmap_size: Optional[tuple[int, int]] = None
-    num_joints: Optional[int] = None
     num_classes: Optional[int] = None
     in_channels: int = 3
     data_files: tuple[str, ...] = ()     # relative to --data-root; all needed to evaluate
     model_overrides: dict[str, Any] = Field(default_factory=dict)
     train_split: Optional[str] = None
     val_split: Optional[str] = None
-    sigma: Optional[float] = Field(None, gt=0)        # Gaussian target, heatmap pixels
-    unbiased_encoding: bool = False                    # DARK targets
-    use_target_weight: bool = True
-    augmentation: Augmentation = Field(default_factory=Augmentation)
     optimizer: Optional[Optimizer] = None
     schedule: Optional[Schedule] = None
     batch: Optional[Batch] = None
-    evaluation: Evaluation = Field(default_factory=Evaluation)
+    # BatchNorm synchronised across GPUs under DDP (HRNetV2's Cityscapes recipe); per GPU
+    # otherwise, as the pose recipes
+    sync_bn: bool = False
     seed: int = 0
-    # why no local run can score this protocol (e.g. COCO test-dev and the MPII test set
-    # are scored by their evaluation servers); its accuracy cells say so, no job runs
+    # the protocol file this one extends (``base:``; its fields, then this file's)
+    base: Optional[str] = None
+    # why no local run can score this protocol: an evaluation server holds the labels
+    # (COCO test-dev, the MPII test set, Cityscapes test); its accuracy cells say so
     server_only: str = ""
     # ImageNet-pretrained backbone weights (a torch file in the backbone's usual layout,
     # e.g. torchvision's resnet50); "~" and $VARIABLES are expanded, relative paths are
@@ -308,11 +317,127 @@ class Protocol(_Frozen):
 
     def task_overrides(self) -> dict[str, Any]:
         out = dict(self.model_overrides)
-        if self.num_joints is not None:
+        if getattr(self, "num_joints", None) is not None:
             out.setdefault("num_joints", self.num_joints)
         if self.num_classes is not None:
             out.setdefault("num_classes", self.num_classes)
         return out
+
+
+class PoseProtocol(Protocol):
+    """Top-down pose: heatmap targets, pose augmentation, detector or GT boxes."""
+    task: Literal["pose"] = "pose"
+    heatmap_size: Optional[tuple[int, int]] = None
+    num_joints: Optional[int] = None
+    sigma: Optional[float] = Field(None, gt=0)        # Gaussian target, heatmap pixels
+    unbiased_encoding: bool = False                    # DARK targets
+    use_target_weight: bool = True
+    augmentation: Augmentation = Field(default_factory=Augmentation)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    # weights of the auxiliary heatmaps a model returns in training mode (GSTO's stage
+    # predictors, Sec. 3.2.2: 0.2 / 0.3 / 0.5)
+    aux_weights: dict[str, float] = Field(
+        default_factory=lambda: {"stage1": 0.2, "stage2": 0.3, "stage3": 0.5})
+
+
+class SegAugmentation(_Frozen):
+    """Training augmentation of the segmentation recipes; left out = off."""
+    scale_range: Optional[tuple[float, float]] = None  # long side x U(lo, hi)
+    flip_prob: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("scale_range")
+    @classmethod
+    def _ordered(cls, v):
+        if v is not None and not 0 < v[0] <= v[1]:
+            raise ValueError(f"scale_range must be 0 < low <= high, got {list(v)}")
+        return v
+
+
+class Ohem(_Frozen):
+    """Online hard example mining (HRNet-Semantic-Segmentation's OhemCrossEntropy): keep
+    the pixels whose true-class probability is below ``threshold``, at least ``min_kept``."""
+    threshold: float = Field(0.9, gt=0, le=1)
+    min_kept: int = Field(131072, ge=1)
+
+
+class SegLoss(_Frozen):
+    # per-class weights of the cross-entropy: a list (one per class) or a named table
+    # ("hrnet_cityscapes": HRNet-Semantic-Segmentation's Cityscapes weights)
+    class_weights: Optional[Union[Literal["hrnet_cityscapes"], tuple[float, ...]]] = None
+    ohem: Optional[Ohem] = None
+    # auxiliary outputs of the model (training mode) and their weights; the main output
+    # weighs main_weight (GSTO: 0.2 / 0.3 / 0.5 for the stage predictors, 1.0 the final)
+    aux_weights: dict[str, float] = Field(default_factory=dict)
+    main_weight: float = Field(1.0, gt=0)
+    align_corners: bool = True                         # logits resized to the labels
+
+
+class SlidingWindow(_Frozen):
+    crop: tuple[int, int]                              # (H, W)
+    stride: tuple[int, int]
+
+    @model_validator(mode="after")
+    def _stride_within_crop(self):
+        if any(s <= 0 or s > c for s, c in zip(self.stride, self.crop)):
+            raise ValueError(f"stride {list(self.stride)} must be positive and at most the "
+                             f"crop {list(self.crop)}")
+        return self
+
+
+class SegEvaluation(_Frozen):
+    """How a segmentation protocol is scored: single scale (``scales: [1.0]``) or several
+    with flipping; whole images or a sliding window; logits resized to the label."""
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    # long side of the image at scale 1 (PASCAL-Context: 520); None: the image's own size
+    base_size: Optional[int] = Field(None, gt=0)
+    sliding_window: Optional[SlidingWindow] = None
+    batch_size: int = Field(1, gt=0)
+
+    @field_validator("scales")
+    @classmethod
+    def _positive(cls, v):
+        if not v or any(s <= 0 for s in v):
+            raise ValueError(f"scales must be a non-empty list of positive numbers, got {list(v)}")
+        return v
+
+
+class SegmentationProtocol(Protocol):
+    """Semantic segmentation: random scale / crop / flip, pixel cross-entropy (class
+    weights, OHEM, auxiliary terms), single- or multi-scale evaluation, mIoU."""
+    task: Literal["segmentation"]
+    num_classes: int = Field(gt=0)
+    crop_size: Optional[tuple[int, int]] = None        # training crop (H, W)
+    base_size: Optional[int] = Field(None, gt=0)       # long side before random scaling
+    ignore_label: int = 255
+    data_dir: Optional[str] = None                     # folder under --data-root
+    augmentation: SegAugmentation = Field(default_factory=SegAugmentation)
+    loss: SegLoss = Field(default_factory=SegLoss)
+    evaluation: SegEvaluation = Field(default_factory=SegEvaluation)
+
+    @model_validator(mode="after")
+    def _weights_per_class(self):
+        w = self.loss.class_weights
+        if isinstance(w, tuple) and len(w) != self.num_classes:
+            raise ValueError(f"loss.class_weights has {len(w)} entries for {self.num_classes} classes")
+        if self.trainable and self.crop_size is None:
+            raise ValueError("a trainable segmentation protocol needs a crop_size")
+        return self
+
+
+class DetectionProtocol(Protocol):
+    """Object detection (FlatteNet Table X): shapes and recipe only for now."""
+    task: Literal["detection"]
+    num_classes: int = Field(gt=0)
+    augmentation: dict[str, Any] = Field(default_factory=dict)
+    evaluation: dict[str, Any] = Field(default_factory=dict)
+
+
+PROTOCOL_TYPES = {"pose": PoseProtocol, "segmentation": SegmentationProtocol,
+                  "detection": DetectionProtocol}
+# a protocol field holds any task's protocol, chosen by its ``task``
+AnyProtocol = Annotated[Union[PoseProtocol, SegmentationProtocol, DetectionProtocol],
+                        Field(discriminator="task")]
 
 
 Row.model_rebuild()   # Row refers to Protocol, defined after it
@@ -324,7 +449,7 @@ class Suite(_Frozen):
     table: Union[int, str]
     title: str
     source: str = ""                    # where in the paper (page/section), free text
-    protocols: dict[str, Protocol] = Field(default_factory=dict)
+    protocols: dict[str, AnyProtocol] = Field(default_factory=dict)
     columns: dict[str, Column]
     rows: tuple[Row, ...]
     notes: str = ""
@@ -433,17 +558,68 @@ def _raise_first(path: Path, positions: dict, err: ValidationError, prefix: tupl
 
 # --- loading -------------------------------------------------------------------------
 
-def load_protocol(name: str, protocols_dir: Path = PROTOCOLS_DIR) -> Protocol:
+def _deep_merge(base: dict, child: dict) -> dict:
+    """``child`` over ``base``: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _protocol_sources(name: str, protocols_dir: Path, chain: tuple = ()
+                      ) -> tuple[dict, list[tuple[Path, dict, dict]]]:
+    """The protocol's fields after its ``base`` chain, and the files they came from
+    (``(path, positions, own data)``, the protocol's own file first)."""
     path = protocols_dir / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in protocols_dir.glob("*.yaml"))
         raise FileNotFoundError(f"unknown protocol {name!r}; known: {', '.join(known)}")
     data, positions = _read_yaml(path)
-    data.setdefault("name", name)
+    sources = [(path, positions, data)]
+    base = data.get("base")
+    if base is None:
+        return dict(data), sources
+    where = _line_for(positions, ("base",))
+    if not isinstance(base, str):
+        raise SuiteError(path, where, "base", "expected the name of another protocol")
+    if base == name or base in chain:
+        raise SuiteError(path, where, "base", f"protocols extend each other in a cycle: "
+                         f"{' -> '.join(chain + (name, base))}")
     try:
-        return Protocol(**data)
+        inherited, more = _protocol_sources(base, protocols_dir, chain + (name,))
+    except FileNotFoundError as err:
+        raise SuiteError(path, where, "base", str(err)) from None
+    inherited.pop("name", None)
+    return _deep_merge(inherited, data), sources + more
+
+
+def load_protocol(name: str, protocols_dir: Path = PROTOCOLS_DIR) -> Protocol:
+    """Read ``<protocols_dir>/<name>.yaml`` (after its ``base`` chain) into the protocol
+    type its ``task`` names; errors name the file and line that set the field."""
+    data, sources = _protocol_sources(name, protocols_dir)
+    path, positions, _ = sources[0]
+    data.setdefault("name", name)
+    task = data.get("task")
+    if task not in PROTOCOL_TYPES:
+        owner = next(((p, pos) for p, pos, own in sources if "task" in own), (path, positions))
+        what = "missing" if task is None else f"unknown task {task!r}"
+        raise SuiteError(owner[0], _line_for(owner[1], ("task",)), "task",
+                         f"{what}; a protocol says which task it is for: "
+                         f"{', '.join(PROTOCOL_TYPES)}")
+    try:
+        return PROTOCOL_TYPES[task](**data)
     except ValidationError as err:
-        _raise_first(path, positions, err)
+        loc = tuple(p for p in err.errors()[0]["loc"]
+                    if not (isinstance(p, str) and p.startswith("function-")))
+
+        def depth(source) -> int:   # how much of the field's path this file spells
+            return max((k for k in range(len(loc), 0, -1) if tuple(loc[:k]) in source[1]),
+                       default=0)
+        file, pos, _ = max(sources, key=depth) if loc else sources[0]
+        _raise_first(file, pos, err)
 
 
 def _load_protocol_map(path: Path, positions: dict, raw: Any, where: tuple,

@@ -144,18 +144,100 @@ def test_row_protocol_override_needs_a_suite_key(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "suites" / "protocols").glob("*.yaml")),
                          ids=lambda p: p.stem)
 def test_every_protocol_is_a_complete_training_recipe(path):
-    from bench.suite import load_protocol
-    from bench.training.job import DATASETS
+    from bench.suite import PoseProtocol, SegmentationProtocol, load_protocol
+    from bench.tasks import get_task
     p = load_protocol(path.stem)
     assert p.trainable
+    assert p.schedule.epochs or p.schedule.iterations
     assert all(0 < m < p.schedule.epochs for m in p.schedule.milestones)
-    if p.dataset not in DATASETS:
-        # a recipe of a task the trainer does not run (segmentation, detection): it must
-        # say why, so that no job starts and its accuracy cells say so
-        assert p.server_only.strip() and p.num_classes
+    if p.task == "detection":          # no task plug-in yet: no job is started for it
+        assert p.num_classes
         return
-    assert p.sigma and p.heatmap_size and p.num_joints
-    assert p.evaluation.boxes in ("detector", "ground_truth")
+    assert p.dataset in get_task(p.task).datasets
+    if isinstance(p, PoseProtocol):
+        assert p.sigma and p.heatmap_size and p.num_joints
+        assert p.evaluation.boxes in ("detector", "ground_truth")
+    else:
+        assert isinstance(p, SegmentationProtocol)
+        assert p.crop_size and p.num_classes and p.augmentation.flip_prob > 0
+    # server_only is for evaluation servers: their protocols score a withheld test split
+    assert not p.server_only or p.val_split.startswith("test")
+
+
+def _write(folder, name, text):
+    (folder / f"{name}.yaml").write_text(text)
+
+
+def test_a_protocol_extends_another_with_its_changed_fields(tmp_path):
+    from bench.suite import load_protocol
+    base = load_protocol("coco_256x192_dpn")
+    longer = load_protocol("coco_256x192_dpn_210e")
+    assert longer.base == "coco_256x192_dpn" and longer.name == "coco_256x192_dpn_210e"
+    assert longer.schedule.epochs == 210 and longer.schedule.milestones == (170, 200)
+    assert longer.model_copy(update={"schedule": base.schedule, "base": None,
+                                     "name": base.name}) == base
+    # nested mappings merge field by field
+    ms = load_protocol("cityscapes_test_gsto_ms")
+    assert ms.evaluation.flip and ms.evaluation.scales[-1] == 1.75
+    assert ms.loss.aux_weights["stage2"] == 0.3 and ms.schedule.epochs == 600
+    assert ms.server_only and ms.crop_size == (512, 1024)
+
+
+def test_inherited_and_own_errors_name_the_file_that_set_the_field(tmp_path):
+    from bench.suite import load_protocol
+    text = (REPO / "suites" / "protocols" / "cityscapes_512x1024_hrnet_seg.yaml").read_text()
+    _write(tmp_path, "parent", text.replace("crop_size: [512, 1024]", "crop_size: [512]"))
+    _write(tmp_path, "child", "base: parent\nschedule: {epochs: 10, policy: poly}\n")
+    with pytest.raises(SuiteError) as err:
+        load_protocol("child", tmp_path)
+    assert err.value.path.endswith("parent.yaml") and err.value.field.startswith("crop_size")
+    _write(tmp_path, "parent", text)
+    _write(tmp_path, "child", "base: parent\nevaluation:\n  scales: [1.0, -2]\n")
+    with pytest.raises(SuiteError, match="positive") as err:
+        load_protocol("child", tmp_path)
+    assert err.value.path.endswith("child.yaml") and err.value.line == 3
+    _write(tmp_path, "child", "base: nowhere\n")
+    with pytest.raises(SuiteError, match="unknown protocol 'nowhere'") as err:
+        load_protocol("child", tmp_path)
+    assert err.value.field == "base" and err.value.line == 1
+    _write(tmp_path, "loop", "base: child\n")
+    _write(tmp_path, "child", "base: loop\n")
+    with pytest.raises(SuiteError, match="cycle: child -> loop -> child"):
+        load_protocol("child", tmp_path)
+
+
+def test_a_protocol_is_validated_as_the_task_it_names(tmp_path):
+    from bench.suite import load_protocol
+    text = (REPO / "suites" / "protocols" / "mpii_256x256_hrnet.yaml").read_text()
+    _write(tmp_path, "nameless", text.replace("task: pose\n", ""))
+    with pytest.raises(SuiteError, match="task: missing; a protocol says which task"):
+        load_protocol("nameless", tmp_path)
+    _write(tmp_path, "odd", text.replace("task: pose", "task: depth"))
+    with pytest.raises(SuiteError, match="unknown task 'depth'"):
+        load_protocol("odd", tmp_path)
+    # a segmentation field in a pose protocol is unknown there (and the reverse)
+    _write(tmp_path, "mixed", text.replace("task: pose", "task: pose\ncrop_size: [64, 64]"))
+    with pytest.raises(SuiteError, match="unknown field") as err:
+        load_protocol("mixed", tmp_path)
+    task_line = text[:text.index("task: pose")].count("\n") + 1
+    assert err.value.field == "crop_size" and err.value.line == task_line + 1
+    seg = (REPO / "suites" / "protocols" / "lip_473x473_gsto.yaml").read_text()
+    _write(tmp_path, "seg", seg.replace("num_classes: 20", "num_classes: 20\nsigma: 2"))
+    with pytest.raises(SuiteError, match="unknown field") as err:
+        load_protocol("seg", tmp_path)
+    assert err.value.field == "sigma"
+    _write(tmp_path, "weights", seg.replace("loss:", "loss:\n  class_weights: [1.0, 2.0]"))
+    with pytest.raises(SuiteError, match="2 entries for 20 classes"):
+        load_protocol("weights", tmp_path)
+
+
+def test_an_iteration_schedule_takes_no_epochs_or_milestones(tmp_path):
+    from bench.suite import load_protocol
+    text = (REPO / "suites" / "protocols" / "cityscapes_512x1024_lite_hrnet.yaml").read_text()
+    assert load_protocol("cityscapes_512x1024_lite_hrnet").schedule.iterations == 160000
+    _write(tmp_path, "both", text.replace("{iterations: 160000,", "{iterations: 160000, epochs: 3,"))
+    with pytest.raises(SuiteError, match="one of them"):
+        load_protocol("both", tmp_path)
 
 
 def test_a_misspelt_protocol_field_is_located(tmp_path):
