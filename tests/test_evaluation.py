@@ -146,16 +146,26 @@ def test_evaluator_rescoring_and_nms(tiny_coco):
     # A confident box whose keypoints are all below in_vis_thr: rescored to 0.
     fp = np.c_[TEMPLATE * [80, 160] + [520, 300], np.full(17, 0.1)]
 
-    ev = CocoKeypointEvaluator(path)
-    ev.add(1, a_pose, 0.6, area=120 * 240.0)
-    ev.add(1, b_pose, 0.6, scale=np.array([0.5, 1.0]))  # area = prod(scale * 200) = 20000
-    ev.add(1, dup, 0.5, area=120 * 240.0)
-    ev.add(1, fp, 0.9, area=80 * 160.0)
-    res = ev.results()
+    def batch(poses, scores, index, **size):
+        poses = np.stack(poses)
+        return {"preds": poses[:, :, :2], "maxvals": poses[:, :, 2:], "score": scores,
+                "image_id": [1] * len(poses), "index": index, **size}
+
+    ev = CocoKeypointEvaluator(path, num_samples=4)
+    ev.process(batch([a_pose, dup, fp], [0.6, 0.5, 0.9], [0, 2, 3],
+                     area=[120 * 240.0, 120 * 240.0, 80 * 160.0]))
+    ev.process(batch([b_pose], [0.6], [1], scale=[[0.5, 1.0]]))  # area prod(scale * 200)
+    assert len(ev) == 4 and ev.results[-1]["area"] == 20000.0
+    res = ev.coco_results()
     assert len(res) == 3                                 # the duplicate is suppressed
     scores = sorted(r["score"] for r in res)
     assert scores == pytest.approx([0.0, 0.6 * 0.9, 0.6 * 0.9])
-    assert ev.evaluate()["AP"] == 100.0                  # the FP now ranks last
+    assert ev.compute()["AP"] == 100.0                   # the FP now ranks last
+    with pytest.raises(ValueError, match="4 predictions .* for 5 samples"):
+        CocoKeypointEvaluator(path, num_samples=5).compute_metrics(ev.results)
+    with pytest.raises(KeyError, match="'index'"):
+        ev.process({k: v for k, v in batch([a_pose], [1.0], [0], area=[1.0]).items()
+                    if k != "index"})
 
     # Without rescoring, the FP (box score 0.9) ranks first: precision 2/3 at every recall.
     raw = [{"image_id": 1, "keypoints": p.ravel().tolist(), "score": s}
@@ -312,10 +322,20 @@ def test_mpii_auc_is_trapezoid_over_alpha_0_to_0_5(gt_valid):
 def test_mpii_evaluator_accumulates_in_order(gt_valid):
     preds = _shifted(gt_valid, [("lank", 0.6)])
     ev = MpiiPCKhEvaluator(gt_valid)
+    order = np.random.default_rng(0).permutation(len(preds))   # any order, by index
     for start in range(0, len(preds), 1000):
-        ev.add(preds[start:start + 1000])
+        idx = order[start:start + 1000]
+        ev.process({"preds": preds[idx], "index": idx})
     assert len(ev) == 2958
-    assert ev.evaluate() == mpii_pckh(preds, gt_valid)
+    expected = mpii_pckh(preds, gt_valid)
+    expected["PCKh@0.1"] = expected["Mean@0.1"]
+    assert ev.compute() == expected
+    ev.process({"preds": preds[:3] + 1000.0, "index": [0, 1, 2]})   # padded repeats
+    assert ev.compute() == expected                                   # (the first kept)
+    lost = MpiiPCKhEvaluator(gt_valid)
+    lost.process({"preds": preds[:10], "index": np.arange(10)})
+    with pytest.raises(ValueError, match="10 predictions .* for 2958 samples"):
+        lost.compute()
     with pytest.raises(ValueError, match="2958"):
         mpii_pckh(preds[:10], gt_valid)
 
@@ -361,10 +381,12 @@ def test_lsp_pck_uses_left_shoulder_right_hip_torso():
     # The other diagonal (right shoulder - left hip) would accept person 1's left wrist.
     assert lsp_pck(preds, gts, vis, torso_joints=(8, 3))["lwri"] == 50.0
 
-    ev = LspPCKEvaluator()
-    ev.add(preds[:2], np.concatenate([gts[:2], vis[:2, :, None]], axis=2))
-    ev.add(preds[2:], np.concatenate([gts[2:], vis[2:, :, None]], axis=2))
-    assert ev.evaluate() == res
+    ev = LspPCKEvaluator(np.concatenate([gts, vis[:, :, None]], axis=2))  # flags as 3rd column
+    ev.process({"preds": preds[2:], "index": [2]})
+    ev.process({"preds": preds[:2], "index": [0, 1]})
+    ev.process({"preds": preds[:1] + 50.0, "index": [0]})      # a padded repeat: dropped
+    assert ev.compute() == res
+    assert LspPCKEvaluator(gts, vis, torso_joints=(8, 3)).compute_metrics(ev.results)["lwri"] == 50.0
 
 
 @needs_data

@@ -12,8 +12,7 @@ from torch import nn
 import bench
 from bench.complexity import count_params
 from bench.models.gsto import (GSTO, AttentionModule, ChannelGate, GatedFusionModule,
-                               SpatialAttention, SpatialGate, TransitionGate,
-                               segmentation_loss)
+                               SpatialAttention, SpatialGate, TransitionGate)
 from bench.models.hrnet import HighResolutionModule
 from bench.registry import BadOverrideError
 from bench.runner import RunContext, measure_row
@@ -220,49 +219,24 @@ def test_parameter_increment_by_hand(name, base, widths, modules, gtm):
             == _increment(widths, modules, 19, gtm, with_bn=bn)
 
 
-def test_supervised_predictions_are_left_for_the_loss(small_input):
+def test_training_mode_returns_the_stage_predictions_for_the_loss(small_input):
     model = bench.create_model(W18).train()
     out = model(small_input)
-    assert out.shape == (2, 19, 16, 32)
-    assert {k: tuple(v.shape) for k, v in model.aux_outputs.items()} == \
-           {"stage2": (2, 19, 16, 32), "stage3": (2, 19, 16, 32)}
-    assert model.aux_loss_weights == {"stage2": 0.3, "stage3": 0.5}
-    # the gates need the predictions at inference too; "aux" predictors only train
+    assert {k: tuple(v.shape) for k, v in out.items()} == \
+           {"out": (2, 19, 16, 32), "stage2": (2, 19, 16, 32), "stage3": (2, 19, 16, 32)}
+    # eval mode: the final maps only (the supervised gates still use their predictions)
     with torch.no_grad():
-        model.eval()(small_input)
-        assert set(model.aux_outputs) == {"stage2", "stage3"}
+        assert model.eval()(small_input).shape == (2, 19, 16, 32)
         aux_only = bench.create_model(W18, gfm=(False,) * 3, gtm=("aux",) * 3)
-        aux_only.eval()(small_input)
-        assert aux_only.aux_outputs == {}
-    aux_only.train()(small_input)
-    assert set(aux_only.aux_outputs) == {"stage1", "stage2", "stage3"}
-    assert aux_only.aux_loss_weights == {"stage1": 0.2, "stage2": 0.3, "stage3": 0.5}
+        assert torch.is_tensor(aux_only.eval()(small_input))
+    assert set(aux_only.train()(small_input)) == {"out", "stage1", "stage2", "stage3"}
 
 
-def test_gsto_loss_on_a_tiny_case():
-    """One image of 2x2 labels, two classes; logits 0 / ln 3 everywhere make the class-1
-    probability 3/4, so a pixel costs ln(4/3) (label 1) or ln 4 (label 0)."""
-    labels = torch.tensor([[[1, 0], [255, 1]]])
-    logits = torch.zeros(1, 2, 1, 1)
-    logits[0, 1] = math.log(3.0)
-    aux = {"stage2": logits.clone(), "stage3": logits.clone()}
-    per_image = (2 * math.log(4 / 3) + math.log(4)) / 3      # the 255 pixel is ignored
-    loss = segmentation_loss(logits, labels, aux)             # logits resized to 2x2
-    assert loss.item() == pytest.approx((1.0 + 0.3 + 0.5) * per_image, rel=1e-6)
-    # labels downsampled instead: the 1x1 prediction meets the top-left label (1)
-    loss = segmentation_loss(logits, labels, aux, resize="labels")
-    assert loss.item() == pytest.approx(1.8 * math.log(4 / 3), rel=1e-6)
-    only_final = segmentation_loss(logits, labels)
-    assert only_final.item() == pytest.approx(per_image, rel=1e-6)
-    with pytest.raises(KeyError, match="no loss weight for the auxiliary output 'stage9'"):
-        segmentation_loss(logits, labels, {"stage9": logits})
-
-
-def test_loss_trains_the_predictors(small_input):
+def test_stage_predictions_get_gradients_through_their_loss(small_input):
     model = bench.create_model(W18).train()
-    labels = torch.randint(0, 19, (2, 64, 128))
-    labels[:, :8] = 255
-    loss = segmentation_loss(model(small_input), labels, model.aux_outputs, model.aux_loss_weights)
+    labels = torch.randint(0, 19, (2, 16, 32))
+    out = model(small_input)
+    loss = sum(torch.nn.functional.cross_entropy(v, labels) for v in out.values())
     loss.backward()
     assert model.last_layer_stage2[0].weight.grad.abs().sum() > 0
     assert model.att3[3][0][0].weight.grad is not None
@@ -331,8 +305,9 @@ def test_heads_gate_every_scale_transfer(name, gated, form):
     else:
         assert not hasattr(head, "gates")
     out = model(torch.rand(2, 3, 64, 64))
-    assert out.shape == (2, 19, 8, 8)                                  # output stride 8
-    assert set(model.aux_outputs) == ({"head"} if form in ("aux", "supervised") else set())
+    out = out if isinstance(out, dict) else {"out": out}
+    assert out["out"].shape == (2, 19, 8, 8)                           # output stride 8
+    assert set(out) == ({"out", "head"} if form in ("aux", "supervised") else {"out"})
 
 
 # --- the parameter convention of GSTO's tables -----------------------------------------------

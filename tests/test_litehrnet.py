@@ -10,6 +10,7 @@ from bench.checkpoints import CheckpointMismatchError, load_official_checkpoint
 from bench.complexity import count_params
 from bench.models.layers import fuse_branches, make_fuse_layers, separable_conv3x3_bn
 from bench.models.litehrnet import CrossResolutionWeighting, SpatialWeighting
+from bench.registry import BadOverrideError
 from conftest import GOLDEN, assert_output_matches, assert_state_matches, golden_input, official_weights
 
 OFFICIAL = json.loads((GOLDEN / "litehrnet_official.json").read_text())
@@ -35,7 +36,8 @@ def test_forward_equals_the_official_forward(name):
 
 
 @pytest.mark.parametrize("name", ["litehrnet_18", "litehrnet_30", "naive_litehrnet_18",
-                                  "wider_naive_litehrnet_18", "small_hrnet_w16"])
+                                  "wider_naive_litehrnet_18", "small_hrnet_w16",
+                                  "litehrnet_18_seg", "litehrnet_30_seg"])
 def test_exact_parameter_counts(name, golden):
     golden("param_counts", name, count_params(bench.create_model(name)))
 
@@ -59,6 +61,30 @@ def test_heatmaps_at_quarter_resolution(name, size, joints):
     with torch.no_grad():
         out = model(torch.rand(2, 3, *size))
     assert out.shape == (2, joints, size[0] // 4, size[1] // 4)
+
+
+@pytest.mark.parametrize("size,classes", [((64, 128), 19), ((96, 96), 59)])
+@pytest.mark.parametrize("name", ["litehrnet_18_seg", "litehrnet_30_seg"])
+def test_segmentation_logits_at_quarter_resolution(name, size, classes):
+    model = bench.create_model(name, num_classes=classes).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, *size))
+    assert out.shape == (2, classes, size[0] // 4, size[1] // 4)
+
+
+@pytest.mark.parametrize("name", ["litehrnet_18", "litehrnet_30"])
+def test_segmentation_network_is_the_pose_backbone_and_a_1x1_classifier(name):
+    """Table 8's networks keep the released backbone, iterative head included (state
+    keys and shapes of the official pose backbone); only the classifier differs."""
+    def shapes(module):
+        return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+    seg, pose = bench.create_model(f"{name}_seg"), bench.create_model(name)
+    assert shapes(seg.backbone) == shapes(pose.backbone)
+    assert shapes(seg.decode_head) == {"conv_seg.weight": (19, 40, 1, 1), "conv_seg.bias": (19,)}
+    # a pose protocol's num_joints does not reach it (its spec has num_classes instead)
+    with pytest.raises(BadOverrideError, match="num_joints"):
+        bench.create_model(f"{name}_seg", num_joints=17)
 
 
 def test_spatial_weights_are_one_vector_per_channel_in_0_1():

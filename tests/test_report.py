@@ -75,7 +75,7 @@ def suite(tmp_path):
     suites = tmp_path / "suites"
     (suites / "protocols").mkdir(parents=True)
     (suites / "protocols" / "coco_test.yaml").write_text(
-        "dataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
     (suites / "demo_table1.yaml").write_text(SUITE)
     return load_suite(suites / "demo_table1.yaml", check_models=False)
 
@@ -228,7 +228,7 @@ def test_a_row_restricted_to_some_columns_leaves_the_others_not_applicable(tmp_p
     suites = tmp_path / "suites"
     (suites / "protocols").mkdir(parents=True)
     (suites / "protocols" / "coco_test.yaml").write_text(
-        "dataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
     text = SUITE.replace("    model: litehrnet_18\n", "    model: litehrnet_18\n    columns: [params]\n")
     text = text.replace("published: {params: 1.1, coco.mflops: 205.2, coco.AP: 64.8, params_loose: 1.1}",
                         "published: {params: 1.1}")

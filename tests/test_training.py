@@ -16,7 +16,8 @@ from bench.data.mpii import MPIIDataset
 from bench.data.synthetic import write_lsp, write_mpii
 from bench.suite import load_protocol
 from bench.training.checkpoint import load_checkpoint
-from bench.training.job import PoseJob, build_dataset
+from bench.tasks import get_task
+from bench.training.job import Job, build_dataset
 from bench.training.loop import Trainer, TrainingDiverged, TrainSettings
 from bench.training.losses import joints_mse
 from bench.training.optim import build_optimizer
@@ -79,16 +80,16 @@ def test_build_schedule_step_and_poly():
 
 
 def test_lr_is_scaled_with_the_batch_and_the_record_says_so():
-    job = PoseJob("litehrnet_18", tiny_protocol(), work_dir="unused", batch_size=16)
+    job = Job("litehrnet_18", tiny_protocol(), work_dir="unused", batch_size=16)
     s = job.resolved(world_size=2)                   # 32 images against the paper's 8 x 32
     assert s["batch_total"] == 32 and s["batch_reference"] == 256
     assert s["lr"] == pytest.approx(2e-3 * 32 / 256) and s["lr_scaled"] is True
-    same = PoseJob("litehrnet_18", tiny_protocol(), work_dir="unused", batch_size=32).resolved(8)
+    same = Job("litehrnet_18", tiny_protocol(), work_dir="unused", batch_size=32).resolved(8)
     assert same["lr"] == pytest.approx(2e-3) and same["lr_scaled"] is False
 
 
 def test_short_profile_scales_epochs_and_milestones():
-    s = PoseJob("litehrnet_18", tiny_protocol(), work_dir="x", profile="short").resolved()
+    s = Job("litehrnet_18", tiny_protocol(), work_dir="x", profile="short").resolved()
     assert s["epochs"] == 21 and s["schedule"]["milestones"] == [17, 20]
 
 
@@ -134,8 +135,11 @@ def _trainer(mpii_root, work_dir, **kw):
     model = create_model("small_hrnet_w16", num_joints=16)
     ds = MPIIDataset(mpii_root, "train", train=True, seed=7, flip_prob=0.5, rotation_factor=30,
                      scale_factor=0.25, **SMALL)
+    pose = get_task("pose")
+    protocol = tiny_protocol()
     return Trainer(model, ds, settings(**kw), work_dir, torch.device("cpu"),
-                   fingerprint="job-a", log_fn=lambda _m: None)
+                   fingerprint="job-a", log_fn=lambda _m: None,
+                   loss_fn=lambda out, batch: pose.loss(out, batch, protocol))
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(mpii_root, tmp_path):
@@ -168,13 +172,14 @@ def test_a_checkpoint_of_another_job_is_refused(mpii_root, tmp_path):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mpii_root, tmp_path):
     trainer = _trainer(mpii_root, tmp_path, epochs=3, schedule={"epochs": 3})
     calls = {"n": 0}
-    plain = trainer.criterion
+    plain = trainer.loss_fn
 
-    def poisoned(pred, target, weight):
+    def poisoned(outputs, batch):
         calls["n"] += 1
-        loss = plain(pred, target, weight)
-        return loss * float("nan") if calls["n"] == 5 else loss    # epoch 2, iteration 2
-    trainer.criterion = poisoned
+        terms = plain(outputs, batch)
+        return {k: v * float("nan") if calls["n"] == 5 else v       # epoch 2, iteration 2
+                for k, v in terms.items()}
+    trainer.loss_fn = poisoned
     with pytest.raises(TrainingDiverged, match=r"the loss is nan.*last good checkpoint is kept: "
                        r".*latest\.pth"):
         trainer.train()
@@ -186,8 +191,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mpii_root, tmp_path):
 def test_a_diverging_loss_stops_the_run(mpii_root, tmp_path):
     trainer = _trainer(mpii_root, tmp_path, epochs=12, schedule={"epochs": 12},
                        divergence_factor=10.0)
-    plain = trainer.criterion
-    trainer.criterion = lambda p, t, w: plain(p, t, w) * (1e4 if trainer.global_iter >= 22 else 1)
+    plain = trainer.loss_fn
+    trainer.loss_fn = lambda out, batch: {
+        k: v * (1e4 if trainer.global_iter >= 22 else 1) for k, v in plain(out, batch).items()}
     with pytest.raises(TrainingDiverged, match="diverged"):
         trainer.train()
 
@@ -202,7 +208,7 @@ def test_mixed_precision_and_channels_last_train_on_cpu(mpii_root, tmp_path):
 
 # ------------------------------------------------------------------ jobs
 def test_a_job_trains_evaluates_and_writes_its_record(mpii_root, tmp_path):
-    job = PoseJob("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
+    job = Job("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
                   profile="smoke", data_root=str(mpii_root.parent),
                   overrides={"num_joints": 16}, record_path=str(tmp_path / "rec.json"))
     rec = job()
@@ -216,7 +222,7 @@ def test_a_job_trains_evaluates_and_writes_its_record(mpii_root, tmp_path):
 
 
 def test_a_failing_job_writes_a_failed_record_with_the_reason(tmp_path):
-    job = PoseJob("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
+    job = Job("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
                   profile="smoke", data_root=str(tmp_path / "nothing"),
                   record_path=str(tmp_path / "rec.json"))
     rec = job()
@@ -230,16 +236,16 @@ def test_evaluate_only_loads_an_official_style_checkpoint(mpii_root, tmp_path):
     model = create_model("small_hrnet_w16", num_joints=16)
     wrapped = {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}
     torch.save(wrapped, tmp_path / "official.pth")
-    job = PoseJob("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
+    job = Job("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
                   data_root=str(mpii_root.parent), overrides={"num_joints": 16},
                   eval_only=True, checkpoint=str(tmp_path / "official.pth"), device="cpu",
                   num_workers=0)
     rec = job()
     assert rec["status"] == "ok", rec.get("traceback")
-    from bench.training.inference import evaluate_keypoints, predict_keypoints
+    from bench.training.evaluate import evaluate
     val = build_dataset(tiny_protocol(), mpii_root.parent, train=False)
-    direct = evaluate_keypoints(val, predict_keypoints(model, val, {}, torch.device("cpu"),
-                                                        num_workers=0), {})
+    direct = evaluate(get_task("pose"), model, val, tiny_protocol(), torch.device("cpu"),
+                      num_workers=0)
     assert rec["metrics"]["PCKh@0.5"] == pytest.approx(direct["PCKh@0.5"])
     assert "training" not in rec and rec["weights"].endswith("official.pth")
 
@@ -248,7 +254,7 @@ def test_lsp_jobs_report_the_mean_pose_baseline(tmp_path):
     write_lsp(tmp_path / "lspet", num_images=30, seed=2)
     p = load_protocol("lspet_128x128_cpu").model_dump(mode="json")
     p.update(input_size=[64, 64], heatmap_size=[16, 16])
-    job = PoseJob("small_hrnet_w16", p, work_dir=str(tmp_path / "w"), profile="smoke",
+    job = Job("small_hrnet_w16", p, work_dir=str(tmp_path / "w"), profile="smoke",
                   data_root=str(tmp_path), overrides={"num_joints": 14})
     rec = job()
     assert rec["status"] == "ok", rec.get("traceback")
@@ -259,7 +265,7 @@ def test_lsp_jobs_report_the_mean_pose_baseline(tmp_path):
 # ------------------------------------------------------------------ launchers
 def test_torchrun_two_cpu_processes_gather_the_whole_validation_set(mpii_root, tmp_path):
     from bench.launch import LaunchConfig, run_jobs
-    job = PoseJob("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
+    job = Job("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
                   profile="smoke", data_root=str(mpii_root.parent), overrides={"num_joints": 16},
                   record_path=str(tmp_path / "rec.json"), batch_size=2)
     [rec] = run_jobs([job], LaunchConfig("torchrun", nproc_per_node=2))
@@ -272,7 +278,7 @@ def test_torchrun_two_cpu_processes_gather_the_whole_validation_set(mpii_root, t
 def test_the_slurm_launcher_runs_through_submitit(mpii_root, tmp_path):
     pytest.importorskip("submitit")
     from bench.launch import LaunchConfig, run_jobs
-    job = PoseJob("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
+    job = Job("small_hrnet_w16", tiny_protocol(), work_dir=str(tmp_path / "w"),
                   profile="smoke", data_root=str(mpii_root.parent), overrides={"num_joints": 16},
                   record_path=str(tmp_path / "rec.json"))
     cfg = LaunchConfig("slurm", slurm_cluster="debug", slurm_folder=str(tmp_path / "slurm"))
@@ -293,7 +299,7 @@ def test_a_job_starts_from_imagenet_weights_named_by_its_protocol(mpii_root, tmp
     imagenet = {k: v for k, v in source.state_dict().items() if not k.startswith("final_layer")}
     imagenet["classifier.weight"] = torch.zeros(1000, 8)
     torch.save(imagenet, tmp_path / "imagenet.pth")
-    job = PoseJob("small_hrnet_w16", tiny_protocol(pretrained=str(tmp_path / "imagenet.pth")),
+    job = Job("small_hrnet_w16", tiny_protocol(pretrained=str(tmp_path / "imagenet.pth")),
                   work_dir=str(tmp_path / "w"), data_root=str(mpii_root.parent),
                   overrides={"num_joints": 16}, epochs=1, max_iters_per_epoch=1, batch_size=2,
                   device="cpu", num_workers=0)
@@ -301,7 +307,7 @@ def test_a_job_starts_from_imagenet_weights_named_by_its_protocol(mpii_root, tmp
     assert rec["status"] == "ok", rec.get("traceback")
     assert rec["pretrained"]["classifier_keys_dropped"] == 1
     assert rec["pretrained"]["loaded"] == len(imagenet) - 1
-    bad = PoseJob("small_hrnet_w16", tiny_protocol(pretrained=str(tmp_path / "none.pth")),
+    bad = Job("small_hrnet_w16", tiny_protocol(pretrained=str(tmp_path / "none.pth")),
                   work_dir=str(tmp_path / "w2"), data_root=str(mpii_root.parent),
                   overrides={"num_joints": 16}, epochs=1, max_iters_per_epoch=1, batch_size=2,
                   device="cpu", num_workers=0)()

@@ -62,3 +62,28 @@ __all__ = [
     "sample_flip", "sample_rotation", "sample_scale_factor", "transform_preds",
     "SyntheticDataset", "write_all", "write_coco", "write_lsp", "write_mpii",
 ]
+
+# Semantic segmentation (HRNetV2 Cityscapes / PASCAL-Context / LIP, GSTO, DPN, FlatteNet):
+# label tables and synthetic writers, numpy + OpenCV only. The torch datasets live in
+# ``bench.data.segmentation`` (base, ``build_segmentation_dataset``), ``.cityscapes``,
+# ``.pascal_context`` and ``.lip``.
+from .seg_labels import (
+    CITYSCAPES_CLASSES,
+    LIP_CLASSES,
+    LIP_FLIP_PAIRS,
+    PASCAL_CONTEXT_CLASSES,
+    PASCAL_CONTEXT_CLASSES_60,
+    cityscapes_train_ids,
+)
+from .synthetic_seg import (
+    write_cityscapes,
+    write_lip,
+    write_pascal_context,
+    write_segmentation_all,
+)
+
+__all__ += [
+    "CITYSCAPES_CLASSES", "LIP_CLASSES", "LIP_FLIP_PAIRS", "PASCAL_CONTEXT_CLASSES",
+    "PASCAL_CONTEXT_CLASSES_60", "cityscapes_train_ids",
+    "write_cityscapes", "write_lip", "write_pascal_context", "write_segmentation_all",
+]

@@ -27,8 +27,11 @@ TopDownGenerateTarget``):
    person is the mirrored box), only the random-number consumption differs;
 3. affine crop to ``input_size`` (bilinear, zero border), joints through the same matrix;
 4. ImageNet mean/std normalisation, HWC -> CHW float32;
-5. MSRA Gaussian targets on the heatmap grid (``bench.data.codecs.gaussian_targets``);
-   a joint whose 3-sigma window leaves the heatmap gets weight 0, as the reference.
+5. MSRA Gaussian targets on the heatmap grid by the dataset's codec
+   (``self.codec``, a ``bench.data.codecs.MSRAHeatmapCodec``); a joint whose 3-sigma
+   window leaves the heatmap gets weight 0, as the reference. The same codec object
+   decodes the predictions (``bench.tasks.pose``), so targets and decoding cannot
+   disagree on sizes, sigma or the unbiased (DARK) setting.
 
 Randomness: each sample draws from ``numpy.random.default_rng([seed, epoch, index])``,
 so a sample depends only on (seed, epoch, index): identical across runs, DataLoader
@@ -49,7 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .codecs import gaussian_targets
+from .codecs import MSRAHeatmapCodec
 from .transforms import (
     PIXEL_STD,
     affine_transform,
@@ -260,6 +263,9 @@ class TopDownDataset(Dataset):
         self.joint_weights = None if joint_weights is None else \
             np.asarray(joint_weights, dtype=np.float32).reshape(-1)
         self.unbiased_encoding = bool(unbiased_encoding)
+        #: encodes this dataset's targets and decodes predictions made on its crops
+        self.codec = MSRAHeatmapCodec(self.image_size_wh, self.heatmap_size_wh, self.sigma,
+                                      unbiased=self.unbiased_encoding)
         self.color_rgb = bool(color_rgb)
         self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, 3)
         self.std = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
@@ -345,10 +351,8 @@ class TopDownDataset(Dataset):
         crop = cv2.warpAffine(np.ascontiguousarray(image), M, self.image_size_wh,
                               flags=cv2.INTER_LINEAR)
         crop_joints = affine_transform(joints, M)
-        target, weight = gaussian_targets(crop_joints, visible, self.image_size_wh,
-                                          self.heatmap_size_wh, self.sigma,
-                                          unbiased=self.unbiased_encoding,
-                                          joint_weights=self.joint_weights)
+        target, weight = self.codec.encode(crop_joints, visible,
+                                           joint_weights=self.joint_weights)
 
         x = (crop.astype(np.float32) / 255.0 - self.mean) / self.std
         meta = {

@@ -28,6 +28,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .base import Evaluator
+
 #: Per-keypoint OKS constants of the 17 COCO person keypoints (pycocotools' values).
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
                         1.07, 1.07, .87, .87, .89, .89]) / 10.0
@@ -211,63 +213,119 @@ def coco_keypoint_ap(results, ann_file, verbose: bool = False,
                        for name, s in zip(STATS_NAMES, ev.stats))
 
 
-# --------------------------------------------------------------------------- evaluator
-class CocoKeypointEvaluator:
-    """Accumulates top-down predictions, then rescoring + OKS-NMS + COCO AP.
+# --------------------------------------------------------------------------- evaluators
+#: Columns of a batch of top-down predictions (``bench.tasks.pose.PoseTask.predict``):
+#: ``preds`` (B, K, 2) image pixels, ``maxvals`` (B, K, 1), and the samples' meta.
+PREDICTION_KEYS = ("preds", "maxvals", "center", "scale", "score", "image_id", "bbox_id",
+                   "area", "index")
 
-    >>> ev = CocoKeypointEvaluator("person_keypoints_val2017.json")
-    >>> ev.add(image_id, keypoints_17x3, box_score, scale=s)   # per person box
-    >>> ev.evaluate()["AP"]
+
+def batch_columns(predictions: Mapping[str, Any], keys: Sequence[str], who: str
+                  ) -> dict[str, np.ndarray]:
+    """``predictions[k]`` as numpy arrays for ``keys``, all of one batch length; a missing
+    key is an error naming it and the evaluator."""
+    missing = [k for k in keys if k not in predictions]
+    if missing:
+        raise KeyError(f"{who}.process: the predictions have no {', '.join(map(repr, missing))} "
+                       f"(got {', '.join(map(str, predictions))})")
+    cols = {k: np.asarray(predictions[k]) for k in keys}
+    sizes = {k: len(v) for k, v in cols.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"{who}.process: columns of different lengths {sizes}")
+    return cols
+
+
+def unique_by_index(results: Sequence[Mapping[str, Any]], num_samples: int | None = None,
+                    who: str = "evaluator") -> list:
+    """Per-sample results with one item per dataset ``index`` (the first seen: a
+    distributed sampler pads the last shard with repeats), in index order.
+
+    With ``num_samples`` every index ``0 .. num_samples - 1`` must be there exactly once
+    after this, so a prediction pass that lost samples fails instead of scoring them as
+    misses."""
+    if not results:
+        raise ValueError(f"{who}: no predictions processed")
+    first: dict[int, Any] = {}
+    for item in results:
+        first.setdefault(int(item["index"]), item)
+    order = sorted(first)
+    if num_samples is not None and (len(order) != num_samples or order[0] < 0
+                                    or order[-1] >= num_samples):
+        raise ValueError(f"{who}: {len(order)} predictions (indices {order[0]}..{order[-1]}) "
+                         f"for {num_samples} samples")
+    return [first[i] for i in order]
+
+
+class CocoKeypointEvaluator(Evaluator):
+    """Top-down COCO evaluation: rescoring + OKS-NMS (``rescore_and_nms``) + OKS AP.
+
+    ``ann_file``: the annotation JSON or an already loaded ``pycocotools`` COCO object
+    (a dataset's ``.coco``); ``oks_thr`` / ``in_vis_thr``: the protocol's
+    ``oks_nms_threshold`` / ``keypoint_score_threshold``; ``num_samples``: the number of
+    person boxes the predictions must cover (None: any).
+
+    ``process`` keeps one small item per person box; ``compute_metrics`` drops the
+    padded repeats by ``index``, orders by index and returns ``coco_keypoint_ap``'s
+    AP, AP50, ..., ARL.
+
+    >>> ev = CocoKeypointEvaluator(dataset.coco, num_samples=len(dataset))
+    >>> for batch in batches: ev.process(batch)      # preds, maxvals, score, area, ...
+    >>> ev.compute()["AP"]
     """
 
     def __init__(self, ann_file, oks_thr: float = 0.9, in_vis_thr: float = 0.2,
                  use_nms: bool = True, sigmas: np.ndarray | None = None,
-                 verbose: bool = False):
+                 num_samples: int | None = None, verbose: bool = False):
+        super().__init__()
         self.ann_file = ann_file
         self.oks_thr = oks_thr
         self.in_vis_thr = in_vis_thr
         self.use_nms = use_nms
         self.sigmas = sigmas
+        self.num_samples = num_samples
         self.verbose = verbose
-        self._coco = None
-        self._poses: list[dict] = []
+        self._coco = ann_file if hasattr(ann_file, "loadRes") else None
 
-    def __len__(self) -> int:
-        return len(self._poses)
+    def process(self, predictions: Mapping[str, Any]) -> None:
+        """One batch: ``preds`` (B, K, 2) image pixels, ``maxvals`` (B, K, 1), ``score``
+        (box score), ``image_id``, ``index`` and ``area`` (px^2; else ``scale`` in 200-px
+        units, area = prod(scale * 200) as the reference)."""
+        keys = ["preds", "maxvals", "score", "image_id", "index"]
+        keys.append("area" if "area" in predictions else "scale")
+        c = batch_columns(predictions, keys, type(self).__name__)
+        kpts = np.concatenate([c["preds"], c["maxvals"]], axis=2)
+        if kpts.ndim != 3 or kpts.shape[2] != 3:
+            raise ValueError(f"preds must be B x K x 2 and maxvals B x K x 1; got "
+                             f"{c['preds'].shape} and {c['maxvals'].shape}")
+        for i in range(len(kpts)):
+            area = (float(c["area"][i]) if "area" in c
+                    else _pose_area({"scale": c["scale"][i]}))
+            self.results.append({"index": int(c["index"][i]),
+                                 "image_id": int(c["image_id"][i]),
+                                 "keypoints": kpts[i].copy(), "score": float(c["score"][i]),
+                                 "area": area})
 
-    def reset(self) -> None:
-        self._poses = []
+    def coco_results(self, results: Sequence[Mapping[str, Any]] | None = None) -> list[dict]:
+        """The COCO result dicts after rescoring and OKS-NMS (what is scored, and what
+        an evaluation server takes) of ``results`` (default: this process's)."""
+        poses = unique_by_index(self.results if results is None else results,
+                                self.num_samples, type(self).__name__)
+        return rescore_and_nms(poses, self.in_vis_thr, self.oks_thr, self.sigmas,
+                               self.use_nms)
 
-    def add(self, image_id: int, keypoints, box_score: float, area: float | None = None,
-            center=None, scale=None) -> None:
-        """One pose: ``keypoints`` K x 3 (x, y, score) in image pixels; ``area`` in px^2
-        or ``scale`` (w, h) in 200-px units (area = prod(scale * 200), the reference's)."""
-        kpts = np.asarray(keypoints, dtype=np.float64)
-        if kpts.ndim != 2 or kpts.shape[1] != 3:
-            raise ValueError(f"keypoints must be K x 3, got shape {kpts.shape}")
-        pose = {"image_id": int(image_id), "keypoints": kpts.copy(),
-                "score": float(box_score), "area": area, "scale": scale}
-        pose["area"] = _pose_area(pose)
-        if center is not None:
-            pose["center"] = np.asarray(center, dtype=np.float64)
-        self._poses.append(pose)
-
-    def results(self) -> list[dict]:
-        """The COCO result dicts after rescoring and OKS-NMS (what would be written)."""
-        return rescore_and_nms(self._poses, self.in_vis_thr, self.oks_thr,
-                               self.sigmas, self.use_nms)
-
-    def evaluate(self) -> "OrderedDict[str, float]":
-        if self._coco is None and not hasattr(self.ann_file, "loadRes"):
+    def compute_metrics(self, results: Sequence[Mapping[str, Any]]
+                        ) -> "OrderedDict[str, float]":
+        if self._coco is None:
             self._coco = load_coco(self.ann_file, self.verbose)
-        gt = self._coco if self._coco is not None else self.ann_file
-        return coco_keypoint_ap(self.results(), gt, verbose=self.verbose, sigmas=self.sigmas)
+        return coco_keypoint_ap(self.coco_results(results), self._coco,
+                                verbose=self.verbose, sigmas=self.sigmas)
 
     def dump(self, path: str | os.PathLike) -> None:
-        """Write the post-processed results as a COCO result JSON (for the record)."""
+        """Write the post-processed results as a COCO result JSON (test-dev submissions)."""
         with open(path, "w") as f:
-            json.dump(self.results(), f)
+            json.dump(self.coco_results(), f)
 
 
-__all__ = ["COCO_SIGMAS", "STATS_NAMES", "oks_iou", "oks_nms", "rescore_and_nms",
-           "load_coco", "coco_keypoint_ap", "CocoKeypointEvaluator"]
+__all__ = ["COCO_SIGMAS", "STATS_NAMES", "PREDICTION_KEYS", "oks_iou", "oks_nms",
+           "rescore_and_nms", "load_coco", "coco_keypoint_ap", "batch_columns",
+           "unique_by_index", "CocoKeypointEvaluator"]

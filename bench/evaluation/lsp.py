@@ -21,8 +21,12 @@ normaliser and is left out entirely (``excluded`` in the result). All values in 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from .base import Evaluator
+from .coco import batch_columns, unique_by_index
 
 LSP_JOINTS = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "rwri", "relb", "rsho",
               "lsho", "lelb", "lwri", "neck", "head")
@@ -89,34 +93,40 @@ def lsp_pck(preds, gts, visible=None, threshold: float = 0.2,
     return out
 
 
-class LspPCKEvaluator:
-    """Collects (pred, gt, visible) batches, then ``lsp_pck``."""
+class LspPCKEvaluator(Evaluator):
+    """PCK of a whole split against its ground truth: ``process`` keeps each sample's
+    keypoints by dataset ``index``, ``compute_metrics`` drops padded repeats, orders by
+    index and returns ``lsp_pck``.
 
-    def __init__(self, threshold: float = 0.2, torso_joints: tuple[int, int] = TORSO_JOINTS):
+    ``gts`` (N, 14, 2 or 3) and ``visible`` (N, 14; None: ``gts``' third column) are the
+    dataset's ground truth in index order (``LSPDataset.ground_truth()``); every index
+    ``0 .. N - 1`` must be predicted.
+    """
+
+    def __init__(self, gts, visible=None, threshold: float = 0.2,
+                 torso_joints: tuple[int, int] = TORSO_JOINTS):
+        super().__init__()
+        self.gts = np.asarray(gts, dtype=np.float64)
+        if visible is None:
+            visible = self.gts[:, :, 2] if self.gts.shape[2] > 2 else np.ones(self.gts.shape[:2])
+        self.visible = np.asarray(visible)
         self.threshold = threshold
         self.torso_joints = torso_joints
-        self.reset()
 
-    def reset(self) -> None:
-        self._preds, self._gts, self._vis = [], [], []
+    def process(self, predictions: Mapping[str, Any]) -> None:
+        """One batch: ``preds`` (B, 14, 2) image pixels and ``index`` (B,)."""
+        c = batch_columns(predictions, ("preds", "index"), type(self).__name__)
+        if c["preds"].ndim != 3 or c["preds"].shape[2] < 2:
+            raise ValueError(f"preds must be B x 14 x 2, got {c['preds'].shape}")
+        for i in range(len(c["preds"])):
+            self.results.append({"index": int(c["index"][i]),
+                                 "preds": c["preds"][i, :, :2].copy()})
 
-    def __len__(self) -> int:
-        return int(sum(len(p) for p in self._preds))
-
-    def add(self, preds, gts, visible=None) -> None:
-        preds = np.asarray(preds, dtype=np.float64)
-        gts = np.asarray(gts, dtype=np.float64)
-        if visible is None:
-            visible = gts[:, :, 2] if gts.shape[2] > 2 else np.ones(gts.shape[:2])
-        self._preds.append(preds[:, :, :2])
-        self._gts.append(gts[:, :, :2])
-        self._vis.append(np.asarray(visible))
-
-    def evaluate(self) -> "OrderedDict[str, float]":
-        if not self._preds:
-            raise ValueError("LspPCKEvaluator: no predictions added")
-        return lsp_pck(np.concatenate(self._preds), np.concatenate(self._gts),
-                       np.concatenate(self._vis), self.threshold, self.torso_joints)
+    def compute_metrics(self, results: Sequence[Mapping[str, Any]]
+                        ) -> "OrderedDict[str, float]":
+        items = unique_by_index(results, len(self.gts), type(self).__name__)
+        return lsp_pck(np.stack([r["preds"] for r in items]), self.gts, self.visible,
+                       self.threshold, self.torso_joints)
 
 
 __all__ = ["LSP_JOINTS", "TORSO_JOINTS", "lsp_pck", "LspPCKEvaluator"]

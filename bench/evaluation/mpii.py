@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from .base import Evaluator
+from .coco import batch_columns, unique_by_index
 
 SC_BIAS = 0.6
 #: gt_valid.mat's joint order (``dataset_joints``), which HRNet's 16 outputs follow.
@@ -154,31 +157,38 @@ def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False) -> "OrderedDic
     return out
 
 
-class MpiiPCKhEvaluator:
-    """Collects predictions batch by batch (in gt_valid.mat order), then ``mpii_pckh``."""
+class MpiiPCKhEvaluator(Evaluator):
+    """MPII PCKh over a whole split: ``process`` keeps each sample's keypoints by its
+    dataset ``index`` (the records follow gt_valid.mat's order), ``compute_metrics``
+    drops padded repeats, puts them in index order and returns ``mpii_pckh`` plus
+    ``PCKh@0.1`` (== ``Mean@0.1``, the measure name the suites use).
 
-    def __init__(self, gt_mat, one_based: bool = False):
+    ``gt_mat``: gt_valid.mat (path or ``load_gt_valid`` dict); ``num_samples``: the
+    dataset's length (default: gt_valid's number of persons), every index of which must
+    be predicted; ``one_based`` as ``mpii_pckh``.
+    """
+
+    def __init__(self, gt_mat, num_samples: int | None = None, one_based: bool = False):
+        super().__init__()
         self.gt = _as_gt(gt_mat)
+        self.num_samples = _check_gt(self.gt) if num_samples is None else int(num_samples)
         self.one_based = one_based
-        self._preds: list[np.ndarray] = []
 
-    def __len__(self) -> int:
-        return int(sum(len(p) for p in self._preds))
+    def process(self, predictions: Mapping[str, Any]) -> None:
+        """One batch: ``preds`` (B, 16, 2) original-image pixels and ``index`` (B,)."""
+        c = batch_columns(predictions, ("preds", "index"), type(self).__name__)
+        if c["preds"].ndim != 3 or c["preds"].shape[2] < 2:
+            raise ValueError(f"preds must be B x 16 x 2, got {c['preds'].shape}")
+        for i in range(len(c["preds"])):
+            self.results.append({"index": int(c["index"][i]),
+                                 "preds": c["preds"][i, :, :2].copy()})
 
-    def reset(self) -> None:
-        self._preds = []
-
-    def add(self, preds: np.ndarray) -> None:
-        """``preds``: B x 16 x 2 (or x 3; the score column is ignored)."""
-        preds = np.asarray(preds, dtype=np.float64)
-        if preds.ndim == 2:
-            preds = preds[None]
-        self._preds.append(preds[:, :, :2].copy())
-
-    def evaluate(self) -> "OrderedDict[str, float]":
-        if not self._preds:
-            raise ValueError("MpiiPCKhEvaluator: no predictions added")
-        return mpii_pckh(np.concatenate(self._preds), self.gt, self.one_based)
+    def compute_metrics(self, results: Sequence[Mapping[str, Any]]
+                        ) -> "OrderedDict[str, float]":
+        items = unique_by_index(results, self.num_samples, type(self).__name__)
+        out = mpii_pckh(np.stack([r["preds"] for r in items]), self.gt, self.one_based)
+        out["PCKh@0.1"] = out["Mean@0.1"]
+        return out
 
 
 __all__ = ["SC_BIAS", "MPII_JOINTS", "ALPHAS", "load_gt_valid", "pckh_curve", "mpii_pckh",

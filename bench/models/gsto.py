@@ -50,11 +50,10 @@ the paper leaves a detail open, each checked against the published increments:
   spatial-wise) to every branch after each HRNet module ("block") or after each residual
   unit of stages 2-4 ("layer"). The suite says which cells this reproduces.
 * **Loss** (Sec. 3.2.2): ``0.2 L1 + 0.3 L2 + 0.5 L3 + 1.0 L4``, L_k the cross-entropy of
-  the predictor after stage k and L4 that of the final output. The released code resizes
-  every prediction to the label size (bilinear) before the cross-entropy
-  (``segmentation_loss(resize="logits")``); ``resize="labels"`` downsamples the labels
-  (nearest) instead. In training mode the model leaves the class maps in
-  ``model.aux_outputs`` (``{"stage2": P2, ...}``); its forward returns the final output.
+  the predictor after stage k and L4 that of the final output, every prediction resized
+  to the labels as the released code does. In training mode the forward returns
+  ``{"out": final, "stage2": P2, ...}``; the segmentation (and pose) task weighs the
+  terms with the protocol's ``aux_weights``. In eval mode it returns the final output.
 * **Pose** (Table 10): GSTO-HRNet-W32/W48 is HRNet-W32/W48's backbone with GFM and
   supervised GTMs, all four branches leaving stage 4, concatenated and fed to HRNetV2's
   head with 17 outputs (heatmaps at 1/4), c0 = 17 joints. This reading reproduces the
@@ -108,10 +107,6 @@ GATE_STYLES = ("official", "paper")
 ATTENTIONS = ("none", "channel", "spatial")   # Table 3's attention without scale transfer
 ATTENTION_PLACES = ("block", "layer")
 HEADS = ("ppm", "aspp")
-# Sec. 3.2.2: 0.2 x loss_1 + 0.3 x loss_2 + 0.5 x loss_3 + 1.0 x loss_4
-STAGE_LOSS_WEIGHTS = {"stage1": 0.2, "stage2": 0.3, "stage3": 0.5}
-FINAL_LOSS_WEIGHT = 1.0
-HEAD_AUX_LOSS_WEIGHT = 0.4   # Table 6's predictor: not given by the paper; PSPNet's weight
 
 
 # --- gates ------------------------------------------------------------------------------
@@ -405,8 +400,8 @@ _GSTO_MODULE_NAMES = (".att_layers.", ".layer_attention.", ".block_attention.")
 class GSTOHRNet(HighResolutionNet):
     """GSTO-HRNet: HRNetV2 (all branches out, concatenated at 1/4, HRNetV2's head) with
     GFMs in the stages and GTMs in the transitions the spec names. ``forward`` returns the
-    final maps at 1/4 resolution; the supervised predictors' class maps are left in
-    ``aux_outputs`` (every forward for supervised GTMs, training only for ``"aux"``)."""
+    final maps at 1/4 resolution, and in training mode also the predictors' class maps
+    (supervised GTMs use theirs in every forward; ``"aux"`` predictors run in training only)."""
 
     def __init__(self, spec: GSTOSegSpec | GSTOPoseSpec):
         super().__init__(spec, single_output=False, upsample="bilinear")   # calls make_module
@@ -430,18 +425,11 @@ class GSTOHRNet(HighResolutionNet):
                 setattr(self, f"att{k}", nn.ModuleList([None] * k + [gate]))
         concat = sum(self.out_channels)              # 15C: C + 2C + 4C + 8C
         self.last_layer = predict_layer(concat, spec.num_outputs)
-        self.aux_outputs: dict[str, torch.Tensor] = {}
         init_pose_weights(self)
         # ImageNet HRNet weights fill the backbone; GSTO's own modules keep their init
         own = [k for k in self.state_dict()
                if k.startswith(_BACKBONE_LAYOUT.prefixes) and not any(n in k for n in _GSTO_MODULE_NAMES)]
         self.pretrained_layout = BackboneLayout(prefixes=tuple(own), ignored=_BACKBONE_LAYOUT.ignored)
-
-    @property
-    def aux_loss_weights(self) -> dict[str, float]:
-        """Weights of the auxiliary losses this model produces (Sec. 3.2.2)."""
-        return {f"stage{k}": STAGE_LOSS_WEIGHTS[f"stage{k}"]
-                for k, form in enumerate(self._gsto.gtm, start=1) if form in ("aux", "supervised")}
 
     def make_module(self, spec, stage: int, index: int, channels: list[int],
                     multi_scale_output: bool, upsample: str) -> nn.Module:
@@ -460,7 +448,8 @@ class GSTOHRNet(HighResolutionNet):
         size = branches[0].shape[-2:]
         return torch.cat([branches[0]] + [resize_to(b, size) for b in branches[1:]], 1)
 
-    def transit(self, index: int, branches: list[torch.Tensor]) -> list[torch.Tensor]:
+    def transit(self, index: int, branches: list[torch.Tensor],
+                aux: Optional[dict] = None) -> list[torch.Tensor]:
         form = self._gsto.gtm[index - 1]
         if form == "none" or (form == "aux" and not self.training):
             return super().transit(index, branches)
@@ -469,9 +458,10 @@ class GSTOHRNet(HighResolutionNet):
         source = united
         if form in ("aux", "supervised"):
             source = getattr(self, f"last_layer_stage{index}")(united)
-            self.aux_outputs[f"stage{index}"] = source
+            if aux is not None:
+                aux[f"stage{index}"] = source
             if form == "aux":
-                return super().transit(index, branches)
+                return super().transit(index, branches, aux)
         if source is None:   # channel gate: from the branch it gates
             source = branches[-1]
         transition = getattr(self, f"transition{index}")
@@ -484,47 +474,16 @@ class GSTOHRNet(HighResolutionNet):
                 out.append(layer(branches[-1] * gates[i](source)))
         return out
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, aux: Optional[dict] = None) -> torch.Tensor:
         """The HRNetV2 representation: all branches at 1/4 resolution, concatenated."""
-        return self.united(self.forward_features(x))
+        return self.united(self.forward_features(x, aux))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.aux_outputs = {}
-        return self.last_layer(self.features(x))
-
-
-# --- losses -----------------------------------------------------------------------------
-
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor,
-                      aux_outputs: Optional[Mapping[str, torch.Tensor]] = None,
-                      aux_weights: Mapping[str, float] = STAGE_LOSS_WEIGHTS,
-                      final_weight: float = FINAL_LOSS_WEIGHT, ignore_index: int = 255,
-                      resize: str = "logits") -> torch.Tensor:
-    """GSTO's training loss: ``final_weight x CE(final) + sum_k w_k x CE(P_k)`` over the
-    auxiliary class maps (``model.aux_outputs``; weights 0.2 / 0.3 / 0.5 for the
-    predictors after stages 1 / 2 / 3, ``model.aux_loss_weights``). ``resize="logits"``
-    resizes each prediction to the labels (bilinear, as the released code);
-    ``"labels"`` downsamples the labels to each prediction (nearest)."""
-    if resize not in ("logits", "labels"):
-        raise ValueError(f"resize must be 'logits' or 'labels', got {resize!r}")
-
-    def ce(pred: torch.Tensor) -> torch.Tensor:
-        target = labels
-        if tuple(pred.shape[-2:]) != tuple(labels.shape[-2:]):
-            if resize == "logits":
-                pred = F.interpolate(pred, size=labels.shape[-2:], mode="bilinear", align_corners=True)
-            else:
-                target = F.interpolate(labels[:, None].float(), size=pred.shape[-2:],
-                                       mode="nearest")[:, 0].long()
-        return F.cross_entropy(pred, target, ignore_index=ignore_index)
-
-    total = final_weight * ce(logits)
-    for name, pred in (aux_outputs or {}).items():
-        if name not in aux_weights:
-            raise KeyError(f"no loss weight for the auxiliary output {name!r} "
-                           f"(weights given for {', '.join(aux_weights)})")
-        total = total + aux_weights[name] * ce(pred)
-    return total
+    def forward(self, x: torch.Tensor):
+        """The final maps at 1/4 resolution; in training mode ``{"out": maps, "stage<k>":
+        the stage predictors' maps}`` (``bench.tasks.as_outputs``)."""
+        aux: dict[str, torch.Tensor] = {}
+        out = self.last_layer(self.features(x, aux))
+        return {"out": out, **aux} if self.training else out
 
 
 # --- Table 6: PPM and ASPP heads on a dilated ResNet --------------------------------------
@@ -541,15 +500,15 @@ class _GatedBranches(nn.Module):
         if form in ("unsupervised", "supervised"):
             gate_in = num_classes if form == "supervised" else in_channels
             self.gates = nn.ModuleList(SpatialGate(gate_in, style) if g else None for g in gated)
-        self.aux_outputs: dict[str, torch.Tensor] = {}
 
-    def gated_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The input each stage sees (``g_k * x`` where gated)."""
-        self.aux_outputs = {}
+    def gated_inputs(self, x: torch.Tensor, aux: Optional[dict] = None) -> list[torch.Tensor]:
+        """The input each stage sees (``g_k * x`` where gated); the predictor's class
+        maps go into ``aux`` under ``"head"``."""
         source = x
         if self.form in ("aux", "supervised") and (self.training or self.form == "supervised"):
             source = self.predictor(x)
-            self.aux_outputs["head"] = source
+            if aux is not None:
+                aux["head"] = source
         if self.form == "supervised" or self.form == "unsupervised":
             return [x if gate is None else x * gate(source) for gate in self.gates]
         return [x] * len(self.stages)
@@ -567,9 +526,9 @@ class PyramidPoolingModule(_GatedBranches):
         self._setup_gates(in_channels, [True] * len(bins), form, num_classes, style)
         self.out_channels = in_channels + reduction * len(bins)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, aux: Optional[dict] = None) -> torch.Tensor:
         size = x.shape[-2:]
-        inputs = self.gated_inputs(x)
+        inputs = self.gated_inputs(x, aux)
         return torch.cat([x] + [resize_to(stage(xi), size) for stage, xi in zip(self.stages, inputs)], 1)
 
 
@@ -594,8 +553,8 @@ class ASPP(_GatedBranches):
         self.project = nn.Sequential(conv_bn_relu(width * len(self.stages), width), nn.Dropout(0.5))
         self.out_channels = width
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inputs = self.gated_inputs(x)
+    def forward(self, x: torch.Tensor, aux: Optional[dict] = None) -> torch.Tensor:
+        inputs = self.gated_inputs(x, aux)
         return self.project(torch.cat([stage(xi) for stage, xi in zip(self.stages, inputs)], 1))
 
 
@@ -650,15 +609,13 @@ class DilatedResNetSegmentation(ResNet):
             # final 1x1 conv (no extra 3x3 layer); this gives HRNetV2's printed 58.0M /
             # 1778.7 G for the dilated ResNet-101 (Table 7)
             self.cls = nn.Conv2d(256, spec.num_classes, 1)
-        self.aux_loss_weights = ({"head": HEAD_AUX_LOSS_WEIGHT}
-                                 if spec.gsto in ("aux", "supervised") else {})
 
-    @property
-    def aux_outputs(self) -> dict[str, torch.Tensor]:
-        return self.head.aux_outputs
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cls(self.head(self.forward_features(x)))
+    def forward(self, x: torch.Tensor):
+        """Logits at 1/output_stride; in training mode ``{"out": logits, "head": the
+        GSTO predictor's maps}`` when the head has a predictor."""
+        aux: dict[str, torch.Tensor] = {}
+        out = self.cls(self.head(self.forward_features(x), aux))
+        return {"out": out, **aux} if self.training else out
 
 
 # --- registered models --------------------------------------------------------------------

@@ -42,7 +42,7 @@ Under Lite-HRNet's counting convention it gives 1,284,961 parameters and 551.7M 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -173,18 +173,20 @@ class HighResolutionNet(nn.Module):
         return HighResolutionModule(channels, spec.num_blocks, multi_scale_output=multi_scale_output,
                                     fuse=spec.fuses(stage, index), upsample=upsample)
 
-    def transit(self, index: int, branches: list[torch.Tensor]) -> list[torch.Tensor]:
+    def transit(self, index: int, branches: list[torch.Tensor],
+                aux: Optional[dict] = None) -> list[torch.Tensor]:
         """Transition ``index`` (1-based: the one after stage ``index``) applied to the
         stage's branches. Subclasses that change how a new branch is made (GSTO's gated
-        transition) override this."""
+        transition) override this, and may put named auxiliary outputs into ``aux``."""
         return apply_transition(getattr(self, f"transition{index}"), branches)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_features(self, x: torch.Tensor, aux: Optional[dict] = None) -> list[torch.Tensor]:
+        """The branches leaving stage 4; auxiliary outputs made on the way go into ``aux``."""
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         branches = [self.layer1(x)]
         for s in range(1, self.num_stages + 1):
-            branches = self.transit(s, branches)
+            branches = self.transit(s, branches, aux)
             branches = getattr(self, f"stage{s + 1}")(branches)
         return branches
 

@@ -51,6 +51,11 @@ class Task:
         """The DataLoader's collate function (None: torch's default)."""
         return None
 
+    def smoke_protocol(self, protocol: Mapping) -> dict:
+        """The protocol as the smoke profile runs it on the generated data (sizes made
+        to fit small images); must be idempotent. Unchanged by default."""
+        return dict(protocol)
+
     def write_smoke_data(self, root: Path, seed: int = 0) -> None:
         """Write small datasets in the official layouts this task reads under ``root``."""
         raise NotImplementedError
@@ -72,6 +77,11 @@ class Task:
 
     def evaluator(self, dataset, protocol: Mapping):
         raise NotImplementedError
+
+    def oracle_dataset(self, protocol: Mapping, data_root):
+        """The dataset the target oracle runs on (the validation set by default; pose on
+        COCO needs ground-truth boxes, since detections have no targets)."""
+        return self.build_dataset(protocol, data_root, train=False)
 
     def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
         """Batches of predictions made from the dataset's own targets, pushed through

@@ -1,13 +1,15 @@
-"""One training/evaluation job: (registered model, protocol, profile) -> run record.
+"""One training/evaluation job of any task: (registered model, protocol, profile) -> run record.
 
-A ``PoseJob`` is plain data (picklable, JSON-serialisable), so the same object runs
+A ``Job`` is plain data (picklable, JSON-serialisable), so the same object runs
 in-process, under torchrun on every rank (``python -m bench.launch JOB.json``) or on a
 Slurm cluster through submitit; on preemption submitit calls ``checkpoint`` and the
-requeued job resumes from the latest checkpoint in its work dir.
+requeued job resumes from the latest checkpoint in its work dir. It names its task by
+the protocol's ``task`` (``bench.tasks``): datasets, loss, prediction and evaluator come
+from there; the job knows none of them.
 
 Profiles say how far a job goes (DESIGN.md): ``smoke`` trains a few iterations on the
 CPU (the runner points it at generated data), ``short`` runs a fraction of the paper's
-schedule (epochs and milestones scaled), ``full`` the paper's schedule.
+schedule (epochs or iterations, milestones scaled), ``full`` the paper's schedule.
 
 Batch and learning rate: the protocol states the paper's batch per GPU and GPU count;
 a run whose total batch (per-process batch x world size) differs scales the learning
@@ -30,6 +32,7 @@ from typing import Any, Optional
 
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     # a few iterations on generated data: proves the path, never compared with papers
+    # (eval_batch_size caps the protocol's evaluation batch)
     "smoke": {"epochs": 2, "max_iters_per_epoch": 3, "batch_size": 4, "device": "cpu",
               "num_workers": 0, "eval_batch_size": 8, "log_interval": 1},
     # a fraction of the paper's schedule (epochs and milestones scaled), for ranking
@@ -37,20 +40,17 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     "full": {},
 }
 TRAIN_PROFILES = tuple(PROFILE_SETTINGS)
-DATASETS = {"coco": ("bench.data.coco", "COCODataset"),
-            "mpii": ("bench.data.mpii", "MPIIDataset"),
-            "lsp": ("bench.data.lsp", "LSPDataset")}
+
+
+def task_name(protocol: dict) -> str:
+    return protocol.get("task") or "pose"
 
 
 def build_dataset(protocol: dict, data_root, train: bool, **overrides):
-    """The protocol's dataset (``protocol['dataset']``) under ``data_root``."""
-    import importlib
-    name = protocol["dataset"]
-    if name not in DATASETS:
-        raise ValueError(f"no dataset loader for {name!r}; known: {', '.join(DATASETS)}")
-    module, cls = DATASETS[name]
-    return getattr(importlib.import_module(module), cls).from_protocol(
-        protocol, data_root, train=train, **overrides)
+    """The protocol's dataset under ``data_root``, built by the protocol's task."""
+    from ..tasks import get_task
+    return get_task(task_name(protocol)).build_dataset(protocol, data_root, train=train,
+                                                       **overrides)
 
 
 def _scaled_schedule(schedule: dict, epochs: int) -> dict:
@@ -64,7 +64,7 @@ def _scaled_schedule(schedule: dict, epochs: int) -> dict:
 
 
 @dataclasses.dataclass
-class PoseJob:
+class Job:
     model: str
     protocol: dict                         # bench.suite.Protocol.model_dump(mode="json")
     work_dir: str
@@ -87,10 +87,18 @@ class PoseJob:
     stop_at_iter: Optional[int] = None      # simulate an interruption (tests)
 
     # ------------------------------------------------------------ settings
+    @property
+    def task(self) -> str:
+        return task_name(self.protocol)
+
     def __post_init__(self):
         if self.profile not in PROFILE_SETTINGS:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILE_SETTINGS)}")
         self.model_key = self.model_key or self.model
+        if self.profile == "smoke":
+            # generated data is small: the task fits the protocol's sizes to it
+            from ..tasks import get_task
+            self.protocol = get_task(self.task).smoke_protocol(self.protocol)
 
     def _profile(self, key: str, default=None):
         return PROFILE_SETTINGS[self.profile].get(key, default)
@@ -117,16 +125,31 @@ class PoseJob:
             from .schedule import scaled_lr
             base = float(p["optimizer"]["lr"])
             lr = scaled_lr(base, total, ref_total)
-            full_epochs = int(p["schedule"]["epochs"])
-            epochs = self.epochs or self._profile("epochs")
-            if epochs is None and self._profile("epoch_fraction"):
-                epochs = max(1, round(full_epochs * self._profile("epoch_fraction")))
-            epochs = int(epochs or full_epochs)
             out.update({"lr_base": base, "lr": lr, "lr_scaled": total != ref_total,
-                        "optimizer": dict(p["optimizer"]),
-                        "schedule": _scaled_schedule(p["schedule"], epochs),
-                        "epochs": epochs})
+                        "optimizer": dict(p["optimizer"])})
+            out.update(self._length(p["schedule"]))
         return out
+
+    def _length(self, schedule: dict) -> dict[str, Any]:
+        """The schedule after the profile: epochs (milestones scaled), or iterations for
+        an iteration-based recipe unless a number of epochs is imposed (smoke, --epochs)."""
+        fraction = self._profile("epoch_fraction")
+        epochs = self.epochs or self._profile("epochs")
+        if schedule.get("iterations") and epochs is None:
+            iterations = int(schedule["iterations"])
+            if fraction:
+                iterations = max(1, round(iterations * fraction))
+            return {"schedule": {**schedule, "iterations": iterations}, "epochs": None,
+                    "iterations": iterations}
+        full_epochs = schedule.get("epochs")
+        if epochs is None and fraction:
+            epochs = max(1, round(int(full_epochs) * fraction))
+        epochs = int(epochs or full_epochs)
+        if full_epochs is None:    # an iteration recipe run for a number of epochs
+            plain = {k: v for k, v in schedule.items() if k != "iterations"}
+            return {"schedule": {**plain, "epochs": epochs}, "epochs": epochs, "iterations": None}
+        return {"schedule": _scaled_schedule(schedule, epochs), "epochs": epochs,
+                "iterations": None}
 
     def fingerprint(self, world_size: int = 1) -> str:
         """Hash of what determines the result: model, protocol, resolved settings."""
@@ -140,7 +163,7 @@ class PoseJob:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "PoseJob":
+    def from_json(cls, text: str) -> "Job":
         return cls(**json.loads(text))
 
     # ------------------------------------------------------------ running
@@ -201,14 +224,15 @@ class PoseJob:
 
     def _run(self, settings: dict, info, device, fingerprint: str) -> dict:
         from ..registry import create_model
-        from .inference import (evaluate_keypoints, evaluation_settings, predict_from_targets,
-                                predict_keypoints)
+        from ..tasks import get_task
+        from .evaluate import evaluate, evaluate_targets
         from .loop import Trainer, TrainSettings
 
+        task = get_task(self.task)
         workers = self.num_workers if self.num_workers is not None else \
             self._profile("num_workers", 2)
         model = create_model(self.model, **self.overrides)
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"task": task.name}
         work_dir = Path(self.work_dir)
         if self.checkpoint:
             from ..checkpoints import load_official_checkpoint
@@ -224,19 +248,23 @@ class PoseJob:
         elif self.protocol.get("pretrained") and not self.eval_only:
             out["pretrained"] = {"path": str(self.protocol["pretrained"]), "loaded": 0,
                                  "why": "smoke runs start from the init"}
+        train_set = None
         if not self.eval_only:
-            train_set = build_dataset(self.protocol, self.data_root, train=True,
-                                      seed=settings["seed"])
+            train_set = task.build_dataset(self.protocol, self.data_root, train=True,
+                                           seed=settings["seed"])
             ts = TrainSettings(
-                epochs=settings["epochs"], batch_size=settings["batch_per_process"],
+                epochs=settings["epochs"], iterations=settings.get("iterations"),
+                batch_size=settings["batch_per_process"],
                 lr=settings["lr"], optimizer=settings["optimizer"],
                 schedule=settings["schedule"],
                 max_iters_per_epoch=settings["max_iters_per_epoch"], amp=self.amp,
                 channels_last=self.channels_last, num_workers=workers, seed=settings["seed"],
                 log_interval=self._profile("log_interval", 20),
-                use_target_weight=bool(self.protocol.get("use_target_weight", True)),
-                progress=self.progress)
+                sync_bn=bool(self.protocol.get("sync_bn", False)), progress=self.progress)
+            protocol = self.protocol
             trainer = Trainer(model, train_set, ts, work_dir, device, info, fingerprint,
+                              loss_fn=lambda outputs, batch: task.loss(outputs, batch, protocol),
+                              collate_fn=task.collate_fn(train=True),
                               log_fn=print if info.is_main else (lambda _m: None),
                               stop_at_iter=self.stop_at_iter)
             summary = trainer.train(resume=True)
@@ -248,41 +276,34 @@ class PoseJob:
             model = trainer.model
         else:
             model = model.to(device)
-        evaluation = self.protocol.get("evaluation") or {}
-        val_set = build_dataset(self.protocol, self.data_root, train=False)
+        val_set = task.build_dataset(self.protocol, self.data_root, train=False)
         t_eval = time.perf_counter()
-        preds = predict_keypoints(model, val_set, evaluation, device, info, amp=self.amp,
-                                  channels_last=self.channels_last, num_workers=workers,
-                                  batch_size=self._profile("eval_batch_size"))
+        batch_size = task.eval_batch_size(self.protocol)
+        if self._profile("eval_batch_size"):
+            batch_size = min(batch_size, self._profile("eval_batch_size"))
+        metrics = evaluate(task, model, val_set, self.protocol, device, info, amp=self.amp,
+                           channels_last=self.channels_last, num_workers=workers,
+                           batch_size=batch_size)
         if info.is_main:
-            metrics = evaluate_keypoints(val_set, preds, evaluation)
             out["metrics"] = {k: _finite(v) for k, v in metrics.items()}
             out["val_samples"] = len(val_set)
             if self.profile == "smoke":
-                # the targets need annotated persons: ground-truth boxes, not detections
-                gt_protocol = {**self.protocol, "evaluation": {**evaluation, "boxes": "ground_truth"}}
-                gt_set = build_dataset(gt_protocol, self.data_root, train=False)
-                oracle = evaluate_keypoints(gt_set, predict_from_targets(gt_set, evaluation),
-                                            evaluation)
+                oracle = evaluate_targets(task, task.oracle_dataset(self.protocol, self.data_root),
+                                          self.protocol)
                 out["target_metrics"] = {k: _finite(v) for k, v in oracle.items()}
-            if val_set.dataset_name == "lsp" and not self.eval_only:
-                mean_pose = _mean_pose_metrics(train_set, val_set, evaluation)
-                out["baselines"] = {"mean_pose": mean_pose}
-                pck = f"PCK@{evaluation_settings(evaluation).pck_threshold:g}"
-                out["metrics"][f"MeanPose-{pck}"] = mean_pose[pck]
+            if train_set is not None:
+                extra = task.extra_metrics(train_set, val_set, self.protocol)
+                if extra:
+                    out["baselines"] = extra.get("baselines", {})
+                    out["metrics"].update({k: _finite(v) for k, v in extra.get("metrics", {}).items()})
         out["eval_wall_time_s"] = round(time.perf_counter() - t_eval, 3)
         return out
+
+
+# the job was pose-only before the task plug-ins; the name is kept for existing scripts
+PoseJob = Job
 
 
 def _finite(v: float):
     import math
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def _mean_pose_metrics(train_set, val_set, evaluation) -> dict:
-    from ..evaluation import lsp_pck, mean_pose_predictions
-    from .inference import evaluation_settings
-    preds = mean_pose_predictions(train_set.records, val_set.records)
-    gts, visible = val_set.ground_truth()
-    m = lsp_pck(preds, gts, visible, threshold=evaluation_settings(evaluation).pck_threshold)
-    return {k: _finite(v) for k, v in m.items()}

@@ -1,5 +1,7 @@
-"""The training loop of the top-down pose recipes (knows no architecture, no dataset).
+"""The training loop of every task (knows no architecture, no dataset, no task).
 
+Its step is detectron2's: ``losses = loss_fn(as_outputs(model(batch["image"])), batch)``,
+the terms summed and back-propagated; the task (``bench.tasks``) supplies ``loss_fn``.
 One loop for one process, torchrun (DDP) and Slurm: mixed precision (bf16 or fp16 with
 a grad scaler), channels_last, a sampler whose order depends only on
 (seed, epoch, rank, world size), atomic checkpoints at every epoch end (and every
@@ -28,9 +30,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..results import atomic_write_text
+from ..tasks.base import as_outputs
 from .checkpoint import finite_state, latest_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_mean, barrier
-from .losses import JointsMSELoss
 from .optim import build_optimizer, set_lr
 from .sampler import EpochSampler
 from .schedule import build_schedule
@@ -44,7 +46,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
-    epochs: int
+    epochs: Optional[int]              # None: the length is ``iterations``
     batch_size: int                    # per process
     lr: float                          # after batch scaling
     optimizer: dict
@@ -58,14 +60,17 @@ class TrainSettings:
     checkpoint_interval: int = 0       # iterations; 0 = epoch ends only
     keep_checkpoints: int = 1
     divergence_factor: float = 100.0   # loss EMA above factor x its best EMA = diverged
-    use_target_weight: bool = True
     progress: bool = False
+    iterations: Optional[int] = None   # the length in iterations (Lite-HRNet's 160k)
+    sync_bn: bool = False              # SyncBatchNorm under DDP
 
     def __post_init__(self):
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
-        if self.batch_size <= 0 or self.epochs <= 0:
-            raise ValueError("batch_size and epochs must be positive")
+        if (self.epochs is None) == (self.iterations is None):
+            raise ValueError("give the training length as epochs or as iterations (one of them)")
+        if self.batch_size <= 0 or (self.epochs or self.iterations) <= 0:
+            raise ValueError("batch_size and the training length must be positive")
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -142,8 +147,10 @@ class _Progress:
 
 
 class Trainer:
-    """Train ``model`` on ``dataset`` (items with ``image``, ``target``,
-    ``target_weight``) under ``settings``; checkpoints and log in ``work_dir``.
+    """Train ``model`` on ``dataset`` (items with ``image`` and whatever ``loss_fn``
+    reads) under ``settings``; checkpoints and log in ``work_dir``. ``loss_fn(outputs,
+    batch)`` returns named loss terms (``outputs``: the model's outputs as a mapping,
+    ``bench.tasks.as_outputs``); their sum is minimised.
 
     ``fingerprint`` identifies the job: a checkpoint with another fingerprint in
     ``work_dir`` is refused instead of being resumed. ``stop_at_iter`` ends the run
@@ -153,13 +160,16 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, dataset, settings: TrainSettings,
                  work_dir: Path, device: torch.device, dist_info: DistInfo = DistInfo(),
-                 fingerprint: str = "", criterion: Optional[Callable] = None,
+                 fingerprint: str = "", *, loss_fn: Callable[[dict, dict], dict],
+                 collate_fn: Optional[Callable] = None,
                  log_fn: Callable[[str], None] = print, stop_at_iter: Optional[int] = None):
         self.settings, self.device, self.dist = settings, device, dist_info
         self.work_dir, self.fingerprint = Path(work_dir), fingerprint
         self.dataset, self.log_fn, self.stop_at_iter = dataset, log_fn, stop_at_iter
-        self.criterion = criterion or JointsMSELoss(settings.use_target_weight)
+        self.loss_fn, self.collate_fn = loss_fn, collate_fn
 
+        if settings.sync_bn and dist_info.distributed:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = model.to(device)
         if settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -178,6 +188,9 @@ class Trainer:
                              f"batch of {settings.batch_size} per process")
         cap = settings.max_iters_per_epoch
         self.iters_per_epoch = min(full, cap) if cap else full
+        # an iteration-based recipe runs whole epochs until its iteration count
+        self.total_iters = settings.iterations or settings.epochs * self.iters_per_epoch
+        self.epochs = -(-self.total_iters // self.iters_per_epoch)
         self.schedule = build_schedule(settings.schedule, settings.lr, self.iters_per_epoch)
         self.log = JsonlLog(self.work_dir / "log.jsonl", enabled=dist_info.is_main)
         self.epoch, self.iter_in_epoch, self.global_iter = 0, 0, 0
@@ -250,7 +263,7 @@ class Trainer:
         return DataLoader(self.dataset, batch_size=self.settings.batch_size,
                           sampler=self.sampler, num_workers=self.settings.num_workers,
                           drop_last=True, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+                          persistent_workers=False, collate_fn=self.collate_fn)
 
     def _diverged_message(self, what: str) -> str:
         where = f"epoch {self.epoch} iteration {self.iter_in_epoch} (global {self.global_iter})"
@@ -269,20 +282,26 @@ class Trainer:
                     f"the loss diverged (running mean {self._ema:.4g} is more than "
                     f"{self.settings.divergence_factor:g}x its best, {self._best_ema:.4g})"))
 
-    def step(self, batch: dict) -> float:
+    def step(self, batch: dict) -> tuple[float, dict[str, float]]:
+        """One optimisation step; returns the summed loss and its terms (rank means)."""
         s = self.settings
         fmt = torch.channels_last if s.channels_last else torch.contiguous_format
-        x = batch["image"].to(self.device, non_blocking=True, memory_format=fmt)
-        target = batch["target"].to(self.device, non_blocking=True)
-        weight = batch["target_weight"].to(self.device, non_blocking=True)
+        batch = {k: (v.to(self.device, non_blocking=True, memory_format=fmt) if k == "image"
+                     else v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v)
+                 for k, v in batch.items()}
         with autocast_context(self.device, s.amp):
-            out = self.train_model(x)
-        loss = self.criterion(out.float(), target, weight)
+            outputs = as_outputs(self.train_model(batch["image"]))
+        # the task casts to float32: the loss is computed outside autocast
+        terms = self.loss_fn(outputs, batch)
+        loss = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return all_reduce_mean(loss.detach().item(), self.device)
+        values = {k: all_reduce_mean(v.detach().item(), self.device) for k, v in terms.items()}
+        total = values[next(iter(values))] if len(values) == 1 else \
+            all_reduce_mean(loss.detach().item(), self.device)
+        return total, values
 
     def train(self, resume: bool = True) -> dict:
         s = self.settings
@@ -295,20 +314,21 @@ class Trainer:
         self.train_model.train()
         t_start, images = time.perf_counter(), 0
         with _Progress(s.progress and self.dist.is_main) as progress:
-            while self.epoch < s.epochs:
-                task = progress.task(f"epoch {self.epoch + 1}/{s.epochs}", self.iters_per_epoch,
-                                     self.iter_in_epoch)
+            while self.epoch < self.epochs and self.global_iter < self.total_iters:
+                task = progress.task(f"epoch {self.epoch + 1}/{self.epochs}",
+                                     self.iters_per_epoch, self.iter_in_epoch)
                 if self.iter_in_epoch == 0:
                     self.current_losses = []
                 losses = self.current_losses
                 t_epoch = t_data = time.perf_counter()
                 data_time = 0.0
                 for batch in self._loader(self.iter_in_epoch):
-                    if self.iter_in_epoch >= self.iters_per_epoch:
+                    if self.iter_in_epoch >= self.iters_per_epoch or \
+                            self.global_iter >= self.total_iters:
                         break
                     data_time += time.perf_counter() - t_data
                     set_lr(self.optimizer, self.schedule.lr(self.epoch, self.global_iter))
-                    loss = self.step(batch)
+                    loss, terms = self.step(batch)
                     self._check_loss(loss)
                     losses.append(loss)
                     if len(self.first_losses) < s.log_interval:
@@ -318,10 +338,11 @@ class Trainer:
                     images += s.batch_size * self.dist.world_size
                     progress.update(task, f"loss {loss:.3e}")
                     if self.global_iter % s.log_interval == 0 or self.iter_in_epoch == self.iters_per_epoch:
+                        extra = {"losses": terms} if len(terms) > 1 else {}
                         self.log.write(event="train", epoch=self.epoch, iter=self.iter_in_epoch,
                                        global_iter=self.global_iter, loss=loss,
                                        lr=self.optimizer.param_groups[0]["lr"],
-                                       data_time=round(data_time, 4))
+                                       data_time=round(data_time, 4), **extra)
                     if self.stop_at_iter is not None and self.global_iter >= self.stop_at_iter:
                         self.save(epoch_end=False)
                         return self.summary(time.perf_counter() - t_start, images, finished=False)
@@ -335,7 +356,7 @@ class Trainer:
                 self.log.write(event="epoch", epoch=self.epoch, global_iter=self.global_iter,
                                loss=mean, time=round(time.perf_counter() - t_epoch, 3),
                                lr=self.optimizer.param_groups[0]["lr"])
-                self.log_fn(f"epoch {self.epoch + 1}/{s.epochs}: loss {mean:.4e} "
+                self.log_fn(f"epoch {self.epoch + 1}/{self.epochs}: loss {mean:.4e} "
                             f"({time.perf_counter() - t_epoch:.1f}s)")
                 self.epoch += 1
                 self.iter_in_epoch = 0

@@ -21,15 +21,18 @@ class EpochSampler(Sampler[int]):
     (different epochs, different orders; identical across runs). The permutation is
     padded by wrapping around to a multiple of ``world_size`` and rank ``r`` takes
     positions r, r + W, ... as DistributedSampler does; with ``drop_last`` the shard is
-    cut to whole batches elsewhere (the DataLoader's ``drop_last``).
+    cut to whole batches elsewhere (the DataLoader's ``drop_last``). ``pad=False`` (for
+    evaluation) shards without padding: every index exactly once over all ranks, so a
+    metric that accumulates (a confusion matrix) never counts a sample twice.
     """
 
     def __init__(self, num_samples: int, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, pad: bool = True):
         if num_samples <= 0:
             raise ValueError("EpochSampler needs at least one sample")
         self.num_samples, self.shuffle, self.seed = int(num_samples), bool(shuffle), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
+        self.pad = bool(pad)
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -38,6 +41,8 @@ class EpochSampler(Sampler[int]):
 
     @property
     def shard_size(self) -> int:
+        if not self.pad:
+            return len(range(self.rank, self.num_samples, self.world_size))
         return math.ceil(self.num_samples / self.world_size)
 
     def order(self) -> list[int]:
@@ -46,6 +51,8 @@ class EpochSampler(Sampler[int]):
             order = torch.randperm(self.num_samples, generator=g).tolist()
         else:
             order = list(range(self.num_samples))
+        if not self.pad:
+            return order[self.rank::self.world_size]
         total = self.shard_size * self.world_size
         order += order[: total - len(order)] if total > len(order) else []
         while len(order) < total:                 # tiny datasets: wrap more than once

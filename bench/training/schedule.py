@@ -1,5 +1,6 @@
-"""Learning-rate schedules of the pose recipes: step decay with linear warm-up (mmcv's
-``policy='step'`` with ``warmup='linear'``), and the linear scaling rule for batch sizes
+"""Learning-rate schedules: step decay with linear warm-up (mmcv's ``policy='step'`` with
+``warmup='linear'``; the pose recipes), poly decay by iteration (the segmentation
+recipes; over ``epochs`` x iterations per epoch or a fixed ``iterations``), and the linear scaling rule for batch sizes
 other than the reference one."""
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def build_schedule(schedule, base_lr: float, iters_per_epoch: int):
     warmup = {"warmup_iters": int(warm.get("iters", 0)),
               "warmup_ratio": float(warm.get("ratio", 0.001))} if warm else {}
     if s.get("policy", "step") == "poly":
-        return PolyWarmupSchedule(base_lr, int(s["epochs"]) * iters_per_epoch,
+        total = int(s["iterations"]) if s.get("iterations") else int(s["epochs"]) * iters_per_epoch
+        return PolyWarmupSchedule(base_lr, total,
                                   float(s.get("power", 0.9)), float(s.get("min_lr", 0.0)),
                                   **warmup)
     return StepWarmupSchedule(base_lr, tuple(s.get("milestones", ())),

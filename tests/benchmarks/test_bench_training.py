@@ -17,6 +17,7 @@ from bench import create_model
 from bench.data.coco import COCODataset
 from bench.data.mpii import MPIIDataset
 from bench.data.synthetic import write_coco, write_mpii
+from bench.tasks import get_task
 from bench.training.loop import Trainer, TrainSettings
 
 
@@ -66,7 +67,9 @@ def test_train_step_litehrnet_18(benchmark, data):
     settings = TrainSettings(epochs=1, batch_size=8, lr=2e-3,
                              optimizer={"type": "adam", "lr": 2e-3}, schedule={"epochs": 1},
                              num_workers=0)
+    pose, protocol = get_task("pose"), {"use_target_weight": True}
     trainer = Trainer(create_model("litehrnet_18"), ds, settings, data / "work",
-                      torch.device("cpu"), log_fn=lambda _m: None)
-    loss = benchmark(trainer.step, batch)
-    assert loss > 0
+                      torch.device("cpu"), log_fn=lambda _m: None,
+                      loss_fn=lambda out, b: pose.loss(out, b, protocol))
+    loss, terms = benchmark(trainer.step, batch)
+    assert loss > 0 and set(terms) == {"heatmap"}

@@ -1,0 +1,96 @@
+"""The runner: suite rows -> measurements -> result records (-> report and CI gate).
+
+``run_suite`` measures every row of a suite. Profiles: ``complexity`` measures only;
+``smoke``, ``short`` and ``full`` first run the training jobs the accuracy columns need
+(``jobs``), then fill the cells from the jobs' records (``cells``). A failing row is
+recorded as failed and the others go on; every record is written atomically as soon as
+its row finishes. It knows no architecture and no task: everything model-specific comes
+from the registry and the model's own spec.
+
+Modules: ``context`` (settings, paths, the row's models), ``cells`` (one row's cells and
+record), ``jobs`` (training jobs), ``gate`` (``--check`` against published values),
+``smoke_gate`` (``--check --profile smoke`` against the committed baseline). The command
+line is ``bench.cli``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import time
+from pathlib import Path
+
+from .. import results as res
+from ..complexity.cache import MeasurementCache
+from ..launch import LaunchConfig
+from ..suite import Suite, load_suite
+from ..training.job import TRAIN_PROFILES
+from .cells import accuracy_cell, measure_complexity, measure_row
+from .context import (BASELINES_DIR, PROFILES, REPORTS_DIR, SMOKE_DATA_SEED, WORK_DIR,
+                      RowModels, RunContext, input_shapes, model_overrides)
+from .gate import failure_line, gate_failures
+from .jobs import (accuracy_protocols, build_job, job_protocol, missing_data, run_key,
+                   run_training, smoke_data_root)
+from .smoke_gate import (SMOKE_TOLERANCE, baseline_path, smoke_gate_failures, smoke_metrics,
+                         write_smoke_baseline)
+
+__all__ = [
+    "BASELINES_DIR", "PROFILES", "REPORTS_DIR", "SMOKE_DATA_SEED", "SMOKE_TOLERANCE",
+    "WORK_DIR", "RowModels", "RunContext", "SuiteRun", "accuracy_cell", "accuracy_protocols",
+    "baseline_path", "build_job", "failure_line", "gate_failures", "input_shapes",
+    "job_protocol", "main", "measure_complexity", "measure_row", "missing_data",
+    "model_overrides", "run_key", "run_suite", "run_training", "smoke_data_root",
+    "smoke_gate_failures", "smoke_metrics", "write_smoke_baseline",
+]
+
+
+@dataclasses.dataclass
+class SuiteRun:
+    suite: Suite
+    records: list[dict]
+    record_paths: list[Path]
+    wall_time_s: float
+
+
+def run_suite(suite: Suite | str | Path, profile: str = "complexity",
+              results_dir: Path = res.RESULTS_DIR, data_root: Path | None = None,
+              cache: MeasurementCache | None = None, rows: str | None = None,
+              latency: bool = False, progress=None, work_dir: Path = WORK_DIR,
+              rerun: bool = False, launch: LaunchConfig | None = None,
+              job_options: dict | None = None, log=print, device: str = "auto") -> SuiteRun:
+    """Measure every row (or those whose name matches the glob ``rows``), write records.
+    Training profiles first run the jobs the accuracy cells need (``run_training``)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; available: {', '.join(PROFILES)}")
+    if not isinstance(suite, Suite):
+        suite = load_suite(suite)
+    ctx = RunContext(profile=profile, results_dir=Path(results_dir),
+                     data_root=Path(data_root) if data_root else None,
+                     cache=cache or MeasurementCache(), latency=latency, device=device,
+                     work_dir=Path(work_dir), rerun=rerun, launch=launch or LaunchConfig(),
+                     job_options=dict(job_options or {}))
+    t0 = time.perf_counter()
+    # rows of methods this project does not build keep their published cells in the
+    # report; there is nothing to measure for them
+    selected = [row for row in suite.rows
+                if row.built and (not rows or fnmatch.fnmatch(row.name, rows))]
+    if profile in TRAIN_PROFILES:
+        run_training(suite, selected, ctx, log)
+    records, paths = [], []
+    for row in selected:
+        path = res.row_record_path(suite.suite, row.key, profile, ctx.results_dir)
+        record = measure_row(suite, row, ctx, previous=res.read_record(path))
+        res.write_record(path, record)
+        records.append(record)
+        paths.append(path)
+        if progress:
+            progress(row, record)
+    return SuiteRun(suite, records, paths, time.perf_counter() - t0)
+
+
+
+def __getattr__(name: str):
+    # ``bench.runner.main`` is the command line's (bench.cli imports this package)
+    if name == "main":
+        from ..cli import main
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

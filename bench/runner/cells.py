@@ -1,0 +1,263 @@
+"""Cells: one row of a suite -> one measurement per column -> the row's record.
+
+* complexity measures (params, of the model or of a column's ``submodule``, flops under
+  the column's convention plus the canonical fvcore figure, formula_flops from the
+  model's ``theory_macs``, receptive_field and contributing_fraction from a gradient on
+  the built module, fold_equivalence_error from the model's ``predict_folded`` /
+  ``fold_targets`` / ``unfold_predictions``, latency_ms with ``--latency``) are computed
+  here, through the on-disk measurement cache;
+* accuracy measures are read from training/evaluation run records
+  (``results/runs/<protocol>/<model_key>.<profile>.json``); without one the cell says why.
+
+A failing cell is recorded as an error and the others go on. It knows no architecture
+and no task.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+from .. import results as res
+from ..complexity.conventions import CANONICAL, get_convention
+from ..env import now_iso, provenance
+from ..suite import Column, Protocol, Row, Suite
+from ..training.job import TRAIN_PROFILES
+from .context import RowModels, RunContext, input_shapes
+from .jobs import accuracy_protocols, missing_data, run_key, unsupported_task
+
+_DECIMAL = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "%": 1, "ms": 1}
+
+
+def _measure_ratio(col: Column, protocol: Protocol | None, models: RowModels,
+                   ctx: RunContext, convention: str | None) -> tuple[dict, dict]:
+    """A ``relative_to`` cell: the measure of the row's model over the same measure of the
+    row's model with the column's overrides (the reference)."""
+    plain = col.model_copy(update={"relative_to": None})
+    row = models.row
+    reference_row = row.model_copy(update={"model": row.model.model_copy(
+        update={"overrides": {**row.model.overrides, **col.relative_to}})})
+    cell, details = measure_complexity(plain, protocol, models, ctx, convention)
+    ref, _ = measure_complexity(plain, protocol, RowModels(reference_row), ctx, convention)
+    ratio = cell["raw"] / ref["raw"]
+    cell.update(raw=ratio, value=ratio, numerator=cell["raw"], denominator=ref["raw"],
+                relative_to=dict(col.relative_to))
+    cell.pop("canonical", None)
+    return cell, details   # the numerator's breakdown; the cell holds both counts
+
+
+def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels,
+                        ctx: RunContext, convention: str | None = None) -> tuple[dict, dict]:
+    """One complexity cell; ``convention`` is the row's counting convention for the
+    column (``Suite.convention_for``), the column's by default."""
+    if col.relative_to:
+        return _measure_ratio(col, protocol, models, ctx, convention)
+    convention = convention or col.convention
+    spec = models.spec(protocol)
+    parts = {"model": models.row.model.name, "spec": dataclasses.asdict(spec),
+             "input": None if col.measure == "params" else input_shapes(col, protocol)}
+    cell: dict[str, Any] = {"unit": col.unit, "status": res.CELL_MEASURED,
+                            "convention": convention}
+    details: dict[str, Any] = {}
+
+    if col.measure == "params":
+        from ..complexity import count_params
+        if col.submodule:
+            parts["submodule"] = col.submodule
+
+        def params(rule: str | None = None):
+            model = models.get(protocol)
+            return count_params(model.get_submodule(col.submodule) if col.submodule else model,
+                                convention=rule)
+        if convention is not None and get_convention(convention).param_modules is not None:
+            # the paper's counter left some parameters out: its count, and every
+            # parameter as the canonical figure beside it
+            raw, hit = ctx.cache.get_or_compute(lambda: params(convention), measure="params",
+                                                convention=convention, **parts)
+            every, _ = ctx.cache.get_or_compute(params, measure="params", **parts)
+            cell["canonical"] = {"value": every / _DECIMAL[col.unit], "raw": every,
+                                 "unit": col.unit, "convention": None}
+        else:
+            raw, hit = ctx.cache.get_or_compute(params, measure="params", **parts)
+        cell.update(raw=raw, value=raw / _DECIMAL[col.unit])
+    elif col.measure == "flops":
+        report, hit = _flops(convention, parts, protocol, models, ctx)
+        conv = get_convention(convention)
+        cell.update(raw=report["total"], value=report["total"] / conv.scale(col.unit))
+        details = {"by_operator": report["by_operator"], "not_counted": report["not_counted"],
+                   "by_module": {k: v for k, v in report["by_module"].items() if k.count(".") < 2}}
+        if convention != CANONICAL:
+            canon, _ = _flops(CANONICAL, parts, protocol, models, ctx)
+            cell["canonical"] = {"value": canon["total"] / get_convention(CANONICAL).scale(col.unit),
+                                 "raw": canon["total"], "unit": col.unit, "convention": CANONICAL}
+    elif col.measure == "formula_flops":
+        def formula():
+            model = models.get(protocol)
+            if not hasattr(model, "theory_macs"):
+                raise ValueError(f"model {models.row.model.name!r} declares no closed-form "
+                                 "complexity (theory_macs)")
+            return int(model.theory_macs(parts["input"]))
+        raw, hit = ctx.cache.get_or_compute(formula, measure="formula_flops", **parts)
+        base = get_convention(convention).scale(col.unit) if convention else _DECIMAL[col.unit]
+        cell.update(raw=raw, value=raw / base)
+    elif col.measure in ("receptive_field", "contributing_fraction"):
+        from ..complexity.receptive_field import measure_footprint
+        channels, height, width = parts["input"][0][-3:]
+        if height != width:
+            raise ValueError(f"a {col.measure} column needs a square input, got {height}x{width}")
+
+        def footprint():
+            f = measure_footprint(models.get(protocol), channels, height)
+            return {"receptive_field": f.receptive_field, "height": f.height, "width": f.width,
+                    "connected": f.connected, "contributing_fraction": f.contributing_fraction}
+        found, hit = ctx.cache.get_or_compute(footprint, measure="footprint", **parts)
+        cell.update(raw=found[col.measure], value=found[col.measure])
+        details = found
+    elif col.measure == "fold_equivalence_error":
+        from ..complexity.fold_equivalence import fold_equivalence
+        found, hit = ctx.cache.get_or_compute(
+            lambda: fold_equivalence(models.get(protocol), parts["input"][0]),
+            measure="fold_equivalence", **parts)
+        cell.update(raw=found["max_abs_error"], value=found["max_abs_error"])
+        details = found
+    elif col.measure == "latency_ms":
+        if not ctx.latency:
+            return {"unit": col.unit, "status": res.CELL_NOT_MEASURED,
+                    "reason": "latency not requested (run with --latency)"}, {}
+        from ..complexity.latency import measure_latency
+        device = ctx.device
+        if device == "auto":
+            import torch
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        # a CPU pass at batch 32 takes seconds: one warm-up pass is enough there
+        warmup = 1 if device == "cpu" and col.batch > 1 else 3
+        stats = measure_latency(models.get(protocol), parts["input"], device=device,
+                                batch=col.batch, warmup=warmup)
+        cell.update(raw=stats["median_ms"], value=stats["median_ms"], batch=col.batch,
+                    device=device, device_name=stats["device_name"])
+        details, hit = stats, False
+    else:  # pragma: no cover - the suite schema admits no other complexity measure
+        raise ValueError(f"unknown complexity measure {col.measure!r}")
+    cell["source"] = "cache" if hit else "measured"
+    return cell, details
+
+
+def _flops(convention: str, parts: dict, protocol, models: RowModels, ctx: RunContext):
+    from ..complexity import count_flops
+    return ctx.cache.get_or_compute(
+        lambda: count_flops(models.get(protocol), parts["input"], convention).to_dict(),
+        measure="flops", convention=convention, **parts)
+
+
+def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) -> dict:
+    cell = {"unit": col.unit, "convention": None}
+    profile = ctx.profile if ctx.profile in TRAIN_PROFILES else "full"
+    key = run_key(row, protocol)
+    path = res.run_record_path(protocol.name, key, profile, ctx.results_dir)
+    record = res.read_record(path)
+    if record is not None and record.get("status") == "ok":
+        value = (record.get("metrics") or {}).get(col.measure)
+        if value is not None:
+            return {**cell, "status": res.CELL_MEASURED, "value": float(value),
+                    "raw": float(value), "source": str(path), "profile": profile}
+        why = f"the {profile} run of {key} on {protocol.name} reports no {col.measure}"
+    elif record is not None:
+        why = f"the {profile} run of {key} on {protocol.name} failed: {record.get('error')}"
+    elif str(path) in ctx.skipped:
+        why = ctx.skipped[str(path)]
+    elif protocol.server_only:
+        why = missing_data(protocol, None)
+    elif unsupported_task(protocol):
+        why = unsupported_task(protocol)
+    else:
+        why = f"no {profile}-profile result for {key} on {protocol.name}"
+        if profile == "full":
+            why += "; " + (missing_data(protocol, ctx.data_root) or
+                           f"{protocol.dataset.upper()} found under {ctx.data_root}, but no "
+                           "full training run has been recorded (run with --profile full)")
+    return {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
+
+
+def _earlier_latency(previous: dict | None, cid: str, spec: dict, shapes) -> tuple[dict, dict] | None:
+    """A latency cell the row's previous record measured for the same model and input:
+    a run without --latency keeps it rather than dropping the number."""
+    if not previous or (previous.get("model") or {}).get("spec") != spec:
+        return None
+    cell = (previous.get("cells") or {}).get(cid) or {}
+    details = (previous.get("details") or {}).get(cid) or {}
+    # details hold the timed (N, C, H, W); the column's input is (C, H, W)
+    if cell.get("status") != res.CELL_MEASURED or details.get("input_shape", [None])[1:] != list(shapes[0]):
+        return None
+    when = (previous.get("finished_at") or "an earlier run")
+    commit = ((previous.get("provenance") or {}).get("commit") or "unknown")[:10]
+    return {**cell, "source": f"kept from the record of {when} (commit {commit})"}, details
+
+
+def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None = None) -> dict:
+    """Every cell of one row. ``previous`` is the row's last record of this profile:
+    its latency cells are kept when this run does not time latency."""
+    started, t0 = now_iso(), time.perf_counter()
+    models = RowModels(row)
+    cells: dict[str, dict] = {}
+    details: dict[str, dict] = {}
+    for cid, col in suite.columns.items():
+        if not suite.applies(row, cid):
+            continue
+        protocol = suite.protocol_for(row, col.protocol)
+        try:
+            kept = None
+            if col.measure == "latency_ms" and not ctx.latency:
+                # the record stores the spec as JSON (tuples as lists)
+                spec_json = json.loads(json.dumps(dataclasses.asdict(models.spec(None))))
+                kept = _earlier_latency(previous, cid, spec_json, input_shapes(col, protocol))
+            if kept:
+                cells[cid], details[cid] = kept
+            elif col.is_complexity:
+                cells[cid], d = measure_complexity(col, protocol, models, ctx,
+                                                    suite.convention_for(row, cid))
+                if d:
+                    details[cid] = d
+            else:
+                cells[cid] = accuracy_cell(col, protocol, row, ctx)
+        except Exception as err:  # one broken cell must not lose the others
+            cells[cid] = {"unit": col.unit, "status": res.CELL_ERROR, "value": None,
+                          "reason": f"{type(err).__name__}: {err}"}
+    spec = models.spec(None)
+    failed = [cid for cid, c in cells.items() if c["status"] == res.CELL_ERROR]
+    runs = {}
+    if ctx.profile in TRAIN_PROFILES:
+        for key, protocol in accuracy_protocols(suite, row).items():
+            path = res.run_record_path(protocol.name, run_key(row, protocol), ctx.profile,
+                                       ctx.results_dir)
+            rec = res.read_record(path)
+            runs[key] = {"record": str(path), "status": rec.get("status") if rec else "not run",
+                         "error": (rec or {}).get("error") or ctx.skipped.get(str(path)),
+                         "fingerprint": (rec or {}).get("fingerprint"),
+                         "settings": (rec or {}).get("settings"),
+                         "training": _log_summary((rec or {}).get("training")),
+                         "metrics": (rec or {}).get("metrics"),
+                         "target_metrics": (rec or {}).get("target_metrics")}
+    return {
+        "suite": suite.suite, "suite_file": suite.path, "table": suite.table,
+        "row": row.name, "row_key": row.key, "profile": ctx.profile,
+        "model": {"name": row.model.name, "overrides": row.model.overrides, "key": row.model.key,
+                  "summary": spec.summary() if hasattr(spec, "summary") else "",
+                  "spec": dataclasses.asdict(spec)},
+        "protocols": {k: suite.protocol_for(row, k).model_dump(mode="json") for k in suite.protocols},
+        "cells": cells, "details": details, "runs": runs,
+        "provenance": provenance(),
+        "status": "failed" if failed else "ok",
+        "error": f"cells failed: {', '.join(failed)}" if failed else None,
+        "started_at": started, "finished_at": now_iso(),
+        "wall_time_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _log_summary(training: dict | None) -> dict | None:
+    if not training:
+        return None
+    keys = ("epochs", "iterations", "first_loss", "final_loss", "train_wall_time_s",
+            "images_per_s", "resumed_from", "checkpoint", "log")
+    return {k: training.get(k) for k in keys}
+

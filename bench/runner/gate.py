@@ -1,0 +1,34 @@
+"""The CI gate (``--check``): gated cells against the published values and their
+tolerances (complexity cells always, accuracy cells with the full profile), and the
+message for each failure.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..suite import Suite
+
+
+def gate_failures(suite: Suite, records: Sequence[dict]) -> list[dict]:
+    """Gated cells that are not within tolerance: outside it, or not measured (a
+    measurement that broke must fail the gate, not pass it silently). Complexity cells
+    always; accuracy cells only when the records come from the full profile."""
+    from ..compare import WITHIN
+    from ..report import cell_verdicts
+    full = any(r.get("profile") == "full" for r in records)
+    ran = {r.get("row_key") for r in records}      # --rows: gate the rows that ran
+    return [v for v in cell_verdicts(suite, records)
+            if v["gated"] and v["row_key"] in ran
+            and (suite.columns[v["column"]].is_complexity or full) and v["status"] != WITHIN]
+
+
+def failure_line(suite: Suite, f: dict) -> str:
+    measured = "not measured" if f["measured"] is None else f"{f['measured']:.6g}"
+    line = (f"CHECK FAILED {suite.suite}: row {f['row']!r}, column {f['column']!r}: "
+            f"published {f['published']}, measured {measured}")
+    if f.get("allowed") is not None:
+        line += f", allowed ±{f['allowed']:g}"
+    if f.get("reason"):
+        line += f" ({f['reason']})"
+    return line
+

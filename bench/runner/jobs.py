@@ -1,0 +1,142 @@
+"""Training jobs: one per (row model, protocol of an accuracy column), for the profiles
+``smoke``, ``short`` and ``full``, run through ``bench.launch`` (in-process, torchrun or
+Slurm).
+
+A job whose record exists with status ok and the same fingerprint (model, protocol,
+resolved settings) is done and not rerun (``--rerun`` forces it); an interrupted one
+resumes from its latest checkpoint in ``--work-dir``. ``smoke`` trains on data generated
+in the official formats (each task's ``write_smoke_data``) under ``<work-dir>/smoke_data``;
+``short`` and ``full`` need ``--data-root``, and a missing dataset gives one message
+naming the expected path (``missing_data``). It knows no architecture and no task: the
+job (``bench.training.job``) and the registry do.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from .. import results as res
+from ..suite import Protocol, Row, Suite
+from .context import SMOKE_DATA_SEED, RunContext, model_overrides
+
+
+def missing_data(protocol: Protocol, data_root: Path | None) -> str | None:
+    """Why the protocol's dataset cannot be used under ``data_root`` (None when it can)."""
+    name = protocol.dataset.upper()
+    if protocol.server_only:
+        return f"{protocol.name}: {protocol.server_only}"
+    if data_root is None:
+        return f"no --data-root given, so no {name} to train or evaluate on"
+    missing = [f for f in protocol.data_files if not (Path(data_root) / f).exists()]
+    if missing:
+        return f"no {name} under the data root {data_root}: expected {Path(data_root) / missing[0]}"
+    return None
+
+
+def accuracy_protocols(suite: Suite, row: Row) -> dict[str, Protocol]:
+    """The protocols the row's accuracy columns need a trained model for."""
+    keys = dict.fromkeys(c.protocol for cid, c in suite.columns.items()
+                         if not c.is_complexity and suite.applies(row, cid))
+    return {k: suite.protocol_for(row, k) for k in keys if k is not None}
+
+
+def smoke_data_root(ctx: RunContext, tasks: Sequence[str] = ("pose",)) -> Path:
+    """Small datasets in the official formats of every task in ``tasks`` (pose: COCO /
+    MPII / LSP-extended; segmentation: Cityscapes / PASCAL-Context / LIP), each written
+    once per work dir by its task (deterministic: the same files for the same seed)."""
+    from ..tasks import get_task
+    root = ctx.work_dir / "smoke_data"
+    for name in sorted(set(tasks)):
+        marker = root / f"WRITTEN.{name}"
+        if not marker.is_file() or marker.read_text().strip() != str(SMOKE_DATA_SEED):
+            get_task(name).write_smoke_data(root, seed=SMOKE_DATA_SEED)
+            marker.write_text(str(SMOKE_DATA_SEED))
+    return root
+
+
+def unsupported_task(protocol: Protocol) -> str | None:
+    """Why no job can run the protocol's task (None when a task plug-in exists)."""
+    from ..tasks import get_task
+    try:
+        get_task(protocol.task)
+    except KeyError:
+        return (f"protocol {protocol.name}: the {protocol.task} task has no plug-in in this "
+                "project yet, so nothing trains or scores it")
+    return None
+
+
+def job_protocol(row: Row, protocol: Protocol) -> Protocol:
+    """The protocol a row's job runs: the row's ``pretrained`` weights replace the protocol's."""
+    if row.pretrained is not None:
+        return protocol.model_copy(update={"pretrained": row.pretrained})
+    return protocol
+
+
+def run_key(row: Row, protocol: Protocol) -> str:
+    """Names a row's training run: the model key, marked when it starts from ImageNet
+    weights (a table can hold the same model trained both ways, e.g. HRNet Table 1)."""
+    return row.model.key + ("+imagenet" if job_protocol(row, protocol).pretrained else "")
+
+
+def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None):
+    from ..training.job import Job
+    key = run_key(row, protocol)
+    protocol = job_protocol(row, protocol)
+    return Job(
+        model=row.model.name, overrides=model_overrides(row, protocol), model_key=key,
+        protocol=protocol.model_dump(mode="json"), profile=ctx.profile,
+        data_root=None if data_root is None else str(data_root),
+        work_dir=str(ctx.work_dir / ctx.profile / res.safe_name(protocol.name) / res.safe_name(key)),
+        record_path=str(res.run_record_path(protocol.name, key, ctx.profile, ctx.results_dir)),
+        **ctx.job_options)
+
+
+def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) -> list:
+    """Launch the jobs the rows' accuracy cells need (those not done yet)."""
+    wanted = [p for row in rows for p in accuracy_protocols(suite, row).values()]
+    data_root = ctx.data_root
+    if ctx.profile == "smoke":
+        data_root = smoke_data_root(ctx, [p.task for p in wanted
+                                          if not p.server_only and not unsupported_task(p)])
+    world = ctx.launch.nproc_per_node * (ctx.launch.nodes if ctx.launch.launcher == "slurm" else 1)
+    todo, seen = [], set()
+    for row in rows:
+        for protocol in accuracy_protocols(suite, row).values():
+            path = str(res.run_record_path(protocol.name, run_key(row, protocol), ctx.profile,
+                                           ctx.results_dir))
+            if path in seen:
+                continue
+            seen.add(path)
+            why = unsupported_task(protocol)
+            if why is None and (protocol.server_only or ctx.profile != "smoke"):
+                why = missing_data(protocol, data_root)     # smoke data is generated
+            if why is None and not protocol.trainable:
+                why = f"protocol {protocol.name} has no training recipe (optimizer, schedule, batch)"
+            weights = job_protocol(row, protocol).pretrained
+            if why is None and weights and ctx.profile != "smoke":
+                from ..checkpoints import pretrained_path
+                if not pretrained_path(weights).is_file():
+                    where = "row" if row.pretrained else f"protocol {protocol.name}"
+                    why = (f"pretrained weights not found: {pretrained_path(weights)} (named by "
+                           f"the {where} 'pretrained' field of {row.name!r} in {suite.path})")
+                    log(f"error: {why}")
+            if why:
+                ctx.skipped[path] = why
+                continue
+            job = build_job(row, protocol, ctx, data_root)
+            record = res.read_record(Path(path))
+            if (record and record.get("status") == "ok" and not ctx.rerun
+                    and record.get("fingerprint") == job.fingerprint(world)):
+                log(f"done already: {row.model.key} on {protocol.name} ({ctx.profile}); "
+                    f"--rerun to run it again")
+                continue
+            if ctx.rerun:
+                shutil.rmtree(job.work_dir, ignore_errors=True)
+            todo.append(job)
+    if todo:
+        from ..launch import run_jobs
+        log(f"{suite.suite}: {len(todo)} {ctx.profile} job(s) via {ctx.launch.launcher}")
+        run_jobs(todo, ctx.launch)
+    return todo
+
