@@ -33,9 +33,15 @@ COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms", "recept
 # reference a trained model must beat; bench.evaluation.baselines)
 # (Head ... Ankle: MPII PCKh@0.5 per body part, left and right pooled)
 # (mAP@0.5: PASCAL VOC detection, mean over classes of the AP at IoU 0.5)
+# (mIoU, aAcc, mAcc: segmentation, in percent: mean IoU over classes, pixel accuracy and
+# mean class accuracy; bench.evaluation.segmentation)
+# (iIoU, IoU_category, iIoU_category: Cityscapes instance-level IoU over classes, and IoU
+# and iIoU over the 7 categories; reported only by the Cityscapes evaluation server: their
+# protocols are server_only, so no local run fills them)
 ACCURACY_MEASURES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50",
                      "PCKh@0.5", "PCKh@0.1", "AUC", "Head", "Shoulder", "Elbow", "Wrist",
-                     "Hip", "Knee", "Ankle", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU", "mAP@0.5")
+                     "Hip", "Knee", "Ankle", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU", "aAcc",
+                     "mAcc", "iIoU", "IoU_category", "iIoU_category", "mAP@0.5")
 MEASURES = COMPLEXITY_MEASURES + ACCURACY_MEASURES
 Unit = Literal["", "K", "M", "G", "%", "ms"]   # multiples of a measure's base unit
 
