@@ -141,3 +141,46 @@ def test_an_iteration_recipe_stops_at_its_iteration_count(seg_data, tmp_path):
     short = Job("hrnetv2_w18_small_v2_seg", protocol("cityscapes_512x1024_lite_hrnet"),
                 work_dir="x", profile="short")
     assert short.resolved()["iterations"] == 16000
+
+
+def test_torchrun_gathers_the_confusion_of_every_rank_once(seg_data, tmp_path):
+    """Two CPU processes: each scores its shard of the 3 val images (no padding, so no
+    image twice); the gathered metrics equal one process scoring the trained weights."""
+    from bench.launch import LaunchConfig, run_jobs
+    from bench.registry import create_model
+    from bench.training.checkpoint import load_checkpoint
+    from bench.training.evaluate import evaluate
+    from bench.training.job import Job
+    p = protocol("cityscapes_512x1024_hrnet_seg")
+    job = Job("hrnetv2_w18_small_v2_seg", p, work_dir=str(tmp_path / "w"), profile="smoke",
+              data_root=str(seg_data), record_path=str(tmp_path / "rec.json"), batch_size=2)
+    [rec] = run_jobs([job], LaunchConfig("torchrun", nproc_per_node=2))
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec["settings"]["world_size"] == 2 and rec["val_samples"] == 3
+    model = create_model("hrnetv2_w18_small_v2_seg")
+    model.load_state_dict(load_checkpoint(tmp_path / "w" / "latest.pth")["model"])
+    val = TASK.build_dataset(job.protocol, seg_data, train=False)
+    alone = evaluate(TASK, model, val, job.protocol, torch.device("cpu"), num_workers=0)
+    assert rec["metrics"]["mIoU"] == pytest.approx(alone["mIoU"], abs=1e-9)
+    assert rec["metrics"]["aAcc"] == pytest.approx(alone["aAcc"], abs=1e-9)
+    assert rec["target_metrics"]["mIoU"] == pytest.approx(100.0)
+
+
+def test_gsto_pose_rows_train_their_stage_predictors(tmp_path):
+    """A GSTO pose model returns its stage heatmaps in training mode; the pose task
+    weighs them with the protocol's aux_weights (0.3 / 0.5 for GSTO-HRNet's stages 2, 3)."""
+    import json
+
+    from bench.data.synthetic import write_mpii
+    from bench.training.job import Job
+    write_mpii(tmp_path / "mpii", num_train=12, num_val=4, seed=3)
+    p = load_protocol("mpii_256x256_hrnet").model_dump(mode="json")
+    p.update(input_size=[64, 64], heatmap_size=[16, 16], sigma=1.0)
+    job = Job("gsto_hrnet_w32", p, work_dir=str(tmp_path / "w"), profile="smoke",
+              data_root=str(tmp_path), overrides={"num_joints": 16})
+    rec = job()
+    assert rec["status"] == "ok", rec.get("traceback")
+    log = [json.loads(x) for x in open(rec["training"]["log"]).read().splitlines()]
+    terms = [e["losses"] for e in log if e.get("event") == "train"]
+    assert set(terms[0]) == {"heatmap", "aux.stage2", "aux.stage3"}
+    assert all(t["aux.stage2"] > 0 for t in terms)

@@ -1,7 +1,7 @@
 """Semantic-segmentation dataset base: (image, label) files -> augmented crops.
 
-Serves the segmentation tables: HRNetV2 (Sun et al., 2019) Cityscapes, PASCAL-Context
-and LIP tables, GSTO's Cityscapes tables, DPN's and FlatteNet's segmentation rows.
+Serves the segmentation tables: GSTO's Cityscapes, LIP and PASCAL-Context tables,
+Lite-HRNet Table 8 and FlatteNet Table VIII (HRNetV2's recipes).
 ``cityscapes.py``, ``pascal_context.py`` and ``lip.py`` only list the (image, label)
 file pairs of their official layouts and say how label values map to train ids;
 everything from the files to the tensors happens here, once, for all of them.

@@ -168,7 +168,9 @@ class Trainer:
         self.dataset, self.log_fn, self.stop_at_iter = dataset, log_fn, stop_at_iter
         self.loss_fn, self.collate_fn = loss_fn, collate_fn
 
-        if settings.sync_bn and dist_info.distributed:
+        # SyncBatchNorm runs on GPUs only: a CPU process group (tests) keeps BN per process
+        self.sync_bn = settings.sync_bn and dist_info.distributed and device.type == "cuda"
+        if self.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = model.to(device)
         if settings.channels_last:
@@ -369,6 +371,7 @@ class Trainer:
             "finished": finished,
             "epochs": self.epoch, "iterations": self.global_iter,
             "iters_per_epoch": self.iters_per_epoch,
+            "sync_bn": self.sync_bn,
             "first_loss": float(sum(first) / len(first)) if first else None,
             "final_loss": self.epoch_losses[-1] if self.epoch_losses else None,
             "epoch_losses": list(self.epoch_losses),
