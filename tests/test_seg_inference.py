@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.tasks.segmentation_inference import (_scaled_size, _slide, predict_labels,
-                                                predict_logits)
+                                                predict_probabilities)
 from bench.training.losses import (HRNET_CITYSCAPES_CLASS_WEIGHTS, ohem_cross_entropy,
                                    pixel_cross_entropy)
 
@@ -176,7 +176,7 @@ def _image(h=13, w=17, seed=0):
 
 def test_whole_image_is_softmax_of_the_model():
     model, img = PixelModel(), _image()
-    probs = predict_logits(model, img, 3)
+    probs = predict_probabilities(model, img, 3)
     torch.testing.assert_close(probs, F.softmax(model(img), dim=1))
     torch.testing.assert_close(probs.sum(1), torch.ones(2, 13, 17))
     assert torch.equal(predict_labels(model, img, 3), model(img).argmax(1))
@@ -184,12 +184,12 @@ def test_whole_image_is_softmax_of_the_model():
 
 def test_sliding_window_equals_whole_for_pixelwise_model():
     model, img = PixelModel(), _image()
-    whole = predict_logits(model, img, 3)
+    whole = predict_probabilities(model, img, 3)
     # overlapping windows (stride < crop), a last window aligned to the border
-    torch.testing.assert_close(predict_logits(model, img, 3, sliding_window=((8, 8), (5, 5))),
+    torch.testing.assert_close(predict_probabilities(model, img, 3, sliding_window=((8, 8), (5, 5))),
                                whole)
     # an image lower than the crop: padded to it, the padding cropped off again
-    torch.testing.assert_close(predict_logits(model, img, 3, sliding_window=((16, 8), (16, 6))),
+    torch.testing.assert_close(predict_probabilities(model, img, 3, sliding_window=((16, 8), (16, 6))),
                                whole)
 
 
@@ -219,19 +219,19 @@ def test_flip_averages_mirrored_view_and_swaps_channels():
     i = torch.arange(3.0)
     # plain view: p0 = sigmoid(i); mirrored view, flipped back: scores (2 - i, 0),
     # swapped by the pair (0, 1) to (0, 2 - i): p0 = sigmoid(i - 2)
-    probs = predict_logits(PositionModel(), img, 2, flip=True, flip_pairs=((0, 1),))
+    probs = predict_probabilities(PositionModel(), img, 2, flip=True, flip_pairs=((0, 1),))
     torch.testing.assert_close(probs[0, 0, 0], 0.5 * (sig(i) + sig(i - 2)))
     assert probs[0, 0, 0, 0] < 0.5 < probs[0, 0, 0, 2]
     assert probs[0, 0, 0, 1].item() == pytest.approx(0.5)
     # without the swap the mirrored view gives p0 = sigmoid(2 - i)
-    probs = predict_logits(PositionModel(), img, 2, flip=True)
+    probs = predict_probabilities(PositionModel(), img, 2, flip=True)
     torch.testing.assert_close(probs[0, 0, 0], 0.5 * (sig(i) + sig(2 - i)))
 
 
 def test_flip_of_pixelwise_model_only_swaps_channels():
     model, img = PixelModel(num_classes=4), _image()
     p = F.softmax(model(img), dim=1)
-    probs = predict_logits(model, img, 4, flip=True, flip_pairs=((1, 3),))
+    probs = predict_probabilities(model, img, 4, flip=True, flip_pairs=((1, 3),))
     torch.testing.assert_close(probs, 0.5 * (p + p[:, [0, 3, 2, 1]]))
 
 
@@ -266,14 +266,14 @@ def test_base_size_scale_resizes_the_input():
             return super().forward(x)
 
     img = _image(12, 20)
-    probs = predict_logits(Recorder(), img, 3, scales=(0.5, 0.75), base_size=40)
+    probs = predict_probabilities(Recorder(), img, 3, scales=(0.5, 0.75), base_size=40)
     assert seen == [(12, 20), (18, 30)] and probs.shape == (2, 3, 12, 20)
 
 
 def test_out_size_and_stride_four_output():
     model = PixelModel(stride=4)
     img = torch.tensor([0.3, -0.2, 0.7]).view(1, 3, 1, 1).expand(2, 3, 16, 24)
-    probs = predict_logits(model, img, 3, out_size=(7, 9))
+    probs = predict_probabilities(model, img, 3, out_size=(7, 9))
     assert probs.shape == (2, 3, 7, 9)
     # a constant image stays constant through the stride-4 model and the resize
     expected = F.softmax(model.conv(img[:, :, :1, :1]), dim=1).expand(2, 3, 7, 9)
@@ -283,14 +283,14 @@ def test_out_size_and_stride_four_output():
 
 def test_output_mapping_and_wrong_class_count():
     img = _image()
-    plain = predict_logits(PixelModel(), img, 3, flip=True, sliding_window=((8, 8), (6, 6)))
-    mapped = predict_logits(PixelModel(as_dict=True), img, 3, flip=True,
+    plain = predict_probabilities(PixelModel(), img, 3, flip=True, sliding_window=((8, 8), (6, 6)))
+    mapped = predict_probabilities(PixelModel(as_dict=True), img, 3, flip=True,
                             sliding_window=((8, 8), (6, 6)))
     torch.testing.assert_close(mapped, plain)
     with pytest.raises(ValueError, match="B x 5 x h x w"):
-        predict_logits(PixelModel(), img, 5)
+        predict_probabilities(PixelModel(), img, 5)
 
 
 def test_inference_builds_no_graph():
     model = PixelModel()
-    assert not predict_logits(model, _image(), 3).requires_grad
+    assert not predict_probabilities(model, _image(), 3).requires_grad

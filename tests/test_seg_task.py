@@ -97,13 +97,13 @@ def test_a_broken_flip_swap_is_caught_by_the_oracle(seg_data):
     val.flip_pairs = ()                       # the evaluation forgets the swap ...
     broken = LabelEcho.encode                 # ... while a mirrored 'model' still swaps
     metrics = {}
-    from bench.tasks.segmentation_inference import predict_logits
+    from bench.tasks.segmentation_inference import predict_probabilities
     from bench.evaluation.segmentation import SegmentationEvaluator
     ev = SegmentationEvaluator(20)
     echo = LabelEcho(20, ((14, 15), (16, 17), (18, 19)))
     for i in range(len(val)):
         label = torch.from_numpy(val.load_label(i).astype(np.int64))[None]
-        scores = predict_logits(echo, broken(label, 20), 20, flip=True, flip_pairs=())
+        scores = predict_probabilities(echo, broken(label, 20), 20, flip=True, flip_pairs=())
         ev.process({"pred": scores.argmax(1).numpy(), "label": label.numpy()})
     metrics = ev.compute()
     assert metrics["mIoU"] < 99.0

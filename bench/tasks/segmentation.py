@@ -163,12 +163,12 @@ class SegmentationTask(Task):
     def predict(self, model, batch: Mapping, dataset, protocol: Mapping, device,
                 amp: str = "off", channels_last: bool = False) -> dict:
         from ..training.loop import autocast_context
-        from .segmentation_inference import predict_logits
+        from .segmentation_inference import predict_probabilities
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         image = batch["image"].to(device, non_blocking=True, memory_format=fmt)
         label = batch["label"]
         with autocast_context(device, amp):
-            scores = predict_logits(model, image, dataset.num_classes,
+            scores = predict_probabilities(model, image, dataset.num_classes,
                                     out_size=tuple(label.shape[-2:]),
                                     **self._inference_args(dataset, protocol))
         return {"pred": scores.argmax(1).cpu().numpy(), "label": label.numpy()}
@@ -179,11 +179,11 @@ class SegmentationTask(Task):
                                      class_names=dataset.class_names)
 
     def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
-        from .segmentation_inference import predict_logits
+        from .segmentation_inference import predict_probabilities
         oracle = LabelEcho(dataset.num_classes, dataset.flip_pairs).eval()
         args = self._inference_args(dataset, protocol)
         for index in range(len(dataset)):
             label = torch.from_numpy(np.asarray(dataset.load_label(index), dtype=np.int64))[None]
-            scores = predict_logits(oracle, LabelEcho.encode(label, dataset.num_classes),
+            scores = predict_probabilities(oracle, LabelEcho.encode(label, dataset.num_classes),
                                     dataset.num_classes, out_size=tuple(label.shape[-2:]), **args)
             yield {"pred": scores.argmax(1).numpy(), "label": label.numpy()}

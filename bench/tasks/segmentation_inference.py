@@ -8,7 +8,7 @@ Lite-HRNet / GSTO / FlatteNet segmentation tables that use the same protocols.
 
 Ensembling choice (mmsegmentation's ``aug_test``): every view (scale x flip) gives logits,
 resized bilinearly to the output size, turned into softmax probabilities, and the views'
-probabilities are averaged; ``predict_logits`` returns that mean (a probability map), and
+probabilities are averaged; ``predict_probabilities`` returns that mean (a probability map), and
 its argmax is what is evaluated. HRNet-Semantic-Segmentation instead averages the plain and
 flipped *logits*, exponentiates them and sums over windows and scales
 (``BaseDataset.inference`` / ``multi_scale_inference``); single-view argmaxes agree, the
@@ -23,9 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from .base import main_output
-
-#: LIP's left/right channel pairs (arms, legs, shoes) swapped on flipped predictions.
-LIP_FLIP_PAIRS = ((14, 15), (16, 17), (18, 19))
 
 
 def _scaled_size(hw: Sequence[int], scale: float, base_size: Optional[int]) -> tuple[int, int]:
@@ -112,7 +109,7 @@ def _flip_back(logits: torch.Tensor, flip_pairs: Sequence[Sequence[int]] = ()) -
 
 
 @torch.no_grad()
-def predict_logits(model, image: torch.Tensor, num_classes: int,
+def predict_probabilities(model, image: torch.Tensor, num_classes: int,
                    scales: Sequence[float] = (1.0,), flip: bool = False,
                    flip_pairs: Sequence[Sequence[int]] = (), base_size: Optional[int] = None,
                    sliding_window=None, out_size: Optional[Sequence[int]] = None,
@@ -150,11 +147,11 @@ def predict_labels(model, image: torch.Tensor, num_classes: int,
                    flip_pairs: Sequence[Sequence[int]] = (), base_size: Optional[int] = None,
                    sliding_window=None, out_size: Optional[Sequence[int]] = None,
                    align_corners: bool = True) -> torch.Tensor:
-    """B x out_h x out_w class indices (int64): the argmax of ``predict_logits``."""
-    return predict_logits(model, image, num_classes, scales=scales, flip=flip,
+    """B x out_h x out_w class indices (int64): the argmax of ``predict_probabilities``."""
+    return predict_probabilities(model, image, num_classes, scales=scales, flip=flip,
                           flip_pairs=flip_pairs, base_size=base_size,
                           sliding_window=sliding_window, out_size=out_size,
                           align_corners=align_corners).argmax(dim=1)
 
 
-__all__ = ["LIP_FLIP_PAIRS", "predict_logits", "predict_labels"]
+__all__ = ["predict_probabilities", "predict_labels"]
