@@ -290,3 +290,21 @@ def test_latency_columns_time_their_batch_and_the_report_plots_latency_vs_flops(
     kept = again.records[0]["cells"]["mpii.b2"]
     assert kept["value"] == cells["mpii.b2"]["value"]
     assert kept["source"].startswith("kept from the record of")
+
+
+def test_segmentation_smoke_rows_pass_their_committed_baseline(tmp_path, shared_cache_dir,
+                                                                smoke_work_dir, capsys):
+    """GSTO Table 4's W18 rows through the runner: smoke jobs on generated Cityscapes,
+    mIoU cells filled (not compared), the target oracle at 100, the baseline gate passing."""
+    committed = REPO / "results" / "baselines" / "gsto_table4.smoke.json"
+    suite_file = SUITES / "gsto_table4.yaml"
+    assert run_cli([suite_file, "--check", "--baseline", committed, "--profile", "smoke",
+                    "--work-dir", smoke_work_dir, "-q", "--rows", "*W18*"],
+                   tmp_path, shared_cache_dir) == 0
+    assert "check passed: gsto_table4" in capsys.readouterr().out
+    record = json.loads((tmp_path / "results" / "gsto_table4" /
+                         "gsto-hrnet-w18-small-v2.smoke.json").read_text())
+    run = record["runs"]["cityscapes"]
+    assert run["status"] == "ok" and run["target_metrics"]["mIoU"] == 100.0
+    assert record["cells"]["cityscapes.mIoU"]["profile"] == "smoke"
+    assert 0.0 <= record["cells"]["cityscapes.mIoU"]["value"] <= 100.0
