@@ -26,8 +26,15 @@ PROTOCOLS_DIR = SUITES_DIR / "protocols"
 # (bench.complexity.receptive_field), for claims that need no training (DPN)
 # fold_equivalence_error: max |prediction through the rearrangement - folded prediction|
 # on the built model (bench.complexity.fold_equivalence; FlatteNet Sec. III-C)
+# attribute: a number read from the built model at a dotted path (``Column.attribute``,
+# below ``Column.submodule``; ``divided_by``: over another), e.g. a layer's kernel size,
+# groups or expansion: hyperparameter tables (FlatteNet Tables I, VII, IX, XI)
+# output_stride / subsamplings / out_channels: from the shape of the model's (or the
+# ``submodule``'s) output in a shape-only forward on the column's input: input size over
+# output size, its log2, the output's channels
+STRUCTURE_MEASURES = ("attribute", "output_stride", "subsamplings", "out_channels")
 COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms", "receptive_field",
-                       "contributing_fraction", "fold_equivalence_error")
+                       "contributing_fraction", "fold_equivalence_error") + STRUCTURE_MEASURES
 # accuracy measures a protocol's evaluator reports (COCO keypoints, MPII PCKh, LSP PCK)
 # (MeanPose-PCK@0.2: the training set's mean pose scored on the same split, the
 # reference a trained model must beat; bench.evaluation.baselines)
@@ -38,10 +45,16 @@ COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms", "recept
 # (iIoU, IoU_category, iIoU_category: Cityscapes instance-level IoU over classes, and IoU
 # and iIoU over the 7 categories; reported only by the Cityscapes evaluation server: their
 # protocols are server_only, so no local run fills them)
+# (mAP, AP.<part>: PoseTrack's frame-wise multi-person pose estimation, the mean AP over
+# joints and the AP per body part; MOTA, MOTA.<part>: its multi-object tracking accuracy
+# (poseval). No task plug-in reads PoseTrack, so no local run fills them)
+POSETRACK_PARTS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
 ACCURACY_MEASURES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50",
                      "PCKh@0.5", "PCKh@0.1", "AUC", "Head", "Shoulder", "Elbow", "Wrist",
                      "Hip", "Knee", "Ankle", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU", "aAcc",
-                     "mAcc", "iIoU", "IoU_category", "iIoU_category", "mAP@0.5")
+                     "mAcc", "iIoU", "IoU_category", "iIoU_category", "mAP@0.5",
+                     "mAP", "MOTA") + tuple(f"{m}.{part}" for m in ("AP", "MOTA")
+                                            for part in POSETRACK_PARTS)
 MEASURES = COMPLEXITY_MEASURES + ACCURACY_MEASURES
 Unit = Literal["", "K", "M", "G", "%", "ms"]   # multiples of a measure's base unit
 
@@ -109,6 +122,19 @@ class Column(_Frozen):
     # row's model with these overrides (a claim such as "the 32x24 variant needs a third
     # of the FLOPs of the 64x48 one"); params and flops columns only, unit ""
     relative_to: Optional[dict[str, Any]] = None
+    # attribute columns: the dotted path (below ``submodule`` when given) of the number the
+    # cell reads from the built model, e.g. ``dwconv.kernel_size`` or ``groups``; and an
+    # optional second path it is divided by (``out_channels`` / ``in_channels``: a ratio)
+    attribute: Optional[str] = None
+    divided_by: Optional[str] = None
+
+    @field_validator("submodule", "attribute", "divided_by")
+    @classmethod
+    def _dotted_path(cls, v):
+        if v is not None and not re.fullmatch(r"(?:[A-Za-z_]\w*|\d+)(?:\.(?:[A-Za-z_]\w*|\d+))*", v):
+            raise ValueError(f"{v!r} is not a dotted path of names and indices "
+                             "(e.g. flatten.layers.0.dwconv)")
+        return v
 
     @field_validator("measure")
     @classmethod
@@ -431,12 +457,48 @@ class SegmentationProtocol(Protocol):
         return self
 
 
+class DetAugmentation(_Frozen):
+    """CenterNet's training augmentation (its ctdet sampler); left out = off."""
+    flip_prob: float = Field(0.0, ge=0, le=1)
+    # CenterNet's random crop: crop size x one of lo, lo + 0.1, ... (below hi), centre
+    # anywhere inside a 128-px border of the image
+    scale_range: Optional[tuple[float, float]] = None
+    # CenterNet's --not_rand_crop branch instead: centre shifted by N(0, shift) of the crop
+    # and scale N(1, max(1 - lo, hi - 1)) clipped to the range
+    shift: Optional[float] = Field(None, gt=0, lt=1)
+    color_jitter: bool = False                         # brightness / contrast / saturation + PCA lighting
+
+
+class DetLoss(_Frozen):
+    """CenterNet's loss: penalty-reduced focal loss on the centre heatmaps, L1 on box
+    sizes and centre offsets at the object centres (weights 1 / 0.1 / 1)."""
+    heatmap_weight: float = Field(1.0, ge=0)
+    size_weight: float = Field(0.1, ge=0)
+    offset_weight: float = Field(1.0, ge=0)
+
+
+class DetEvaluation(_Frozen):
+    flip: bool = True                                   # average heatmaps and sizes with the mirror
+    top_k: int = Field(100, gt=0)                       # boxes kept per image
+    iou_threshold: float = Field(0.5, gt=0, lt=1)
+    use_07_metric: bool = True                          # VOC07 11-point AP (else the area)
+    batch_size: int = Field(8, gt=0)
+
+
 class DetectionProtocol(Protocol):
-    """Object detection (FlatteNet Table X): shapes and recipe only for now."""
+    """Object detection, CenterNet-style (FlatteNet Table X): centre heatmaps, sizes and
+    offsets at ``output_stride``; PASCAL VOC sets as (year, image set) pairs."""
     task: Literal["detection"]
     num_classes: int = Field(gt=0)
-    augmentation: dict[str, Any] = Field(default_factory=dict)
-    evaluation: dict[str, Any] = Field(default_factory=dict)
+    output_stride: int = Field(4, gt=0)
+    train_sets: tuple[tuple[str, str], ...] = ()        # e.g. [[2007, trainval], [2012, trainval]]
+    val_sets: tuple[tuple[str, str], ...] = ()          # e.g. [[2007, test]]
+    max_objects: int = Field(50, gt=0)                  # target slots per image (CenterNet's pascal)
+    keep_difficult: bool = True                         # train on difficult objects too
+    data_dir: Optional[str] = None                      # folder under --data-root
+    augmentation: DetAugmentation = Field(default_factory=DetAugmentation)
+    loss: DetLoss = Field(default_factory=DetLoss)
+    evaluation: DetEvaluation = Field(default_factory=DetEvaluation)
 
 
 PROTOCOL_TYPES = {"pose": PoseProtocol, "segmentation": SegmentationProtocol,
@@ -718,7 +780,8 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
         if col.protocol is not None and col.protocol not in suite.protocols:
             fail(loc + ("protocol",), f"unknown protocol key {col.protocol!r}; "
                  f"the suite's protocols are: {', '.join(suite.protocols) or 'none'}")
-        if col.measure != "params" and col.is_complexity and col.protocol is None and col.input is None:
+        if col.measure not in ("params", "attribute") and col.is_complexity \
+                and col.protocol is None and col.input is None:
             fail(loc, f"a {col.measure} column needs a protocol or an explicit input")
         if col.measure == "flops" and col.convention is None:
             fail(loc + ("convention",), "a flops column must name its counting convention")
@@ -726,8 +789,21 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
             fail(loc + ("published_from",), f"unknown column {col.published_from!r}")
         if col.batch != 1 and col.measure != "latency_ms":
             fail(loc + ("batch",), "batch applies to latency_ms columns only")
-        if col.submodule is not None and col.measure != "params":
-            fail(loc + ("submodule",), "submodule applies to params columns only")
+        if col.submodule is not None and col.measure not in ("params",) + STRUCTURE_MEASURES:
+            fail(loc + ("submodule",), f"submodule applies to params and "
+                 f"{', '.join(STRUCTURE_MEASURES)} columns only")
+        if col.measure == "attribute" and col.attribute is None:
+            fail(loc, "an attribute column names the attribute it reads (attribute: a dotted "
+                 "path, e.g. dwconv.kernel_size)")
+        for name in ("attribute", "divided_by"):
+            if getattr(col, name) is not None and col.measure != "attribute":
+                fail(loc + (name,), f"{name} applies to attribute columns only")
+        if col.measure in STRUCTURE_MEASURES:
+            if col.unit not in ("", "K", "M"):
+                fail(loc + ("unit",), f"a {col.measure} column is a count: leave its unit empty "
+                     "(or K, M)")
+            if col.convention is not None:
+                fail(loc + ("convention",), f"a {col.measure} column counts nothing: no convention")
         if not col.is_complexity and col.protocol is None:
             fail(loc + ("protocol",), f"accuracy measure {col.measure!r} needs a protocol")
         if col.relative_to is not None:

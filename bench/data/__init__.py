@@ -87,3 +87,10 @@ __all__ += [
     "PASCAL_CONTEXT_CLASSES_60", "cityscapes_train_ids",
     "write_cityscapes", "write_lip", "write_pascal_context", "write_segmentation_all",
 ]
+
+# Object detection (FlatteNet Table X, PASCAL VOC with CenterNet's recipe): the class
+# table and the synthetic writer, numpy + OpenCV only. The torch dataset is
+# ``bench.data.voc.VOCDetection``; its codec ``bench.data.centernet.CenterNetCodec``.
+from .synthetic_det import VOC_CLASSES, write_voc
+
+__all__ += ["VOC_CLASSES", "write_voc"]

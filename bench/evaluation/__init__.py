@@ -24,3 +24,5 @@ __all__ = ["COCO_SIGMAS", "oks_iou", "oks_nms", "rescore_and_nms", "coco_keypoin
            "MpiiPCKhEvaluator", "lsp_pck", "LspPCKEvaluator", "mean_pose",
            "mean_pose_predictions"]
 __all__ += ["confusion_matrix", "segmentation_metrics", "SegmentationEvaluator"]
+from .voc import VOC_CLASSES, VOCDetectionEvaluator, voc_ap, voc_detection_map, voc_iou
+__all__ += ["VOC_CLASSES", "voc_iou", "voc_ap", "voc_detection_map", "VOCDetectionEvaluator"]

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from ..complexity.conventions import CANONICAL
 from ..compare import NOTED, OUTSIDE, WITHIN
 from ..results import safe_name
-from ..suite import Column, Suite
+from ..suite import STRUCTURE_MEASURES, Column, Suite
 from .tables import cell_verdicts
 
 COLOURS = {WITHIN: "tab:green", OUTSIDE: "tab:red", NOTED: "tab:orange"}
@@ -161,7 +161,9 @@ def plot_suite(suite: Suite, records: Iterable[dict], out_dir) -> list[Path]:
     for cid, col in suite.columns.items():
         points = [v for v in verdicts if v["column"] == cid
                   and v["published"] is not None and v["measured"] is not None]
-        if col.is_complexity and points:
+        # a hyperparameter read from the model (kernel size, groups) is equal or not: a
+        # published-vs-measured scatter says nothing the table does not
+        if col.is_complexity and col.measure not in STRUCTURE_MEASURES and points:
             paths.append(_scatter(suite, col, points, out_dir / f"{safe_name(cid)}.published_vs_measured.png"))
     for key in suite.protocols:
         flops = next((c for c in suite.columns.values() if c.measure == "flops" and c.protocol == key), None)

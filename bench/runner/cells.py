@@ -4,8 +4,12 @@
   the column's convention plus the canonical fvcore figure, formula_flops from the
   model's ``theory_macs``, receptive_field and contributing_fraction from a gradient on
   the built module, fold_equivalence_error from the model's ``predict_folded`` /
-  ``fold_targets`` / ``unfold_predictions``, latency_ms with ``--latency``) are computed
-  here, through the on-disk measurement cache;
+  ``fold_targets`` / ``unfold_predictions``, latency_ms with ``--latency``; and the
+  structure of the built model: ``attribute`` reads a number at a dotted path of the
+  model or of a column's ``submodule``, optionally divided by another (``divided_by``);
+  ``output_stride``, ``subsamplings`` and ``out_channels`` come from the shape of the
+  model's (or the submodule's) output in a shape-only forward on the column's input) are
+  computed here, through the on-disk measurement cache;
 * accuracy measures are read from training/evaluation run records
   (``results/runs/<protocol>/<model_key>.<profile>.json``); without one the cell says why.
 
@@ -56,7 +60,7 @@ def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels
     convention = convention or col.convention
     spec = models.spec(protocol)
     parts = {"model": models.row.model.name, "spec": dataclasses.asdict(spec),
-             "input": None if col.measure == "params" else input_shapes(col, protocol)}
+             "input": None if col.measure in ("params", "attribute") else input_shapes(col, protocol)}
     cell: dict[str, Any] = {"unit": col.unit, "status": res.CELL_MEASURED,
                             "convention": convention}
     details: dict[str, Any] = {}
@@ -121,6 +125,35 @@ def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels
             measure="fold_equivalence", **parts)
         cell.update(raw=found["max_abs_error"], value=found["max_abs_error"])
         details = found
+    elif col.measure == "attribute":
+        parts.update(submodule=col.submodule, attribute=col.attribute, divided_by=col.divided_by)
+
+        def attribute():
+            target = _submodule(models.get(protocol), col.submodule, models.row.model.name)
+            value = _attribute(target, col.attribute, col.submodule)
+            found = {"value": value}
+            if col.divided_by:
+                found["divided_by"] = _attribute(target, col.divided_by, col.submodule)
+                if found["divided_by"] == 0:
+                    raise ValueError(f"{_where(col.submodule, col.divided_by)} is 0: cannot divide by it")
+            return found
+        found, hit = ctx.cache.get_or_compute(attribute, measure="attribute", **parts)
+        raw = found["value"] / found["divided_by"] if col.divided_by else found["value"]
+        cell.update(raw=raw, value=raw / _DECIMAL[col.unit])
+        details = {"path": _where(col.submodule, col.attribute), **found}
+        if col.divided_by:
+            details["divided_by_path"] = _where(col.submodule, col.divided_by)
+    elif col.measure in ("output_stride", "subsamplings", "out_channels"):
+        if len(parts["input"]) != 1:
+            raise ValueError(f"a {col.measure} column takes one input, got {len(parts['input'])}")
+        parts["submodule"] = col.submodule
+        found, hit = ctx.cache.get_or_compute(
+            lambda: _output_shape(models.get(protocol), parts["input"][0], col.submodule,
+                                  models.row.model.name),
+            measure="output_shape", **parts)
+        raw = _from_output_shape(col.measure, found)
+        cell.update(raw=raw, value=raw / _DECIMAL[col.unit])
+        details = found
     elif col.measure == "latency_ms":
         if not ctx.latency:
             return {"unit": col.unit, "status": res.CELL_NOT_MEASURED,
@@ -141,6 +174,122 @@ def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels
         raise ValueError(f"unknown complexity measure {col.measure!r}")
     cell["source"] = "cache" if hit else "measured"
     return cell, details
+
+
+def _where(submodule: str | None, path: str) -> str:
+    return f"{submodule}.{path}" if submodule else path
+
+
+def _submodule(model, path: str | None, model_name: str):
+    """The module at a column's dotted ``submodule`` path (the model itself when None)."""
+    if not path:
+        return model
+    try:
+        return model.get_submodule(path)
+    except AttributeError as err:
+        raise ValueError(f"model {model_name!r} has no submodule {path!r} ({err})") from None
+
+
+def _attribute(target, path: str, submodule: str | None = None) -> float:
+    """The number at a dotted ``path`` below ``target``: each part is a submodule, an
+    attribute, a sequence or tensor index or a mapping key. A tuple whose entries are
+    all equal (a square kernel's ``kernel_size``) reads as that number; a one-element
+    tensor as its value. Anything else is an error naming the path."""
+    import numbers
+
+    import torch
+    obj, walked = target, []
+    for part in path.split("."):
+        modules = getattr(obj, "_modules", None)
+        if isinstance(modules, dict) and part in modules:
+            obj = modules[part]
+        elif isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, (list, tuple, torch.Tensor)) and part.isdigit() \
+                and int(part) < (len(obj) if getattr(obj, "ndim", 1) else 0):
+            obj = obj[int(part)]
+        elif not part.isdigit() and hasattr(obj, part):
+            obj = getattr(obj, part)
+        else:
+            where = _where(submodule, ".".join(walked)) if walked else (submodule or "the model")
+            raise ValueError(f"bad attribute path {_where(submodule, path)!r}: "
+                             f"{where} ({type(obj).__name__}) has no {part!r}")
+        walked.append(part)
+    value = obj
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.detach().item()
+    if isinstance(value, (tuple, list)) and value and all(v == value[0] for v in value):
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        shown = repr(value) if len(repr(value)) <= 80 else f"a {type(value).__name__}"
+        raise ValueError(f"{_where(submodule, path)!r} is {shown}, not a number"
+                         + ("; name one entry (e.g. .0)" if isinstance(value, (tuple, list)) else ""))
+    return float(value) if not isinstance(value, int) else value
+
+
+def _output_shape(model, input_shape, submodule: str | None, model_name: str) -> dict:
+    """Shapes of one forward at batch 1 in eval mode, of the model's main output (a
+    mapping's ``out``, a tuple's first entry) or of ``submodule``'s output (its first call):
+    on the meta device (shapes only, nothing computed; the model's own tensors are left
+    alone), or on the CPU when an operator has no meta kernel."""
+    import torch
+    from torch.func import functional_call
+    target = _submodule(model, submodule, model_name)
+    seen: list = []
+
+    def first_tensor(out):
+        if isinstance(out, torch.Tensor):
+            return out
+        if isinstance(out, dict):
+            return first_tensor(out.get("out", next(iter(out.values()), None)))
+        if isinstance(out, (tuple, list)) and out:
+            return first_tensor(out[0])
+        raise ValueError(f"the output of {submodule or model_name!r} is a "
+                         f"{type(out).__name__}, not a tensor")
+
+    hook = target.register_forward_hook(lambda m, i, o: seen.append(o)) if submodule else None
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                state = {k: v.to("meta") for k, v in
+                         [*model.named_parameters(), *model.named_buffers()]}
+                out = functional_call(model, state, (torch.empty(1, *input_shape, device="meta"),))
+                device = "meta"
+            except (NotImplementedError, RuntimeError):
+                seen.clear()
+                out = model(torch.zeros(1, *input_shape))
+                device = "cpu"
+    finally:
+        model.train(training)
+        if hook is not None:
+            hook.remove()
+    if submodule and not seen:
+        raise ValueError(f"submodule {submodule!r} of {model_name!r} was not called in the forward")
+    shape = list(first_tensor(seen[0] if submodule else out).shape)
+    if len(shape) != 4:
+        raise ValueError(f"expected an (N, C, H, W) output, got shape {shape}")
+    return {"input": list(input_shape), "output": shape, "forward": device,
+            "output_of": submodule or "model"}
+
+
+def _from_output_shape(measure: str, found: dict) -> float:
+    import math
+    (_, height, width), (_, channels, out_h, out_w) = found["input"][-3:], found["output"]
+    if measure == "out_channels":
+        return channels
+    strides = (height / out_h, width / out_w)
+    if not math.isclose(*strides):
+        raise ValueError(f"the output {out_h}x{out_w} of {found['output_of']} has different strides "
+                         f"along H and W on the {height}x{width} input: {strides[0]:g}, {strides[1]:g}")
+    if measure == "output_stride":
+        return strides[0]
+    halvings = math.log2(strides[0])
+    if abs(halvings - round(halvings)) > 1e-9:
+        raise ValueError(f"output stride {strides[0]:g} of {found['output_of']} is not a power of "
+                         "2: no whole number of subsamplings")
+    return int(round(halvings))
 
 
 def _flops(convention: str, parts: dict, protocol, models: RowModels, ctx: RunContext):

@@ -56,13 +56,18 @@ def smoke_data_root(ctx: RunContext, tasks: Sequence[str] = ("pose",)) -> Path:
 
 
 def unsupported_task(protocol: Protocol) -> str | None:
-    """Why no job can run the protocol's task (None when a task plug-in exists)."""
+    """Why no job can run the protocol (None when its task has a plug-in that reads its
+    dataset): a task or a dataset this project does not train or score (PoseTrack)."""
     from ..tasks import get_task
     try:
-        get_task(protocol.task)
+        task = get_task(protocol.task)
     except KeyError:
         return (f"protocol {protocol.name}: the {protocol.task} task has no plug-in in this "
                 "project yet, so nothing trains or scores it")
+    if protocol.dataset not in task.datasets:
+        return (f"protocol {protocol.name}: the {task.name} task reads "
+                f"{', '.join(task.datasets)}; no loader reads {protocol.dataset!r}, so "
+                "nothing trains or scores it")
     return None
 
 

@@ -1,4 +1,4 @@
-"""Task plug-ins (pose, segmentation) looked up by name; see ``bench.tasks.base``."""
+"""Task plug-ins (pose, segmentation, detection) looked up by name; see ``bench.tasks.base``."""
 from __future__ import annotations
 
 import importlib
@@ -6,7 +6,8 @@ import importlib
 from .base import MAIN_OUTPUT, Task, as_outputs, main_output
 
 # name -> module defining it; imported on first use so that ``bench.tasks`` stays light
-_MODULES = {"pose": "bench.tasks.pose", "segmentation": "bench.tasks.segmentation"}
+_MODULES = {"pose": "bench.tasks.pose", "segmentation": "bench.tasks.segmentation",
+            "detection": "bench.tasks.detection"}
 _TASKS: dict[str, Task] = {}
 
 

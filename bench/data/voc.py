@@ -1,0 +1,395 @@
+"""PASCAL VOC detection in the devkit's layout, with CenterNet's pipeline (FlatteNet Table X).
+
+FlatteNet's detection rows are trained on VOC 2007 + 2012 trainval (16,551 images) and
+tested on VOC 2007 test (4,952 images) with CenterNet's ``ctdet`` recipe at 512x512.
+Files are read as the devkit ships them::
+
+    root/VOCdevkit/VOC{year}/Annotations/<id>.xml
+    root/VOCdevkit/VOC{year}/JPEGImages/<id>.jpg
+    root/VOCdevkit/VOC{year}/ImageSets/Main/<set>.txt
+
+(CenterNet reads Detectron's COCO-style conversion of the same XML files instead.)
+
+Coordinates. The devkit writes boxes as 1-based pixel indices (``xmin..xmax`` inclusive);
+``parse_voc_xml`` and ``annotations()`` keep them as written. For training the boxes are
+moved to OpenCV's 0-based frame by subtracting 1 from all four numbers (py-faster-rcnn's
+convention, which CenterNet's VOC evaluation assumes: it adds 1 to every coordinate of
+its detections before the devkit scores them). So ``to_devkit`` adds 1 to decoded boxes.
+
+Training sample (CenterNet's ``datasets/sample/ctdet.py``):
+
+1. read the image with OpenCV, BGR -> RGB;
+2. crop: centre (w/2, h/2), scale s = the long side; with ``scale_range`` s is multiplied
+   by a factor drawn from CenterNet's grid ``lo, lo + 0.1, ...`` below ``hi`` (its
+   ``np.arange(0.6, 1.4, 0.1)`` = 0.6..1.3) and the centre is drawn uniformly at least
+   ``border`` (128, halved until it fits) from each image edge (``_get_border``). With
+   ``shift`` set, CenterNet's ``--not_rand_crop`` branch is used instead: centre +=
+   s * clip(N(0, shift), +-2 shift) per axis, then s *= clip(N(1, sf), lo, hi) with
+   sf = max(1 - lo, hi - 1);
+3. horizontal flip with ``flip_prob`` (image mirrored, centre x -> w - 1 - x, boxes
+   x1, x2 -> w - 1 - x2, w - 1 - x1);
+4. affine warp of (centre, s) to ``input_size`` (bilinear, black border), /255;
+5. ``color_jitter``: CenterNet's brightness / contrast / saturation (random order, +-0.4)
+   and PCA lighting (``bench.data.centernet.color_augment``);
+6. ImageNet mean/std normalisation, the values CenterNet's ``PascalVOC`` uses. CenterNet
+   applies them to BGR images (it never converts); we normalise RGB images with the
+   RGB-ordered values, as the ImageNet-pretrained backbones expect;
+7. targets by the dataset's ``codec`` (``CenterNetCodec``) from the boxes moved through
+   the same affine transform, at ``output_stride`` 4; the first ``max_objects`` (50,
+   CenterNet's VOC ``max_objs``) objects of an image get slots.
+
+Difficult objects are kept for training (``keep_difficult=True``): CenterNet's ``ctdet``
+trains on every annotation its JSON lists for an image and never reads a difficult or
+``ignore`` field. Its VOC JSON is Detectron's conversion (``PASCAL_VOC.zip``), whose
+loaders skip annotations flagged ``ignore: 1``, the flag that conversion gives difficult
+objects, so the objects are in the files and CenterNet trains on them (inferred from the
+code; the JSON itself was not at hand). ``keep_difficult=False`` is py-faster-rcnn's
+choice. Evaluation always reads them and marks them ``difficult`` (the devkit's scoring
+ignores them).
+
+Evaluation sample (CenterNet's test with ``fix_res``): the whole image warped to
+``input_size`` with centre (w/2, h/2) and scale max(h, w), no augmentation; ``meta``
+carries what ``codec.decode`` needs to map boxes back to the image.
+
+Randomness: every draw of a sample comes from ``numpy.random.default_rng([seed, epoch,
+index])`` in the order: crop (scale, centre x, centre y; or shift x, shift y, scale),
+flip, colour (order, three factors, three lighting weights); a draw that is switched off
+is not made. Call ``set_epoch`` once per epoch.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .centernet import CenterNetCodec, center_scale_of_image, color_augment
+from ..evaluation.voc import VOC_CLASSES
+from .topdown import IMAGENET_MEAN, IMAGENET_STD, protocol_to_dict, require_path
+from .transforms import affine_transform, get_affine_transform
+
+__all__ = ["VOC_CLASSES", "VOCDetection", "parse_voc_xml", "DEVKIT_PIXEL_OFFSET"]
+
+#: devkit coordinate = 0-based pixel coordinate + 1
+DEVKIT_PIXEL_OFFSET = 1.0
+
+_CLASS_INDEX = {name: i for i, name in enumerate(VOC_CLASSES)}
+
+
+def _text(node, tag: str, path, default=None) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        if default is not None:
+            return default
+        raise ValueError(f"{path}: <{node.tag}> has no <{tag}>")
+    return child.text.strip()
+
+
+def _flag(node, tag: str, path) -> bool:
+    # VOC2012 leaves <truncated>/<difficult> out of some objects; absent means 0
+    return bool(int(float(_text(node, tag, path, default="0"))))
+
+
+def parse_voc_xml(path: str | os.PathLike) -> dict[str, Any]:
+    """One devkit annotation file: ``{"filename", "width", "height", "objects"}``, the
+    objects in file order as ``{"category", "label" (index in VOC_CLASSES), "bbox"
+    [xmin, ymin, xmax, ymax] (1-based pixel coordinates as written, float), "difficult",
+    "truncated" (bool), "pose"}``. An unknown class name is an error naming the file."""
+    path = require_path(path, "VOC annotation")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(f"{path}: not valid XML ({err})") from None
+    size = root.find("size")
+    if size is None:
+        raise ValueError(f"{path}: no <size>")
+    objects = []
+    for obj in root.findall("object"):
+        name = _text(obj, "name", path).lower()
+        if name not in _CLASS_INDEX:
+            raise ValueError(f"{path}: unknown VOC class {name!r}")
+        box = obj.find("bndbox")     # a direct child: person layout <part>s have their own
+        if box is None:
+            raise ValueError(f"{path}: object {name!r} has no <bndbox>")
+        objects.append({
+            "category": name,
+            "label": _CLASS_INDEX[name],
+            "bbox": [float(_text(box, t, path)) for t in ("xmin", "ymin", "xmax", "ymax")],
+            "difficult": _flag(obj, "difficult", path),
+            "truncated": _flag(obj, "truncated", path),
+            "pose": _text(obj, "pose", path, default="Unspecified"),
+        })
+    return {
+        "filename": _text(root, "filename", path, default=""),
+        "width": int(float(_text(size, "width", path))),
+        "height": int(float(_text(size, "height", path))),
+        "objects": objects,
+    }
+
+
+def _get_border(border: int, size: int) -> int:
+    """CenterNet's ``_get_border``: the border halved until a centre can be drawn."""
+    i = 1
+    while size - border // i <= border // i:
+        i *= 2
+    return border // i
+
+
+class VOCDetection(Dataset):
+    """PASCAL VOC detection images with CenterNet targets (see module docstring).
+
+    Args:
+        root: the folder holding ``VOCdevkit``.
+        sets: (year, image set) pairs, e.g. (("2007", "trainval"), ("2012", "trainval"))
+            for training, (("2007", "test"),) for evaluation.
+        train: augment and return targets; else whole images for evaluation.
+        input_size: network input (H, W).
+        output_stride: input pixels per output cell (4).
+        seed: base seed of the per-sample generators.
+        flip_prob: probability of a horizontal flip.
+        scale_range: (lo, hi) of the random scale; None: no random scale / crop.
+        shift: None for CenterNet's default random crop, a fraction for its
+            ``--not_rand_crop`` Gaussian shift and scale.
+        color_jitter: CenterNet's colour augmentation.
+        keep_difficult: train on objects marked difficult (CenterNet does).
+        max_objects: target slots per image (CenterNet's VOC value: 50).
+        border: CenterNet's crop border in pixels (128).
+    """
+
+    dataset_name = "voc"
+    num_classes = len(VOC_CLASSES)
+    class_names = VOC_CLASSES
+
+    def __init__(self, root, sets: Sequence[Sequence[str]] = (("2007", "trainval"),
+                                                               ("2012", "trainval")),
+                 train: bool = True, *, input_size=(512, 512), output_stride: int = 4,
+                 seed: int = 0, flip_prob: float = 0.5, scale_range=(0.6, 1.4),
+                 shift: float | None = None, color_jitter: bool = True,
+                 keep_difficult: bool = True, max_objects: int = 50, border: int = 128,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.root = require_path(root, "VOC data folder (the one holding VOCdevkit)")
+        self.devkit = require_path(self.root / "VOCdevkit", "VOCdevkit folder")
+        self.sets = tuple((str(year), str(name)) for year, name in sets)
+        if not self.sets:
+            raise ValueError("VOCDetection needs at least one (year, image set)")
+        self.train = bool(train)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.codec = CenterNetCodec(self.input_size, output_stride, self.num_classes,
+                                    max_objects)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.flip_prob = float(flip_prob)
+        if scale_range is not None:
+            lo, hi = (float(v) for v in scale_range)
+            if not 0 < lo <= hi:
+                raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {scale_range}")
+            scale_range = (lo, hi)
+        self.scale_range = scale_range
+        self.shift = None if shift is None else float(shift)
+        self.color_jitter = bool(color_jitter)
+        self.keep_difficult = bool(keep_difficult)
+        self.border = int(border)
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, 3)
+        self.std = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
+
+        self.ids: list[tuple[str, str]] = []
+        self.records: list[dict[str, Any]] = []
+        for year, name in self.sets:
+            folder = require_path(self.devkit / f"VOC{year}",
+                                  f"VOC{year} folder (image set {year} {name})")
+            listing = require_path(folder / "ImageSets" / "Main" / f"{name}.txt",
+                                   f"VOC{year} image set {name!r}")
+            ids = [line.split()[0] for line in listing.read_text().splitlines()
+                   if line.strip()]
+            if not ids:
+                raise ValueError(f"VOC image set is empty: {listing}")
+            for image_id in ids:
+                ann = parse_voc_xml(folder / "Annotations" / f"{image_id}.xml")
+                self.ids.append((year, image_id))
+                self.records.append({
+                    "image_file": str(folder / "JPEGImages" / f"{image_id}.jpg"),
+                    "image_id": image_id,
+                    "objects": ann["objects"],
+                })
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def output_stride(self) -> int:
+        return self.codec.output_stride
+
+    @property
+    def max_objects(self) -> int:
+        return self.codec.max_objects
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random stream of an epoch (augmentations differ between epochs)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        sets = ", ".join(f"{y} {n}" for y, n in self.sets)
+        return (f"VOCDetection({len(self)} images, sets=[{sets}], input_size="
+                f"{self.input_size}, train={self.train})")
+
+    def rng_for(self, index: int) -> np.random.Generator:
+        """The generator of one sample: a function of (seed, epoch, index) only."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def load_image(self, index: int) -> np.ndarray:
+        """HxWx3 uint8 RGB of sample ``index``."""
+        path = self.records[index]["image_file"]
+        # IGNORE_ORIENTATION: the boxes refer to the stored pixels, not an EXIF view
+        image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is None:
+            require_path(path, "VOC image")
+            raise ValueError(f"voc: OpenCV could not decode {path}")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def boxes(self, index: int, with_difficult: bool = True):
+        """(boxes (N, 4) float32 in 0-based pixel coordinates, labels (N,) int64) of an
+        image, in file order; difficult objects only with ``with_difficult``."""
+        objs = [o for o in self.records[index]["objects"]
+                if with_difficult or not o["difficult"]]
+        boxes = np.array([o["bbox"] for o in objs], dtype=np.float32).reshape(-1, 4)
+        labels = np.array([o["label"] for o in objs], dtype=np.int64)
+        return boxes - np.float32(DEVKIT_PIXEL_OFFSET), labels
+
+    def annotations(self) -> dict[str, list[dict[str, Any]]]:
+        """Ground truth for the evaluator: image id -> [{category, bbox (devkit
+        coordinates as written), difficult}], difficult objects included."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for (year, image_id), rec in zip(self.ids, self.records):
+            if image_id in out:
+                raise ValueError(f"image id {image_id} occurs twice in {self.sets}")
+            out[image_id] = [{"category": o["category"], "bbox": list(o["bbox"]),
+                              "difficult": o["difficult"]} for o in rec["objects"]]
+        return out
+
+    @staticmethod
+    def to_devkit(detections) -> np.ndarray:
+        """Decoded detections ([x1, y1, x2, y2, ...] in 0-based pixels) in the devkit's
+        1-based coordinates, as ``annotations()``; other columns unchanged."""
+        det = np.array(detections, dtype=np.float32, copy=True)
+        det[..., :4] += np.float32(DEVKIT_PIXEL_OFFSET)
+        return det
+
+    # ------------------------------------------------------------------ samples
+    def _normalise(self, image: np.ndarray) -> torch.Tensor:
+        image = (image - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1),
+                                                     dtype=np.float32))
+
+    def _warp(self, image: np.ndarray, center, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.input_size
+        M = get_affine_transform(center, scale, 0.0, (w, h), pixel_std=1.0)
+        return cv2.warpAffine(image, M, (w, h), flags=cv2.INTER_LINEAR), M
+
+    def random_crop(self, rng: np.random.Generator, height: int, width: int):
+        """(centre (2,), scale) of a training crop (module docstring, step 2)."""
+        center, scale = center_scale_of_image(height, width)
+        if self.shift is not None:
+            f = self.shift
+            center = center + scale * np.clip(rng.standard_normal(2) * f, -2 * f, 2 * f)
+            if self.scale_range is not None:
+                lo, hi = self.scale_range
+                sf = max(1.0 - lo, hi - 1.0)
+                scale *= float(np.clip(rng.standard_normal() * sf + 1.0, lo, hi))
+        elif self.scale_range is not None:
+            lo, hi = self.scale_range
+            # CenterNet's np.arange(lo, hi, 0.1): hi itself is not on the grid
+            count = max(1, int(np.ceil(round((hi - lo) / 0.1, 6))))
+            scale *= float(round(lo + 0.1 * int(rng.integers(count)), 6))
+            wb, hb = _get_border(self.border, width), _get_border(self.border, height)
+            center = np.array([rng.integers(wb, width - wb), rng.integers(hb, height - hb)],
+                              dtype=np.float32)
+        return np.asarray(center, dtype=np.float32), float(scale)
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        image = self.load_image(index)
+        height, width = image.shape[:2]
+        if not self.train:
+            center, scale = center_scale_of_image(height, width)
+            warped, _ = self._warp(image, center, scale)
+            return {
+                "image": self._normalise(warped.astype(np.float32) / np.float32(255.0)),
+                "meta": {"index": index, "image_id": self.records[index]["image_id"],
+                         "center": center, "scale": scale,
+                         "height": int(height), "width": int(width)},
+            }
+
+        rng = self.rng_for(index)
+        center, scale = self.random_crop(rng, height, width)
+        boxes, labels = self.boxes(index, with_difficult=self.keep_difficult)
+        if self.flip_prob > 0 and rng.random() < self.flip_prob:
+            image = np.ascontiguousarray(image[:, ::-1])
+            center[0] = width - center[0] - 1
+            boxes[:, [0, 2]] = width - boxes[:, [2, 0]] - 1
+        warped, M = self._warp(image, center, scale)
+        x = warped.astype(np.float32) / np.float32(255.0)
+        if self.color_jitter:
+            color_augment(rng, x)
+        # both corners through the crop transform (no rotation: the box stays axis-aligned)
+        boxes = affine_transform(boxes.reshape(-1, 2), M).reshape(-1, 4)
+        targets = self.codec.encode(boxes, labels)
+        item = {"image": self._normalise(x)}
+        item.update({k: torch.from_numpy(v) for k, v in targets.items()})
+        item["meta"] = {"index": index}
+        return item
+
+    # ------------------------------------------------------------------ protocol
+    @classmethod
+    def resolve_root(cls, data_root, data_dir: str | None = None) -> Path:
+        """``data_root/<data_dir or "voc">``, or ``data_root`` itself when it holds
+        ``VOCdevkit`` (a shared sample). When neither exists the first is returned, so
+        the error names the usual place."""
+        data_root = Path(data_root)
+        sub = data_root / (data_dir or cls.dataset_name)
+        if not (sub / "VOCdevkit").exists() and (data_root / "VOCdevkit").exists():
+            return data_root
+        return sub
+
+    @classmethod
+    def kwargs_from_protocol(cls, protocol, train: bool) -> dict[str, Any]:
+        """Constructor arguments from a protocol: ``input_size`` [H, W],
+        ``output_stride``, ``max_objects``, ``keep_difficult``, ``train_sets`` /
+        ``val_sets`` and, for training, ``augmentation: {flip_prob, scale_range, shift,
+        color_jitter}``. An augmentation the protocol leaves out is off."""
+        p = protocol_to_dict(protocol)
+        if p.get("num_classes") not in (None, cls.num_classes):
+            raise ValueError(f"VOC has {cls.num_classes} classes, the protocol says "
+                             f"{p['num_classes']}")
+        aug = (p.get("augmentation") or {}) if train else {}
+        default_sets = ((("2007", "trainval"), ("2012", "trainval")) if train
+                        else (("2007", "test"),))
+        kw: dict[str, Any] = {
+            "sets": tuple(tuple(s) for s in (p.get("train_sets" if train else "val_sets")
+                                             or default_sets)),
+            "flip_prob": float(aug.get("flip_prob") or 0.0),
+            "scale_range": aug.get("scale_range"),
+            "shift": aug.get("shift"),
+            "color_jitter": bool(aug.get("color_jitter", False)),
+        }
+        for key in ("input_size", "output_stride", "max_objects", "keep_difficult"):
+            if p.get(key) is not None:
+                kw[key] = p[key]
+        return kw
+
+    @classmethod
+    def from_protocol(cls, protocol, data_root, train: bool, seed: int = 0) -> "VOCDetection":
+        """The training (``train_sets``, default 07+12 trainval) or evaluation
+        (``val_sets``, default 07 test) images of a protocol under
+        ``data_root/<data_dir or "voc">``."""
+        p = protocol_to_dict(protocol)
+        if p.get("dataset") not in (None, cls.dataset_name):
+            raise ValueError(f"{cls.__name__} reads {cls.dataset_name!r}, the protocol "
+                             f"names {p.get('dataset')!r}")
+        root = cls.resolve_root(data_root, p.get("data_dir"))
+        return cls(root, train=train, seed=seed, **cls.kwargs_from_protocol(p, train))

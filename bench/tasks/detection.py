@@ -1,0 +1,170 @@
+"""Object detection as a task plug-in, CenterNet-style: FlatteNet Table X (PASCAL VOC
+2007 test, mAP at IoU 0.5, flip test).
+
+Data and targets: ``bench.data.voc.VOCDetection`` with its ``CenterNetCodec`` (centre
+heatmaps with CenterNet's radius rule, sizes and sub-pixel offsets at stride 4). Loss:
+the penalty-reduced focal loss on the heatmaps plus L1 on sizes and offsets at the
+object centres (weights 1 / 0.1 / 1). Prediction: the flip test averages heatmaps and
+sizes with the mirrored pass (offsets from the plain one), 3x3 peak picking, the top
+boxes mapped back through the inverse crop transform. Metric: the VOC devkit's AP
+(``bench.evaluation.voc``). The model returns ``(heatmap logits, sizes, offsets)`` as
+its main output.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+
+from . import register_task
+from .base import MAIN_OUTPUT, Task, main_output
+
+# the smoke profile's input (H, W): the generated VOC images are 160-320 px, and the CPU
+# must take a ResNet-101 detector through 6 iterations in seconds
+SMOKE_INPUT = (256, 256)
+
+
+def _cfg(protocol: Mapping, key: str) -> dict:
+    """A protocol sub-mapping with the schema's defaults (``bench.suite``)."""
+    from ..suite import DetEvaluation, DetLoss
+    schema = {"loss": DetLoss, "evaluation": DetEvaluation}[key]
+    value = protocol.get(key) or {}
+    return schema.model_validate(dict(value)).model_dump() if isinstance(value, Mapping) \
+        else value.model_dump()
+
+
+def _heads(output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    heads = main_output(output)
+    if not isinstance(heads, (tuple, list)) or len(heads) != 3:
+        raise ValueError("a detection model returns (heatmap logits, sizes, offsets) as its "
+                         f"main output, got {type(heads).__name__}")
+    return tuple(heads)
+
+
+def _sigmoid(logits: torch.Tensor) -> torch.Tensor:
+    """CenterNet's clamped sigmoid (probabilities in [1e-4, 1 - 1e-4])."""
+    return torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
+
+
+class _MapAt:
+    """The VOC evaluator's metrics plus ``mAP@<threshold>``, the suites' measure name."""
+
+    def __init__(self, evaluator, threshold: float):
+        self.evaluator, self.key = evaluator, f"mAP@{threshold:g}"
+
+    def __getattr__(self, name):
+        return getattr(self.evaluator, name)
+
+    def _named(self, metrics):
+        if metrics is None:
+            return None
+        return {self.key: metrics["mAP"], **metrics}
+
+    def compute(self):
+        return self._named(self.evaluator.compute())
+
+    def evaluate(self, gather=None, is_main: bool = True):
+        return self._named(self.evaluator.evaluate(gather, is_main))
+
+
+@register_task
+class DetectionTask(Task):
+    name = "detection"
+    metric_names = ("mAP@0.5", "mAP")
+    datasets = ("voc",)
+
+    # --- data -------------------------------------------------------------------------
+    def build_dataset(self, protocol: Mapping, data_root, train: bool, seed: int = 0):
+        from ..data.voc import VOCDetection
+        return VOCDetection.from_protocol(protocol, data_root, train=train, seed=seed)
+
+    def write_smoke_data(self, root, seed: int = 0) -> None:
+        from pathlib import Path
+
+        from ..data.synthetic_det import write_voc
+        # 2007 + 2012 trainval, 6 images each: 3 iterations per epoch at the smoke batch
+        # of 4, as pose
+        write_voc(Path(root) / "voc", seed=seed, num_trainval=6, num_test=4)
+
+    def smoke_protocol(self, protocol: Mapping) -> dict:
+        """Inputs of at most ``SMOKE_INPUT`` for the generated images."""
+        size = protocol.get("input_size") or SMOKE_INPUT
+        return {**protocol, "input_size": [min(s, m) for s, m in zip(size, SMOKE_INPUT)]}
+
+    # --- training ---------------------------------------------------------------------
+    def loss(self, outputs: Mapping, batch: Mapping, protocol: Mapping) -> dict[str, torch.Tensor]:
+        from ..training.losses import centernet_focal_loss, reg_l1_loss
+        w = _cfg(protocol, "loss")
+        hm, wh, reg = (t.float() for t in _heads(outputs[MAIN_OUTPUT]))
+        ind, mask = batch["ind"], batch["reg_mask"]
+        return {"heatmap": w["heatmap_weight"] * centernet_focal_loss(hm, batch["hm"]),
+                "size": w["size_weight"] * reg_l1_loss(wh, ind, mask, batch["wh"]),
+                "offset": w["offset_weight"] * reg_l1_loss(reg, ind, mask, batch["reg"])}
+
+    # --- evaluation -------------------------------------------------------------------
+    def eval_batch_size(self, protocol: Mapping) -> int:
+        return int(_cfg(protocol, "evaluation")["batch_size"])
+
+    @torch.no_grad()
+    def predict(self, model, batch: Mapping, dataset, protocol: Mapping, device,
+                amp: str = "off", channels_last: bool = False) -> dict:
+        from ..training.loop import autocast_context
+        ev = _cfg(protocol, "evaluation")
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = batch["image"].to(device, non_blocking=True, memory_format=fmt)
+        n = len(x)
+        if ev["flip"]:
+            x = torch.cat([x, torch.flip(x, dims=[3])])
+        with autocast_context(device, amp):
+            hm, wh, reg = _heads(model(x))
+        hm, wh, reg = _sigmoid(hm), wh.float(), reg.float()
+        if ev["flip"]:
+            # CenterNet: heatmaps and sizes averaged with the mirrored pass mirrored back;
+            # offsets from the plain pass only (a mirrored offset belongs to another cell)
+            hm = (hm[:n] + torch.flip(hm[n:], dims=[3])) / 2
+            wh = (wh[:n] + torch.flip(wh[n:], dims=[3])) / 2
+            reg = reg[:n]
+        meta = batch["meta"]
+        dets = dataset.codec.decode(hm.cpu(), wh.cpu(), reg.cpu(),
+                                    np.asarray(meta["center"]), np.asarray(meta["scale"]),
+                                    k=ev["top_k"])
+        return {"detections": self._as_dicts(dataset, dets, meta["image_id"])}
+
+    @staticmethod
+    def _as_dicts(dataset, detections, image_ids) -> list[dict]:
+        out = []
+        for image_id, det in zip(image_ids, detections):
+            for x1, y1, x2, y2, score, cls in dataset.to_devkit(det):
+                out.append({"image_id": str(image_id), "category": dataset.class_names[int(cls)],
+                            "score": float(score), "bbox": [float(x1), float(y1), float(x2), float(y2)]})
+        return out
+
+    def evaluator(self, dataset, protocol: Mapping):
+        from ..evaluation.voc import VOCDetectionEvaluator
+        ev = _cfg(protocol, "evaluation")
+        return _MapAt(VOCDetectionEvaluator(dataset.annotations(), class_names=dataset.class_names,
+                                            iou_threshold=ev["iou_threshold"],
+                                            use_07_metric=ev["use_07_metric"]),
+                      ev["iou_threshold"])
+
+    def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
+        """Each image's boxes, difficult ones included, through the evaluation crop and the
+        codec (heatmap peaks, sizes, offsets), then decoded and mapped back like a
+        model's output: every box found again at score 1 (up to CenterNet's clipping of
+        boxes at the crop's last cell) gives mAP 100."""
+        from ..data.transforms import affine_transform, get_affine_transform
+        codec = dataset.codec
+        h, w = codec.input_size
+        k = _cfg(protocol, "evaluation")["top_k"]
+        for index in range(len(dataset)):
+            meta = dataset[index]["meta"]
+            boxes, labels = dataset.boxes(index, with_difficult=True)
+            M = get_affine_transform(meta["center"], meta["scale"], 0.0, (w, h), pixel_std=1.0)
+            crop_boxes = affine_transform(boxes.reshape(-1, 2), M).reshape(-1, 4)
+            t = codec.encode(crop_boxes, labels)
+            size, offset = codec.dense_maps(t["wh"], t["reg"], t["ind"], t["reg_mask"])
+            dets = codec.decode(torch.from_numpy(t["hm"])[None], torch.from_numpy(size)[None],
+                                torch.from_numpy(offset)[None], np.asarray([meta["center"]]),
+                                np.asarray([meta["scale"]]), k=k)
+            yield {"detections": self._as_dicts(dataset, dets, [meta["image_id"]])}
