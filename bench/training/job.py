@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import time
 import traceback
@@ -179,7 +180,9 @@ class Job:
         device_pref = self.device or self._profile("device")
         threads = torch.get_num_threads()
         if self._profile("cpu_threads"):
-            torch.set_num_threads(self._profile("cpu_threads"))
+            # the processes of one node share its cores (torchrun sets LOCAL_WORLD_SIZE)
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            torch.set_num_threads(max(1, self._profile("cpu_threads") // per_node))
         try:
             return self._call(device_pref)
         finally:
