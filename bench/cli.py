@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time latency_ms columns: median forward time at the column's "
                         "batch after warm-up, on --device (default: cuda when available)")
     p.add_argument("--no-report", action="store_true", help="do not write HTML reports")
+    p.add_argument("--force-report", action="store_true",
+                   help="draw every report again, even when its inputs (suite, protocols, "
+                        "records, reporter code) are unchanged since the last")
     p.add_argument("-q", "--quiet", action="store_true", help="no table in the terminal")
     t = p.add_argument_group("training (profiles smoke, short, full)")
     t.add_argument("--rerun", action="store_true", help="run jobs again even when done")
@@ -106,9 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.quiet:
             print(report.render_terminal(suite, shown))
         if not args.no_report:
-            html = report.render_suite_html(suite, shown, args.reports_dir)
-            report.render_index(args.reports_dir)
-            print(f"report: {html}")
+            page = report.render_suite_report(suite, shown, args.reports_dir, force=args.force_report)
+            print(f"report: {page.path}" + ("" if page.rendered else " (unchanged)"))
         print(f"{suite.suite}: {len(run.records)} rows in {run.wall_time_s:.1f}s "
               f"(cache: {cache.hits - hits} hits, {cache.misses - misses} misses); records in "
               f"{args.results_dir / suite.suite}")
@@ -127,5 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 what = {"smoke": "complexity cell and smoke metric",
                         "full": "complexity and accuracy cell"}.get(args.profile, "complexity cell")
                 print(f"check passed: {suite.suite}, every gated {what} within tolerance")
+    if not args.no_report:
+        from . import report
+        # once, after every suite: drawn again only when some page's summary changed
+        report.render_index_cached(args.reports_dir, force=args.force_report)
     return exit_code
 

@@ -244,3 +244,107 @@ def test_a_row_restricted_to_some_columns_leaves_the_others_not_applicable(tmp_p
     assert "not measured" not in first_row and ">1.13<" in first_row
     terminal = render_terminal(restricted, recs)
     assert NO_RECORD not in terminal.split("Naive Lite-HRNet-18")[0]
+
+
+# --- cached rendering: a page is drawn again only when its inputs changed -------------
+
+def _outputs(out: Path) -> dict[str, int]:
+    """mtime (ns) of every file a render writes."""
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_cached_render_skips_unchanged_inputs(suite, records, tmp_path):
+    import copy
+    from bench.report import render_suite_report
+    out = tmp_path / "reports"
+    first = render_suite_report(suite, records, out)
+    assert first.rendered and first.path == out / "demo_table1.html"
+    assert (out / "demo_table1" / ".fingerprint").is_file()
+    # records rewritten by a warm run: same content, new timestamps and wall times
+    rewritten = copy.deepcopy(records)
+    for rec in rewritten:
+        rec.update(started_at="2027-01-01T00:00:00+00:00", finished_at="2027-01-01T00:00:01+00:00",
+                   wall_time_s=9.5)
+        rec["provenance"]["time"] = "2027-01-01T00:00:01+00:00"
+    kept = {**measured(12.5, unit="ms"), "source": "kept from the record of 2026-11-21T20:00:00+00:00 (commit abc1234def)"}
+    records[1]["cells"]["latency"] = kept
+    render_suite_report(suite, records, out)
+    before = _outputs(out)
+    # a latency cell kept from the previous record cites that record's (rewritten) time
+    rewritten[1]["cells"]["latency"] = {**kept, "source": kept["source"].replace("2026-11-21T20", "2027-01-01T00")}
+    again = render_suite_report(suite, reversed(rewritten), out)
+    assert again.skipped and again.path == first.path
+    assert _outputs(out) == before
+    # a missing output draws the page again
+    next(iter((out / "demo_table1").glob("*.png"))).unlink()
+    assert render_suite_report(suite, records, out).rendered
+
+
+def test_cached_render_redraws_on_changed_record_suite_or_protocol(suite, records, tmp_path):
+    import copy
+    from bench.report import render_suite_report
+    out = tmp_path / "reports"
+    assert render_suite_report(suite, records, out).rendered
+    page = out / "demo_table1.html"
+    assert render_suite_report(suite, records, out).skipped
+    # a record's measured value
+    changed = copy.deepcopy(records)
+    changed[0]["cells"]["params"] = measured(1.37)
+    mtime = page.stat().st_mtime_ns
+    assert render_suite_report(suite, changed, out).rendered
+    assert page.stat().st_mtime_ns != mtime and ">1.37<" in page.read_text()
+    assert render_suite_report(suite, changed, out).skipped
+    # a published value in the suite file
+    path = Path(suite.path)
+    path.write_text(path.read_text().replace("coco.mflops: 205.2,", "coco.mflops: 206.2,"))
+    edited = load_suite(path, check_models=False)
+    assert render_suite_report(edited, changed, out).rendered
+    assert ">206.2<" in page.read_text()
+    assert render_suite_report(edited, changed, out).skipped
+    # the content of a protocol the suite uses
+    proto = path.parent / "protocols" / "coco_test.yaml"
+    proto.write_text(proto.read_text().replace("[256, 192]", "[384, 288]"))
+    assert render_suite_report(load_suite(path, check_models=False), changed, out).rendered
+
+
+def test_cached_render_force_and_index(suite, records, tmp_path):
+    from bench.report import render_index_cached, render_suite_report
+    out, suites_dir = tmp_path / "reports", tmp_path / "suites"
+    render_suite_report(suite, records, out)
+    assert render_index_cached(out, suites_dir).rendered
+    index_mtime = (out / "index.html").stat().st_mtime_ns
+    assert render_index_cached(out, suites_dir).skipped
+    page_mtime = (out / "demo_table1.html").stat().st_mtime_ns
+    assert render_suite_report(suite, records, out, force=True).rendered
+    assert (out / "demo_table1.html").stat().st_mtime_ns != page_mtime
+    # same summary: the index stays; --force-report draws it anyway
+    assert render_index_cached(out, suites_dir).skipped
+    assert (out / "index.html").stat().st_mtime_ns == index_mtime
+    assert render_index_cached(out, suites_dir, force=True).rendered
+    # a changed summary (a cell now outside) draws the index again
+    records[0]["cells"]["params"] = measured(2.0)
+    assert render_suite_report(suite, records, out).rendered
+    assert render_index_cached(out, suites_dir).rendered
+
+
+def test_cli_force_report(suite, records, tmp_path, monkeypatch, capsys):
+    """run_suite.py: an unchanged suite's page is not drawn again; --force-report does."""
+    import json
+    from types import SimpleNamespace
+    from bench import cli
+    results = tmp_path / "results"
+    (results / "demo_table1").mkdir(parents=True)
+    for rec in records:
+        (results / "demo_table1" / f"{rec['row_key']}.complexity.json").write_text(json.dumps(rec))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "run_suite", lambda *a, **k: SimpleNamespace(records=records, wall_time_s=0.0))
+    argv = [suite.path, "-q", "--no-cache", "--results-dir", str(results),
+            "--reports-dir", str(tmp_path / "reports"), "--cache-dir", str(tmp_path / "cache")]
+    page = tmp_path / "reports" / "demo_table1.html"
+    assert cli.main(argv) == 0 and page.is_file() and (tmp_path / "reports" / "index.html").is_file()
+    mtime = page.stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "(unchanged)" in capsys.readouterr().out and page.stat().st_mtime_ns == mtime
+    assert cli.main(argv + ["--force-report"]) == 0
+    assert "(unchanged)" not in capsys.readouterr().out and page.stat().st_mtime_ns != mtime

@@ -8,6 +8,7 @@ or module types it has no rule for), so nothing is dropped silently.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import re
 from collections import Counter, defaultdict
@@ -41,6 +42,10 @@ class FlopReport:
     by_module: dict[str, int] = field(default_factory=dict)
     by_operator: dict[str, int] = field(default_factory=dict)
     not_counted: dict[str, int] = field(default_factory=dict)  # op or module type -> calls
+    # where the forward ran: "meta" (shapes only, no arithmetic), "cpu", or "cpu (meta
+    # forward failed: <error>)" when the meta forward hit an op without a meta kernel or a
+    # data-dependent one and the count was taken again on real tensors
+    counted_on: str = "cpu"
 
     def scaled(self, unit: str = "M") -> float:
         return self.total / get_convention(self.convention).scale(unit)
@@ -65,9 +70,29 @@ def normalize_shapes(input_shape: Shape | Sequence[Shape]) -> list[list[int]]:
     return [shape]
 
 
-def make_inputs(shapes: list[list[int]]) -> tuple:
-    tensors = [torch.rand(*s) for s in shapes]
+def make_inputs(shapes: list[list[int]], device: str | torch.device = "cpu") -> tuple:
+    if torch.device(device).type == "meta":
+        tensors = [torch.empty(*s, device="meta") for s in shapes]
+    else:
+        tensors = [torch.rand(*s, device=device) for s in shapes]
     return (tensors[0],) if len(tensors) == 1 else (tensors,)
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on the meta device (shapes,
+    dtypes and ``requires_grad`` kept, no storage). The real weights are never copied:
+    ``deepcopy`` is handed meta stand-ins for them through its memo, so a large network
+    costs nothing to copy. Tensors kept as plain attributes stay real (a forward that
+    mixes them with meta tensors fails and the count falls back to the CPU)."""
+    memo: dict[int, Any] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        if id(t) in memo:
+            continue
+        stand_in = torch.empty_like(t, device="meta")
+        if isinstance(t, nn.Parameter):
+            stand_in = nn.Parameter(stand_in, requires_grad=t.requires_grad)
+        memo[id(t)] = stand_in
+    return copy.deepcopy(model, memo).to("meta")
 
 
 def _flatten(x) -> tuple:
@@ -184,21 +209,47 @@ def _count_ptflops(model: nn.Module, inputs: tuple, backend: str):
     return int(macs), {"": int(macs)}, {}, dict(not_counted)
 
 
+# Errors that mean "this forward cannot run on meta tensors": an op without a meta kernel
+# (NotImplementedError), a data-dependent op or value read (.item(), nonzero, bool of a
+# tensor: RuntimeError), a meta tensor meeting a real one (RuntimeError). Anything else
+# (a shape error, a bug) would fail on the CPU too and is not worth a second forward, but
+# those are RuntimeErrors as well, so every RuntimeError falls back.
+_META_FAILURES = (NotImplementedError, RuntimeError)
+
+
+def _count_module_hooks_on_meta(model: nn.Module, shapes: list[list[int]], conv: Convention):
+    """Module-hook counts need shapes only: run the forward on a meta copy of the model.
+    Falls back to a real CPU forward (from scratch: nothing of the failed attempt is kept)
+    when the meta forward fails. Returns (result, counted_on)."""
+    try:
+        meta_model = meta_copy(model)
+        meta_model.eval()
+        return _count_module_hooks(meta_model, make_inputs(shapes, "meta"), conv), "meta"
+    except _META_FAILURES as e:
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    return (_count_module_hooks(model, make_inputs(shapes), conv),
+            f"cpu (meta forward failed: {reason[:300]})")
+
+
 def count_flops(model: nn.Module, input_shape: Shape | Sequence[Shape],
-                convention: str = "fvcore") -> FlopReport:
+                convention: str = "fvcore", meta: bool = True) -> FlopReport:
+    """``meta=False`` forces the real CPU forward (the reference the meta counts are
+    tested against)."""
     conv = get_convention(convention)
     shapes = normalize_shapes(input_shape)
     was_training = model.training
     model.eval()
+    counted_on = "cpu"
     try:
         with torch.no_grad():
-            inputs = make_inputs(shapes)
-            if conv.engine == "module_hooks":
-                result = _count_module_hooks(model, inputs, conv)
+            if conv.engine == "module_hooks" and meta:
+                result, counted_on = _count_module_hooks_on_meta(model, shapes, conv)
+            elif conv.engine == "module_hooks":
+                result = _count_module_hooks(model, make_inputs(shapes), conv)
             elif conv.engine == "fvcore":
-                result = _count_fvcore(model, inputs, conv)
+                result = _count_fvcore(model, make_inputs(shapes), conv)
             elif conv.engine == "ptflops":
-                result = _count_ptflops(model, inputs, conv.ptflops_backend)
+                result = _count_ptflops(model, make_inputs(shapes), conv.ptflops_backend)
             else:
                 raise ValueError(f"convention {conv.name!r} has unknown engine {conv.engine!r}")
     finally:
@@ -206,4 +257,4 @@ def count_flops(model: nn.Module, input_shape: Shape | Sequence[Shape],
     total, by_module, by_operator, not_counted = result
     return FlopReport(total=total, convention=conv.name, unit_base=conv.unit_base,
                       input_shapes=shapes, by_module=by_module, by_operator=by_operator,
-                      not_counted=not_counted)
+                      not_counted=not_counted, counted_on=counted_on)

@@ -90,6 +90,7 @@ def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels
         conv = get_convention(convention)
         cell.update(raw=report["total"], value=report["total"] / conv.scale(col.unit))
         details = {"by_operator": report["by_operator"], "not_counted": report["not_counted"],
+                   "counted_on": report.get("counted_on", "cpu"),
                    "by_module": {k: v for k, v in report["by_module"].items() if k.count(".") < 2}}
         if convention != CANONICAL:
             canon, _ = _flops(CANONICAL, parts, protocol, models, ctx)
