@@ -36,7 +36,7 @@ class RunContext:
     work_dir: Path = WORK_DIR
     rerun: bool = False
     launch: LaunchConfig = LaunchConfig()
-    job_options: dict = dataclasses.field(default_factory=dict)   # PoseJob fields
+    job_options: dict = dataclasses.field(default_factory=dict)   # bench.training.job.Job fields
     # run record path -> why its job did not run (missing dataset, no recipe)
     skipped: dict = dataclasses.field(default_factory=dict)
 
