@@ -51,6 +51,7 @@ from torch.utils.data import Dataset
 
 from .seg_labels import SEG_IGNORE
 from .topdown import IMAGENET_MEAN, IMAGENET_STD, protocol_to_dict, require_path
+from .transforms import scale_range_of
 
 __all__ = ["SegmentationDataset", "SEGMENTATION_DATASETS", "segmentation_dataset_class",
            "build_segmentation_dataset", "read_id_list"]
@@ -161,12 +162,7 @@ class SegmentationDataset(Dataset):
                              f"{self.num_classes}..255, got {ignore_label}")
         self.crop_size = _pair(crop_size, "crop_size")
         self.base_size = None if base_size is None else int(base_size)
-        if scale_range is not None:
-            lo, hi = (float(v) for v in scale_range)
-            if not 0 < lo <= hi:
-                raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {scale_range}")
-            scale_range = (lo, hi)
-        self.scale_range = scale_range
+        self.scale_range = scale_range_of(scale_range)
         self.flip_prob = float(flip_prob)
         self.seed = int(seed)
         self.epoch = 0

@@ -57,6 +57,7 @@ MPII_LOWER_BODY_IDS = (0, 1, 2, 3, 4, 5, 6)
 LSP_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9))
 
 __all__ = [
+    "scale_range_of",
     "PIXEL_STD",
     "COCO_FLIP_PAIRS", "COCO_UPPER_BODY_IDS", "COCO_LOWER_BODY_IDS", "COCO_JOINT_WEIGHTS",
     "MPII_FLIP_PAIRS", "MPII_UPPER_BODY_IDS", "MPII_LOWER_BODY_IDS", "LSP_FLIP_PAIRS",
@@ -267,3 +268,13 @@ def random_scale_rotation(rng: np.random.Generator, scale, scale_factor: float,
     """(scale * random zoom, random rotation in degrees), in the reference's order."""
     s = _scale_pair(scale) * sample_scale_factor(rng, scale_factor)
     return s.astype(np.float32), sample_rotation(rng, rotation_factor, rotation_prob)
+
+
+def scale_range_of(value, what: str = "scale_range"):
+    """A random-scale range as (lo, hi) floats with 0 < lo <= hi (None stays None)."""
+    if value is None:
+        return None
+    lo, hi = (float(v) for v in value)
+    if not 0 < lo <= hi:
+        raise ValueError(f"{what} must satisfy 0 < lo <= hi, got {value}")
+    return lo, hi

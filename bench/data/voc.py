@@ -71,7 +71,7 @@ from torch.utils.data import Dataset
 from .centernet import CenterNetCodec, center_scale_of_image, color_augment
 from ..evaluation.voc import VOC_CLASSES
 from .topdown import IMAGENET_MEAN, IMAGENET_STD, protocol_to_dict, require_path
-from .transforms import affine_transform, get_affine_transform
+from .transforms import affine_transform, get_affine_transform, scale_range_of
 
 __all__ = ["VOC_CLASSES", "VOCDetection", "parse_voc_xml", "DEVKIT_PIXEL_OFFSET"]
 
@@ -184,12 +184,7 @@ class VOCDetection(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.flip_prob = float(flip_prob)
-        if scale_range is not None:
-            lo, hi = (float(v) for v in scale_range)
-            if not 0 < lo <= hi:
-                raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {scale_range}")
-            scale_range = (lo, hi)
-        self.scale_range = scale_range
+        self.scale_range = scale_range_of(scale_range)
         self.shift = None if shift is None else float(shift)
         self.color_jitter = bool(color_jitter)
         self.keep_difficult = bool(keep_difficult)

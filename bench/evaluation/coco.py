@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .base import Evaluator
+from .base import Evaluator, batch_columns, unique_by_index
 
 #: Per-keypoint OKS constants of the 17 COCO person keypoints (pycocotools' values).
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
@@ -220,42 +220,6 @@ PREDICTION_KEYS = ("preds", "maxvals", "center", "scale", "score", "image_id", "
                    "area", "index")
 
 
-def batch_columns(predictions: Mapping[str, Any], keys: Sequence[str], who: str
-                  ) -> dict[str, np.ndarray]:
-    """``predictions[k]`` as numpy arrays for ``keys``, all of one batch length; a missing
-    key is an error naming it and the evaluator."""
-    missing = [k for k in keys if k not in predictions]
-    if missing:
-        raise KeyError(f"{who}.process: the predictions have no {', '.join(map(repr, missing))} "
-                       f"(got {', '.join(map(str, predictions))})")
-    cols = {k: np.asarray(predictions[k]) for k in keys}
-    sizes = {k: len(v) for k, v in cols.items()}
-    if len(set(sizes.values())) > 1:
-        raise ValueError(f"{who}.process: columns of different lengths {sizes}")
-    return cols
-
-
-def unique_by_index(results: Sequence[Mapping[str, Any]], num_samples: int | None = None,
-                    who: str = "evaluator") -> list:
-    """Per-sample results with one item per dataset ``index`` (the first seen: a
-    distributed sampler pads the last shard with repeats), in index order.
-
-    With ``num_samples`` every index ``0 .. num_samples - 1`` must be there exactly once
-    after this, so a prediction pass that lost samples fails instead of scoring them as
-    misses."""
-    if not results:
-        raise ValueError(f"{who}: no predictions processed")
-    first: dict[int, Any] = {}
-    for item in results:
-        first.setdefault(int(item["index"]), item)
-    order = sorted(first)
-    if num_samples is not None and (len(order) != num_samples or order[0] < 0
-                                    or order[-1] >= num_samples):
-        raise ValueError(f"{who}: {len(order)} predictions (indices {order[0]}..{order[-1]}) "
-                         f"for {num_samples} samples")
-    return [first[i] for i in order]
-
-
 class CocoKeypointEvaluator(Evaluator):
     """Top-down COCO evaluation: rescoring + OKS-NMS (``rescore_and_nms``) + OKS AP.
 
@@ -327,5 +291,4 @@ class CocoKeypointEvaluator(Evaluator):
 
 
 __all__ = ["COCO_SIGMAS", "STATS_NAMES", "PREDICTION_KEYS", "oks_iou", "oks_nms",
-           "rescore_and_nms", "load_coco", "coco_keypoint_ap", "batch_columns",
-           "unique_by_index", "CocoKeypointEvaluator"]
+           "rescore_and_nms", "load_coco", "coco_keypoint_ap", "CocoKeypointEvaluator"]

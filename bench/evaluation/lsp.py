@@ -25,8 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import Evaluator
-from .coco import batch_columns, unique_by_index
+from .base import KeypointsByIndex
 
 LSP_JOINTS = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "rwri", "relb", "rsho",
               "lsho", "lelb", "lwri", "neck", "head")
@@ -93,7 +92,7 @@ def lsp_pck(preds, gts, visible=None, threshold: float = 0.2,
     return out
 
 
-class LspPCKEvaluator(Evaluator):
+class LspPCKEvaluator(KeypointsByIndex):
     """PCK of a whole split against its ground truth: ``process`` keeps each sample's
     keypoints by dataset ``index``, ``compute_metrics`` drops padded repeats, orders by
     index and returns ``lsp_pck``.
@@ -112,20 +111,11 @@ class LspPCKEvaluator(Evaluator):
         self.visible = np.asarray(visible)
         self.threshold = threshold
         self.torso_joints = torso_joints
-
-    def process(self, predictions: Mapping[str, Any]) -> None:
-        """One batch: ``preds`` (B, 14, 2) image pixels and ``index`` (B,)."""
-        c = batch_columns(predictions, ("preds", "index"), type(self).__name__)
-        if c["preds"].ndim != 3 or c["preds"].shape[2] < 2:
-            raise ValueError(f"preds must be B x 14 x 2, got {c['preds'].shape}")
-        for i in range(len(c["preds"])):
-            self.results.append({"index": int(c["index"][i]),
-                                 "preds": c["preds"][i, :, :2].copy()})
+        self.num_samples = len(self.gts)
 
     def compute_metrics(self, results: Sequence[Mapping[str, Any]]
                         ) -> "OrderedDict[str, float]":
-        items = unique_by_index(results, len(self.gts), type(self).__name__)
-        return lsp_pck(np.stack([r["preds"] for r in items]), self.gts, self.visible,
+        return lsp_pck(self.ordered(results), self.gts, self.visible,
                        self.threshold, self.torso_joints)
 
 

@@ -32,8 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import Evaluator
-from .coco import batch_columns, unique_by_index
+from .base import KeypointsByIndex
 
 SC_BIAS = 0.6
 #: gt_valid.mat's joint order (``dataset_joints``), which HRNet's 16 outputs follow.
@@ -157,7 +156,7 @@ def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False) -> "OrderedDic
     return out
 
 
-class MpiiPCKhEvaluator(Evaluator):
+class MpiiPCKhEvaluator(KeypointsByIndex):
     """MPII PCKh over a whole split: ``process`` keeps each sample's keypoints by its
     dataset ``index`` (the records follow gt_valid.mat's order), ``compute_metrics``
     drops padded repeats, puts them in index order and returns ``mpii_pckh`` plus
@@ -174,19 +173,9 @@ class MpiiPCKhEvaluator(Evaluator):
         self.num_samples = _check_gt(self.gt) if num_samples is None else int(num_samples)
         self.one_based = one_based
 
-    def process(self, predictions: Mapping[str, Any]) -> None:
-        """One batch: ``preds`` (B, 16, 2) original-image pixels and ``index`` (B,)."""
-        c = batch_columns(predictions, ("preds", "index"), type(self).__name__)
-        if c["preds"].ndim != 3 or c["preds"].shape[2] < 2:
-            raise ValueError(f"preds must be B x 16 x 2, got {c['preds'].shape}")
-        for i in range(len(c["preds"])):
-            self.results.append({"index": int(c["index"][i]),
-                                 "preds": c["preds"][i, :, :2].copy()})
-
     def compute_metrics(self, results: Sequence[Mapping[str, Any]]
                         ) -> "OrderedDict[str, float]":
-        items = unique_by_index(results, self.num_samples, type(self).__name__)
-        out = mpii_pckh(np.stack([r["preds"] for r in items]), self.gt, self.one_based)
+        out = mpii_pckh(self.ordered(results), self.gt, self.one_based)
         out["PCKh@0.1"] = out["Mean@0.1"]
         return out
 

@@ -29,6 +29,15 @@ def as_outputs(out: Any) -> dict:
     return {MAIN_OUTPUT: out}
 
 
+def protocol_section(protocol: Mapping, key: str, schema) -> dict:
+    """``protocol[key]`` (a mapping or a pydantic model) with ``schema``'s defaults filled
+    in, so a task reads one place for its defaults (``bench.suite``)."""
+    value = protocol.get(key) or {}
+    if not isinstance(value, Mapping):
+        value = value.model_dump()
+    return schema.model_validate(dict(value)).model_dump()
+
+
 def main_output(out: Any):
     """The main output of a model's forward (a tensor or an output mapping)."""
     return out[MAIN_OUTPUT] if isinstance(out, Mapping) else out

@@ -17,8 +17,9 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
+from ..evaluation.voc import VOCDetectionEvaluator
 from . import register_task
-from .base import MAIN_OUTPUT, Task, main_output
+from .base import MAIN_OUTPUT, Task, main_output, protocol_section
 
 # the smoke profile's input (H, W): the generated VOC images are 160-320 px, and the CPU
 # must take a ResNet-101 detector through 6 iterations in seconds
@@ -26,12 +27,8 @@ SMOKE_INPUT = (256, 256)
 
 
 def _cfg(protocol: Mapping, key: str) -> dict:
-    """A protocol sub-mapping with the schema's defaults (``bench.suite``)."""
     from ..suite import DetEvaluation, DetLoss
-    schema = {"loss": DetLoss, "evaluation": DetEvaluation}[key]
-    value = protocol.get(key) or {}
-    return schema.model_validate(dict(value)).model_dump() if isinstance(value, Mapping) \
-        else value.model_dump()
+    return protocol_section(protocol, key, {"loss": DetLoss, "evaluation": DetEvaluation}[key])
 
 
 def _heads(output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,25 +44,12 @@ def _sigmoid(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
 
 
-class _MapAt:
-    """The VOC evaluator's metrics plus ``mAP@<threshold>``, the suites' measure name."""
+class MapAtThreshold(VOCDetectionEvaluator):
+    """The VOC evaluator whose metrics also hold ``mAP@<threshold>``, the suites' name."""
 
-    def __init__(self, evaluator, threshold: float):
-        self.evaluator, self.key = evaluator, f"mAP@{threshold:g}"
-
-    def __getattr__(self, name):
-        return getattr(self.evaluator, name)
-
-    def _named(self, metrics):
-        if metrics is None:
-            return None
-        return {self.key: metrics["mAP"], **metrics}
-
-    def compute(self):
-        return self._named(self.evaluator.compute())
-
-    def evaluate(self, gather=None, is_main: bool = True):
-        return self._named(self.evaluator.evaluate(gather, is_main))
+    def compute_metrics(self, results):
+        metrics = super().compute_metrics(results)
+        return {f"mAP@{self.iou_threshold:g}": metrics["mAP"], **metrics}
 
 
 @register_task
@@ -141,12 +125,11 @@ class DetectionTask(Task):
         return out
 
     def evaluator(self, dataset, protocol: Mapping):
-        from ..evaluation.voc import VOCDetectionEvaluator
         ev = _cfg(protocol, "evaluation")
-        return _MapAt(VOCDetectionEvaluator(dataset.annotations(), class_names=dataset.class_names,
-                                            iou_threshold=ev["iou_threshold"],
-                                            use_07_metric=ev["use_07_metric"]),
-                      ev["iou_threshold"])
+        return MapAtThreshold(annotations=dataset.annotations(),
+                              class_names=dataset.class_names,
+                              iou_threshold=ev["iou_threshold"],
+                              use_07_metric=ev["use_07_metric"])
 
     def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
         """Each image's boxes, difficult ones included, through the evaluation crop and the

@@ -19,7 +19,6 @@ GSTO and FlatteNet on COCO and MPII; LSP-extended for the CPU sanity runs).
 from __future__ import annotations
 
 import importlib
-import math
 from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 
 from ..data.codecs import flip_test_average
 from ..data.topdown import protocol_to_dict
+from ..evaluation.base import finite_or_none
 from ..suite import Evaluation
 from ..training.losses import joints_mse
 from . import register_task
@@ -57,10 +57,6 @@ def _evaluation_of(protocol) -> Evaluation:
 
 def _numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-
-
-def _finite(v):
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def build_dataset(protocol, data_root, train: bool, **overrides):
@@ -213,7 +209,7 @@ class PoseTask(Task):
         threshold = _evaluation_of(protocol).pck_threshold
         preds = mean_pose_predictions(train_set.records, val_set.records)
         gts, visible = val_set.ground_truth()
-        mean_pose = {k: _finite(v)
+        mean_pose = {k: finite_or_none(v)
                      for k, v in lsp_pck(preds, gts, visible, threshold=threshold).items()}
         pck = f"PCK@{threshold:g}"
         return {"baselines": {"mean_pose": mean_pose},

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import register_task
-from .base import MAIN_OUTPUT, Task
+from .base import MAIN_OUTPUT, Task, protocol_section
 
 # the target oracle's logit for the labelled class (softmax ~ 1 - 1e-8 per class)
 _ORACLE_LOGIT = 20.0
@@ -27,12 +27,8 @@ SMOKE_CROP = (64, 128)
 
 
 def _cfg(protocol: Mapping, key: str) -> dict:
-    """A protocol sub-mapping with the schema's defaults (``bench.suite``)."""
     from ..suite import SegEvaluation, SegLoss
-    schema = {"loss": SegLoss, "evaluation": SegEvaluation}[key]
-    value = protocol.get(key) or {}
-    return schema.model_validate(dict(value)).model_dump() if isinstance(value, Mapping) \
-        else value.model_dump()
+    return protocol_section(protocol, key, {"loss": SegLoss, "evaluation": SegEvaluation}[key])
 
 
 def class_weights(loss_cfg: Mapping, num_classes: int):

@@ -242,6 +242,7 @@ class Job:
         return record if info.is_main else None
 
     def _run(self, settings: dict, info, device, fingerprint: str) -> dict:
+        from ..evaluation.base import finite_or_none
         from ..registry import create_model
         from ..tasks import get_task
         from .evaluate import evaluate, evaluate_targets
@@ -304,25 +305,20 @@ class Job:
                            channels_last=self.channels_last, num_workers=workers,
                            batch_size=batch_size)
         if info.is_main:
-            out["metrics"] = {k: _finite(v) for k, v in metrics.items()}
+            out["metrics"] = {k: finite_or_none(v) for k, v in metrics.items()}
             out["val_samples"] = len(val_set)
             if self.profile == "smoke":
                 oracle = evaluate_targets(task, task.oracle_dataset(self.protocol, self.data_root),
                                           self.protocol)
-                out["target_metrics"] = {k: _finite(v) for k, v in oracle.items()}
+                out["target_metrics"] = {k: finite_or_none(v) for k, v in oracle.items()}
             if train_set is not None:
                 extra = task.extra_metrics(train_set, val_set, self.protocol)
                 if extra:
                     out["baselines"] = extra.get("baselines", {})
-                    out["metrics"].update({k: _finite(v) for k, v in extra.get("metrics", {}).items()})
+                    out["metrics"].update({k: finite_or_none(v) for k, v in extra.get("metrics", {}).items()})
         out["eval_wall_time_s"] = round(time.perf_counter() - t_eval, 3)
         return out
 
 
 # the job was pose-only before the task plug-ins; the name is kept for existing scripts
 PoseJob = Job
-
-
-def _finite(v: float):
-    import math
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
