@@ -5,11 +5,13 @@ without torch; ``create_model`` and friends import the model families on first u
 """
 from __future__ import annotations
 
-__all__ = ["create_model", "list_models", "load_suite", "run_suite", "load_official_checkpoint"]
+__all__ = ["create_model", "list_models", "register_model", "load_suite", "run_suite",
+           "load_official_checkpoint"]
 
 _LAZY = {
     "create_model": ("bench.registry", "create_model"),
     "list_models": ("bench.registry", "list_models"),
+    "register_model": ("bench.registry", "register_model"),
     "load_suite": ("bench.suite", "load_suite"),
     "run_suite": ("bench.runner", "run_suite"),
     "load_official_checkpoint": ("bench.checkpoints", "load_official_checkpoint"),

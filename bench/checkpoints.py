@@ -5,7 +5,10 @@ strict. What differs between releases is the wrapping, which is undone here: a
 ``{"state_dict": ...}`` / ``{"model": ...}`` container and the ``module.`` prefix of
 (Distributed)DataParallel. A family whose official names differ from ours declares
 ``official_key_renames`` on its top-level module: (regex, replacement) pairs applied in
-order. Loading fails listing the missing and unexpected keys, and shape mismatches.
+order; ``official_key_ignored`` (regexes on the file's own names) drops entries that are
+not weights of the network (HRNet-Semantic-Segmentation saves its loss's class weights
+beside the model). Loading fails listing the missing and unexpected keys, and shape
+mismatches. ``file_sha256`` hashes a weights file (the ``released`` profile checks it).
 """
 from __future__ import annotations
 
@@ -41,16 +44,42 @@ def _mismatch(headline: str, missing: list[str], unexpected: list[str], shapes: 
             + listing("shape mismatches", shapes))
 
 
+def read_weights_file(path: str | Path):
+    """A torch file read without running arbitrary pickled code (``weights_only``). Files
+    saved by mmcv carry numpy scalars in their ``meta`` (a best score, a seed): those
+    numpy types are allowed too. Anything else fails naming the file."""
+    import pickle
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        import numpy as np
+        allowed = [np.dtype, np.ndarray, type(np.dtype("float64")), type(np.dtype("int64"))]
+        core = getattr(np, "_core", None) or np.core
+        allowed += [core.multiarray.scalar, core.multiarray._reconstruct]
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            found = re.search(r"GLOBAL ([\w.]+)", str(err))
+            what = f"an object of type {found.group(1)}" if found else "other pickled objects"
+            raise CheckpointMismatchError(
+                f"{path}: cannot be read as weights only: it holds {what}; load it "
+                "yourself if you trust it and save its state dict") from None
+
+
 def official_state_dict(model: nn.Module, checkpoint) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors under our key names (container, prefix and renames undone)."""
     if isinstance(checkpoint, (str, Path)):
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        checkpoint = read_weights_file(checkpoint)
     state = _unwrap(checkpoint)
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     renames = getattr(model, "official_key_renames", ())
+    ignored = getattr(model, "official_key_ignored", ())
     out = {}
     for key, value in state.items():
+        if any(re.search(pattern, key) for pattern in ignored):
+            continue
         for pattern, repl in renames:
             key = re.sub(pattern, repl, key)
         out[key] = value
@@ -60,6 +89,12 @@ def official_state_dict(model: nn.Module, checkpoint) -> dict[str, torch.Tensor]
 def load_official_checkpoint(model: nn.Module, checkpoint) -> nn.Module:
     state = official_state_dict(model, checkpoint)
     own = model.state_dict()
+    # BatchNorm's step counter is absent from files saved before PyTorch 0.4.1 or by
+    # InPlaceABN (HRNet-Semantic-Segmentation's master branch, GSTO); it does not enter
+    # an evaluation forward, so it keeps the model's value
+    for key in set(own) - set(state):
+        if key.endswith("num_batches_tracked"):
+            state[key] = own[key]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -70,6 +105,16 @@ def load_official_checkpoint(model: nn.Module, checkpoint) -> nn.Module:
                                                 missing, unexpected, shapes))
     model.load_state_dict(state, strict=True)
     return model
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The sha256 hex digest of a file, read in chunks (weights files are large)."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- ImageNet-pretrained backbones -------------------------------------------------------

@@ -1,8 +1,18 @@
-"""The command line: ``run_suite.py SUITE.yaml ...`` (the ``hrbench`` script) runs the
-suites, prints and renders their reports, and with ``--check`` gates on tolerances."""
+"""The command line, ``hrbench`` (``python run_suite.py`` is ``hrbench run``):
+
+- ``hrbench run SUITE...`` runs suites (files, or names of the bundled ones), prints and
+  renders their reports, gates on tolerances with ``--check`` and writes JUnit XML /
+  a JSON summary for CI;
+- ``hrbench list models|suites|protocols|conventions [GLOB]``;
+- ``hrbench report [SUITE...]`` renders reports again from the records (imports no torch).
+
+Outputs go under ``--out`` (default: the current directory).
+"""
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -10,30 +20,69 @@ from typing import Sequence
 from . import results as res
 from .complexity.cache import MeasurementCache
 from .launch import LAUNCHERS, LaunchConfig
-from .runner import (PROFILES, REPORTS_DIR, WORK_DIR, baseline_path, failure_line,
-                     gate_failures, run_suite, smoke_gate_failures, write_smoke_baseline)
-from .suite import Suite, SuiteError, load_suite
+from .paths import PROTOCOLS_DIR, SUITES_DIR, output_dirs
+from .runner import (PROFILES, failure_line, gate_failures, run_suite, smoke_gate_failures,
+                     write_smoke_baseline)
+from .runner.smoke_gate import baseline_path, find_baseline
+from .suite import Suite, SuiteError, find_suites, load_suite
+
+COMMANDS = ("run", "list", "report")
+LISTABLE = ("models", "suites", "protocols", "conventions")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="run_suite.py",
-        description="Run paper-table suites: measure (and train) every row, store result "
-                    "records, render reports, and optionally gate on tolerances (--check).")
-    p.add_argument("suites", nargs="+", type=Path, help="suite YAML files (suites/*.yaml)")
+def _seed(text: str) -> int:
+    """A --seeds value: a whole number from 0 to 2**32 - 1 (what numpy accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0 .. 2**32 - 1")
+    return value
+
+
+RUN_DESCRIPTION = ("Run paper-table suites: measure (and train) every row, store result "
+                   "records, render reports, and optionally gate on tolerances (--check).")
+
+
+def _prog() -> str:
+    return "run_suite.py" if Path(sys.argv[0]).name == "run_suite.py" else "hrbench"
+
+
+def build_parser(add_help: bool = True, prog: str | None = None) -> argparse.ArgumentParser:
+    """The ``run`` command's options."""
+    p = argparse.ArgumentParser(prog=prog or "run_suite.py", description=RUN_DESCRIPTION,
+                                add_help=add_help)
+    p.add_argument("suites", nargs="+", metavar="SUITE",
+                   help="suite YAML files, or names (globs) of the bundled suites, e.g. "
+                        "lite_hrnet_table6 or 'lite_hrnet_*' (hrbench list suites)")
     p.add_argument("--profile", default="complexity", choices=PROFILES,
                    help="how far a run goes: complexity (measures only), smoke (a few "
                         "iterations on generated data), short (a fraction of the schedule), "
-                        "full (the paper's schedule); default: complexity")
+                        "full (the paper's schedule), released (the authors' released "
+                        "weights, evaluated only: needs --weights-dir and --data-root); "
+                        "default: complexity")
     p.add_argument("--check", action="store_true",
                    help="exit non-zero when a gated cell is outside its tolerance (complexity "
                         "cells; with --profile smoke the committed smoke baseline; with "
-                        "--profile full also the published accuracy)")
+                        "--profile full or released also the published accuracy)")
     p.add_argument("--data-root", type=Path, default=None, help="folder holding coco/, mpii/, lspet/")
-    p.add_argument("--results-dir", type=Path, default=res.RESULTS_DIR)
-    p.add_argument("--reports-dir", type=Path, default=REPORTS_DIR)
-    p.add_argument("--work-dir", type=Path, default=WORK_DIR,
-                   help="checkpoints, training logs and smoke data (default: work_dirs/)")
+    p.add_argument("--weights-dir", type=Path, default=None,
+                   help="--profile released: the folder holding the authors' released weight "
+                        "files (looked up by the file names the suites give, also in "
+                        "sub-folders such as the model zoo's pose_coco/)")
+    _output_options(p)
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="checkpoints, training logs and smoke data (default: <out>/work_dirs)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first: it registers models with bench.register_model "
+                        "(repeatable; training jobs in other processes import it too)")
+    ci = p.add_argument_group("CI output (written whether or not --check is given)")
+    ci.add_argument("--junit-xml", type=Path, default=None, metavar="PATH",
+                    help="JUnit XML: one test case per gated cell (a failure gives published, "
+                         "measured, tolerance and the row note)")
+    ci.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
+                    help="JSON: per suite, whether its gate passed and every cell's status")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="measurement cache (default: $HRBENCH_CACHE_DIR or ~/.cache/hrbench)")
     p.add_argument("--no-cache", action="store_true", help="measure everything again")
@@ -65,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=None, help="data loader workers per process")
     t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     t.add_argument("--progress", action="store_true", help="progress bars")
+    t.add_argument("--seeds", type=_seed, nargs="+", default=None, metavar="SEED",
+                   help="run every training job once per seed (e.g. --seeds 0 1 2); accuracy "
+                        "cells show the mean ± std and n, gates compare the mean. The "
+                        "protocol's own seed (0) keeps the plain record path; the smoke "
+                        "baseline holds (and --check compares) that seed's run only")
     t.add_argument("--baseline", type=Path, default=None,
                    help="smoke baseline file (default: <results-dir>/baselines/<suite>.smoke.json)")
     t.add_argument("--update-baseline", action="store_true",
@@ -78,15 +132,25 @@ def _all_profile_records(suite: Suite, results_dir: Path) -> list[dict]:
     return [r for profile in PROFILES for r in res.suite_records(suite.suite, profile, results_dir)]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    """``hrbench run`` (``run_suite.py``): exit 0 fine, 1 a gate failed, 2 bad input."""
+    _resolve_outputs(args)
+    _user_path()
+    if args.imports:
+        code = _import_models(args.imports)
+        if code:
+            return code
     try:
-        suites = [load_suite(path) for path in args.suites]
+        suites = [load_suite(path) for spec in args.suites for path in find_suites(spec)]
         launch = LaunchConfig(args.launcher, args.gpus, args.nodes, args.slurm_partition,
                               args.slurm_account, args.slurm_time,
                               slurm_folder=str(args.work_dir / "slurm"))
     except (SuiteError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.profile == "released" and args.weights_dir is None:
+        print("error: --profile released needs --weights-dir (the folder holding the "
+              "authors' released weights; README: 'Score the released weights')", file=sys.stderr)
         return 2
     if args.update_baseline and args.profile != "smoke":
         print("error: --update-baseline needs --profile smoke", file=sys.stderr)
@@ -97,41 +161,283 @@ def main(argv: Sequence[str] | None = None) -> int:
         "progress": args.progress}.items() if v not in (None, False, "off")}
     cache = MeasurementCache(args.cache_dir, enabled=not args.no_cache)
     exit_code = 0
+    gates = []
     for suite in suites:
         hits, misses = cache.hits, cache.misses
         # the smoke gate measures the code at hand: its jobs always run again
         rerun = args.rerun or (args.check and args.profile == "smoke")
         run = run_suite(suite, args.profile, args.results_dir, args.data_root, cache,
                         args.rows, args.latency, work_dir=args.work_dir, rerun=rerun,
-                        launch=launch, job_options=job_options, device=args.device or "auto")
+                        launch=launch, job_options=job_options, device=args.device or "auto",
+                        seeds=args.seeds or (),
+                        weights_dir=args.weights_dir)
         from . import report
         shown = _all_profile_records(suite, args.results_dir)
         if not args.quiet:
-            print(report.render_terminal(suite, shown))
+            print(report.render_terminal(suite, shown, profile=args.profile))
         if not args.no_report:
             page = report.render_suite_report(suite, shown, args.reports_dir, force=args.force_report)
             print(f"report: {page.path}" + ("" if page.rendered else " (unchanged)"))
         print(f"{suite.suite}: {len(run.records)} rows in {run.wall_time_s:.1f}s "
               f"(cache: {cache.hits - hits} hits, {cache.misses - misses} misses); records in "
               f"{args.results_dir / suite.suite}")
-        baseline = args.baseline or baseline_path(suite, args.results_dir)
         if args.update_baseline:
-            print(f"smoke baseline: {write_smoke_baseline(suite, run.records, baseline)}")
+            written = write_smoke_baseline(suite, run.records,
+                                           args.baseline or baseline_path(suite, args.results_dir))
+            print(f"smoke baseline: {written}")
+        # the smoke gate compares with the baseline in <results>/baselines, or, for a
+        # bundled suite without one there, the baseline shipped with HRBench
+        baseline = args.baseline or find_baseline(suite, args.results_dir)
+        smoke_failures = (smoke_gate_failures(suite, run.records, baseline)
+                          if args.profile == "smoke" and (args.check or args.junit_xml
+                                                          or args.summary_json) else [])
+        gates.append(_suite_gate(suite, args.profile, run, smoke_failures))
         if args.check:
             failures = [failure_line(suite, f) for f in gate_failures(suite, run.records)]
-            if args.profile == "smoke":
-                failures += smoke_gate_failures(suite, run.records, baseline)
+            failures += smoke_failures
             for line in failures:
                 print(line, file=sys.stderr)
             if failures:
                 exit_code = 1
             else:
                 what = {"smoke": "complexity cell and smoke metric",
-                        "full": "complexity and accuracy cell"}.get(args.profile, "complexity cell")
+                        "full": "complexity and accuracy cell",
+                        "released": "complexity cell and released-weights accuracy cell"
+                        }.get(args.profile, "complexity cell")
                 print(f"check passed: {suite.suite}, every gated {what} within tolerance")
     if not args.no_report:
         from . import report
         # once, after every suite: drawn again only when some page's summary changed
         report.render_index_cached(args.reports_dir, force=args.force_report)
+    if args.junit_xml or args.summary_json:
+        from .ci import write_junit, write_summary
+        if args.junit_xml:
+            print(f"junit: {write_junit(args.junit_xml, gates)}")
+        if args.summary_json:
+            print(f"summary: {write_summary(args.summary_json, gates, exit_code, argv)}")
     return exit_code
 
+
+
+# --- shared pieces of the commands ------------------------------------------------------
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
+                   help="folder for results/, reports/ and work_dirs/ (default: the current "
+                        "directory; never the installed package)")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="result records (default: <out>/results)")
+    p.add_argument("--reports-dir", type=Path, default=None,
+                   help="HTML reports (default: <out>/reports)")
+
+
+def _resolve_outputs(args: argparse.Namespace) -> None:
+    """Fill the output folders left unset from ``--out`` (absolute paths)."""
+    dirs = output_dirs(args.out)
+    args.results_dir = (args.results_dir or dirs["results"]).expanduser().resolve()
+    args.reports_dir = (args.reports_dir or dirs["reports"]).expanduser().resolve()
+    if hasattr(args, "work_dir"):
+        args.work_dir = (args.work_dir or dirs["work"]).expanduser().resolve()
+
+
+def _import_models(modules: Sequence[str]) -> int:
+    """Import --import modules (0) or print why one failed (2). They are also put in
+    $HRBENCH_IMPORT, which processes started for training jobs read."""
+    from .registry import IMPORT_ENV, ModelImportError, import_models
+    _user_path()
+    try:
+        added = import_models(modules)
+    except ModelImportError as err:
+        print(f"error: --import: {err}", file=sys.stderr)
+        return 2
+    known = [m for m in os.environ.get(IMPORT_ENV, "").split(os.pathsep) if m]
+    os.environ[IMPORT_ENV] = os.pathsep.join(known + [m for m in modules if m not in known])
+    if added:
+        print(f"models from {', '.join(modules)}: {', '.join(added)}")
+    return 0
+
+
+def _user_path() -> None:
+    """The working directory is searched for a user's modules (``--import``, suite rows
+    naming ``package.module:function``) after everything installed, as ``python -m`` does
+    for scripts run from it; the installed ``hrbench`` script would not otherwise."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
+
+def _suite_gate(suite: Suite, profile: str, run, smoke_failures: list[str]):
+    from .ci import SuiteGate
+    return SuiteGate(suite=suite, profile=profile, records=list(run.records),
+                     wall_time_s=float(getattr(run, "wall_time_s", 0.0) or 0.0),
+                     smoke_failures=list(smoke_failures),
+                     smoke_gated=profile == "smoke")
+
+
+# --- hrbench list -------------------------------------------------------------------------
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip()
+                     for r in rows)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    pattern = args.pattern
+    if args.what == "models":
+        if args.imports and _import_models(args.imports):
+            return 2
+        _user_path()
+        from .registry import _PLUGIN_ERRORS, get_entry, list_models
+        names = list_models(pattern)
+        rows = [(n, get_entry(n).family, get_entry(n).doc) for n in names]
+        for what, why in _PLUGIN_ERRORS:
+            print(f"warning: {what} failed to load: {why}", file=sys.stderr)
+    elif args.what == "suites":
+        rows = []
+        for path in sorted(SUITES_DIR.glob("*.yaml")):
+            if not fnmatch.fnmatchcase(path.stem, pattern):
+                continue
+            try:
+                suite = load_suite(path, check_models=False)
+                rows.append((suite.suite, f"{suite.paper} table {suite.table}", suite.title))
+            except SuiteError as err:
+                rows.append((path.stem, "(invalid)", str(err)))
+    elif args.what == "protocols":
+        from .suite import load_protocol
+        rows = []
+        for path in sorted(PROTOCOLS_DIR.glob("*.yaml")):
+            if not fnmatch.fnmatchcase(path.stem, pattern):
+                continue
+            try:
+                p = load_protocol(path.stem)
+                size = "x".join(map(str, p.input_size))
+                rows.append((p.name, p.task, f"{p.dataset} {size}",
+                             "server only" if p.server_only else
+                             ("trainable" if p.trainable else "shapes only")))
+            except SuiteError as err:
+                rows.append((path.stem, "(invalid)", "", str(err)))
+    else:
+        from .complexity.conventions import CONVENTIONS
+        rows = [(c.name, c.engine, "binary" if c.unit_base == 1024 else "decimal",
+                 c.description.split(". ")[0].split(": ")[0].rstrip("."))
+                for c in CONVENTIONS.values() if fnmatch.fnmatchcase(c.name, pattern)]
+    if not rows:
+        print(f"no {args.what} match {pattern!r}", file=sys.stderr)
+        return 1
+    print(_table(rows))
+    if args.what in ("suites", "protocols"):
+        where = SUITES_DIR if args.what == "suites" else PROTOCOLS_DIR
+        print(f"({len(rows)} bundled {args.what} in {where})")
+    return 0
+
+
+# --- hrbench report -----------------------------------------------------------------------
+
+def _recorded_suites(results_dir: Path) -> list[Path]:
+    """Suite files of the suites that have records under ``results_dir``: the file a
+    record names when it exists here, else the bundled suite of that name."""
+    import json
+    found = []
+    for folder in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
+        records = sorted(folder.glob("*.json"))
+        if folder.name in ("runs", "baselines") or not records:
+            continue
+        named = None
+        for path in records:
+            try:
+                named = json.loads(path.read_text()).get("suite_file")
+            except (OSError, ValueError):
+                continue
+            if named:
+                break
+        bundled = SUITES_DIR / f"{folder.name}.yaml"
+        if named and Path(named).is_file():
+            found.append(Path(named))
+        elif bundled.is_file():
+            found.append(bundled)
+        else:
+            print(f"warning: {folder}: no suite file found (records name {named!r}); "
+                  f"give it: hrbench report path/to/{folder.name}.yaml", file=sys.stderr)
+    return found
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Render the reports of suites from their records; imports no torch."""
+    from . import report
+    _resolve_outputs(args)
+    try:
+        paths = ([p for spec in args.suites for p in find_suites(spec)] if args.suites
+                 else _recorded_suites(args.results_dir))
+        suites = [load_suite(p, check_models=False) for p in paths]
+    except SuiteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        for suite in suites:
+            shown = _all_profile_records(suite, args.results_dir)
+            if not shown:
+                print(f"{suite.suite}: no records in {args.results_dir / suite.suite}")
+            page = report.render_suite_report(suite, shown, args.reports_dir, force=args.force)
+            print(f"report: {page.path}" + ("" if page.rendered else " (unchanged)"))
+    except ValueError as err:      # an unreadable record names its file
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    index = report.render_index_cached(args.reports_dir, force=args.force)
+    print(f"index: {index.path}" + ("" if index.rendered else " (unchanged)"))
+    return 0
+
+
+# --- the entry point ----------------------------------------------------------------------
+
+def build_command_parser() -> argparse.ArgumentParser:
+    prog = _prog()
+    p = argparse.ArgumentParser(
+        prog=prog, description="HRBench: reproduce, measure and gate the tables of "
+        "high-resolution network papers, and your own models under the same protocols.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", parents=[build_parser(add_help=False)], description=RUN_DESCRIPTION,
+                   prog="run_suite.py" if prog == "run_suite.py" else f"{prog} run",
+                   help="run suites (files or bundled names); --check gates, --junit-xml "
+                        "and --summary-json report to CI")
+    lp = sub.add_parser("list", prog=f"{prog} list", help="list models, suites, protocols "
+                        "or counting conventions", description="List what HRBench knows.")
+    lp.add_argument("what", choices=LISTABLE)
+    lp.add_argument("pattern", nargs="?", default="*", metavar="GLOB",
+                    help="only names matching this glob (e.g. '*litehrnet*')")
+    lp.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first (models it registers are listed)")
+    rp = sub.add_parser("report", prog=f"{prog} report",
+                        help="render reports again from the records (no torch)",
+                        description="Render the HTML reports of suites from their result "
+                                    "records, without running anything (imports no torch).")
+    rp.add_argument("suites", nargs="*", metavar="SUITE",
+                    help="suite files or bundled names (default: every suite with records "
+                         "under the results folder)")
+    _output_options(rp)
+    rp.add_argument("--force", action="store_true",
+                    help="draw every page again even when its inputs are unchanged")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hrbench COMMAND ...``; without a command (``run_suite.py SUITE ...``) it runs."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [str(a) for a in argv]
+    parser = build_command_parser()
+    if not argv and _prog() == "hrbench":
+        parser.print_help(sys.stderr)
+        return 2
+    # run_suite.py (and hrbench) without a command runs suites, as it always did; its
+    # --help is the run command's
+    help_is_run = _prog() == "run_suite.py"
+    if not argv or argv[0] not in COMMANDS + (() if help_is_run else ("-h", "--help")):
+        argv = ["run"] + argv
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        return list_command(args)
+    if args.command == "report":
+        return report_command(args)
+    return run_command(args, argv)

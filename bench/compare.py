@@ -1,6 +1,7 @@
 """Measured vs published: the verdict of one cell. Pure functions, no torch."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,7 +18,8 @@ NO_TOLERANCE = "not gated"
 # an accuracy cell measured under the smoke or short profile: shown, never compared with
 # the paper (only full runs are; DESIGN.md, "Profiles")
 NOT_COMPARED = "not compared"
-COMPARED_PROFILES = ("complexity", "full")
+# (released: the authors' released weights scored here; compared like full runs)
+COMPARED_PROFILES = ("complexity", "full", "released")
 
 
 @dataclass(frozen=True)
@@ -42,17 +44,26 @@ def decimals_of(value: float) -> int:
 
 
 def round_half_up(value: float, digits: int) -> float:
-    from decimal import ROUND_HALF_UP, Decimal
-    q = Decimal(1).scaleb(-digits)
-    return float(Decimal(repr(value)).quantize(q, rounding=ROUND_HALF_UP))
+    from decimal import ROUND_HALF_UP, Decimal, localcontext
+    if not math.isfinite(value):
+        return value
+    exact = Decimal(repr(value))
+    with localcontext() as ctx:
+        # enough significant digits for any float at this precision (1e300 to 0.1 needs
+        # 302; the default context's 28 would raise InvalidOperation)
+        ctx.prec = max(28, exact.adjusted() + digits + 2)
+        return float(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def compare_cell(published: Optional[float], measured: Optional[float], tolerance=None,
                  digits: Optional[int] = None, known_deviation: str = "",
-                 reason: str = "", profile: Optional[str] = None) -> Verdict:
+                 reason: str = "", profile: Optional[str] = None,
+                 std_allowed: Optional[float] = None) -> Verdict:
     """``tolerance`` is a suite Tolerance (abs/rel/side) or None (cell not gated);
     ``profile`` the profile of the run that measured an accuracy cell (smoke and short
-    results are shown but never compared)."""
+    results are shown but never compared); ``std_allowed`` k standard deviations of a
+    mean over seeds (``tolerance_std``): a bound beside the tolerance's, the larger
+    applies (on the tolerance's side; both sides when the column has no tolerance)."""
     if measured is None:
         return Verdict(NOT_MEASURED, reason=reason)
     if profile is not None and profile not in COMPARED_PROFILES:
@@ -66,12 +77,14 @@ def compare_cell(published: Optional[float], measured: Optional[float], toleranc
     printed = round_half_up(measured, digits) == round_half_up(published, digits)
     if known_deviation:
         return Verdict(NOTED, delta, None, printed, known_deviation)
-    if tolerance is None:
+    if tolerance is None and std_allowed is None:
         return Verdict(NO_TOLERANCE, delta, None, printed)
-    allowed = tolerance.allowed(published, digits)
-    if tolerance.side == "below":
+    allowed = max(tolerance.allowed(published, digits) if tolerance is not None else 0.0,
+                  std_allowed or 0.0)
+    side = tolerance.side if tolerance is not None else "both"
+    if side == "below":
         ok = delta >= -allowed
-    elif tolerance.side == "above":
+    elif side == "above":
         ok = delta <= allowed
     else:
         ok = abs(delta) <= allowed

@@ -3,8 +3,8 @@
 Layout: ``results/<suite>/<row_key>.<profile>.json``. A record holds the resolved model
 and protocols, one *cell* per suite column (value in the column's unit, or the reason it
 was not measured), measurement details, provenance and status. Training/evaluation runs
-write ``results/runs/<protocol>/<model_key>.<profile>.json`` with their metrics, which
-suite rows look up by model key + protocol + profile.
+write ``results/runs/<protocol>/<model_key>.<profile>[.seed<N>].json`` with their
+metrics, which suite rows look up by model key + protocol + profile (+ seed).
 
 Imports without torch: the reporter reads records through this module.
 """
@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 SCHEMA_VERSION = 1
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+# relative to the working directory: the library never writes into the installed
+# package (the command line passes absolute folders under --out, bench.paths)
+RESULTS_DIR = Path("results")
 
 CELL_MEASURED = "measured"
 CELL_NOT_MEASURED = "not_measured"
@@ -66,8 +68,12 @@ def row_record_path(suite: str, row_key: str, profile: str, root: Path = RESULTS
     return Path(root) / safe_name(suite) / f"{safe_name(row_key)}.{profile}.json"
 
 
-def run_record_path(protocol: str, model_key: str, profile: str, root: Path = RESULTS_DIR) -> Path:
-    return Path(root) / "runs" / safe_name(protocol) / f"{safe_name(model_key)}.{profile}.json"
+def run_record_path(protocol: str, model_key: str, profile: str, root: Path = RESULTS_DIR,
+                    seed: int | None = None) -> Path:
+    """``runs/<protocol>/<model_key>.<profile>.json``; a run with another seed than the
+    protocol's own (``--seeds``) adds ``.seed<N>`` before ``.json``."""
+    tail = "" if seed is None else f".seed{int(seed)}"
+    return Path(root) / "runs" / safe_name(protocol) / f"{safe_name(model_key)}.{profile}{tail}.json"
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

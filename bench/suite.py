@@ -10,6 +10,8 @@ for the runner; the reporter loads suites without it).
 """
 from __future__ import annotations
 
+import fnmatch
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -18,9 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .complexity.conventions import CONVENTIONS
+from .paths import PROTOCOLS_DIR, SUITES_DIR
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-PROTOCOLS_DIR = SUITES_DIR / "protocols"
 
 # receptive_field / contributing_fraction: measured from a gradient on the built module
 # (bench.complexity.receptive_field), for claims that need no training (DPN)
@@ -69,7 +70,9 @@ class SuiteError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: a published value, tolerance or rate of "1e400" (YAML leaves it a
+    # string, which becomes infinity as a float) is an error, not a number
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Tolerance(_Frozen):
@@ -110,6 +113,9 @@ class Column(_Frozen):
     input: Optional[list[list[int]]] = None  # explicit (C, H, W) inputs instead of a protocol
     digits: Optional[int] = None            # printed precision in the paper
     tolerance: Optional[Tolerance] = None
+    # accuracy columns run with --seeds: the published value may also lie within this many
+    # sample standard deviations of the mean over the seeds (the larger bound applies)
+    tolerance_std: Optional[float] = Field(None, gt=0)
     gate: bool = True                       # part of --check
     batch: int = Field(1, ge=1)             # latency_ms: images per timed forward pass
     # compare with another column's published value (the paper prints one number that
@@ -172,6 +178,48 @@ class ModelRef(_Frozen):
         return f"{self.name}({args})"
 
 
+class ReleasedWeights(_Frozen):
+    """A file of trained weights the authors released for a row under one of the suite's
+    protocols (the ``released`` profile scores it, evaluation only). ``model_zoo`` holds
+    the numbers the authors' repository prints for these weights where they are given
+    (its model-zoo table, in the column's unit); they are what a released cell is
+    compared with, the paper's value (``published``) where the zoo prints none."""
+    file: str                                # the file name as the authors published it
+    sha256: Optional[str] = None             # its digest, where known (64 hex digits)
+    published_at: str                        # where the authors publish it (a page or link)
+    source: str = ""                         # the table the model-zoo numbers come from
+    model_zoo: dict[str, float] = Field(default_factory=dict)
+    # the forward the weights were trained with, where it differs from the row's model
+    # (HRNetV2's released W48 configs: align_corners false); merged into its overrides
+    model_overrides: dict[str, Any] = Field(default_factory=dict)
+    # a protocol (a file of suites/protocols) holding the authors' test settings where
+    # they differ from the suite's; its validation set is the same dataset's
+    protocol: Optional["AnyProtocol"] = None
+    note: str = ""
+
+    @field_validator("file")
+    @classmethod
+    def _bare_name(cls, v):
+        if not v.strip() or "/" in v or "\\" in v:
+            raise ValueError(f"{v!r}: give the file name alone (the weights are looked up "
+                             "by name under --weights-dir)")
+        return v
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _quoted(cls, v):
+        if v is not None and not isinstance(v, str):
+            raise ValueError(f"YAML read the digest as a {type(v).__name__}: write it in quotes")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, v):
+        if v is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", v):
+            raise ValueError(f"{v!r} is not a sha256 digest (64 hexadecimal digits)")
+        return None if v is None else v.lower()
+
+
 class Row(_Frozen):
     name: str
     # a registered model, or (for a method this project does not build) ``not_built``:
@@ -187,6 +235,9 @@ class Row(_Frozen):
     note: str = ""
     # cells whose deviation is understood and explained: shown, not gated
     known_deviations: dict[str, str] = Field(default_factory=dict)
+    # column id -> k: this row's cell passes when the published value lies within k
+    # standard deviations of the mean over seeds (overrides the column's tolerance_std)
+    tolerance_std: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     group: str = ""
     # this row's replacement for some of the suite's protocols (e.g. a 384x288 input)
     protocols: dict[str, "AnyProtocol"] = Field(default_factory=dict)
@@ -195,6 +246,8 @@ class Row(_Frozen):
     # the columns this row fills (all by default): a suite of claims can hold rows that
     # measure different things; the other cells are "not applicable" and never measured
     columns: Optional[tuple[str, ...]] = None
+    # protocol key -> the weights the authors released for this row under that protocol
+    released: dict[str, ReleasedWeights] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _model_or_reason(self):
@@ -205,6 +258,8 @@ class Row(_Frozen):
             raise ValueError("a row with not_built names no model (drop one of the two)")
         if self.pretrained is not None and self.model is None:
             raise ValueError("pretrained weights need a model")
+        if self.released and self.model is None:
+            raise ValueError("released weights need a model")
         return self
 
     @property
@@ -508,6 +563,7 @@ AnyProtocol = Annotated[Union[PoseProtocol, SegmentationProtocol, DetectionProto
                         Field(discriminator="task")]
 
 
+ReleasedWeights.model_rebuild()   # refers to Protocol, defined after it
 Row.model_rebuild()   # Row refers to Protocol, defined after it
 
 
@@ -531,6 +587,21 @@ class Suite(_Frozen):
         source = self.columns[cid].published_from or cid
         return row.published.get(source)
 
+    def released_for(self, row: Row, cid: str) -> Optional["ReleasedWeights"]:
+        """The released weights that fill a row's accuracy cell (None: none named)."""
+        key = self.columns[cid].protocol
+        return row.released.get(key) if key is not None else None
+
+    def reference(self, row: Row, cid: str, profile: Optional[str] = None
+                  ) -> tuple[Optional[float], str]:
+        """(value, source) a cell is compared with: the paper's value (``published``),
+        or for a cell scored from released weights the authors' model-zoo number for
+        those weights where their repository prints one."""
+        released = self.released_for(row, cid) if profile == "released" else None
+        if released is not None and cid in released.model_zoo:
+            return released.model_zoo[cid], "model zoo"
+        return self.published(row, cid), "paper"
+
     def protocol_for(self, row: Row, key: Optional[str]) -> Optional[Protocol]:
         """The protocol a row's cell runs under: the row's override, else the suite's."""
         if key is None:
@@ -540,6 +611,10 @@ class Suite(_Frozen):
     def applies(self, row: Row, cid: str) -> bool:
         """Whether the row fills the column (``Row.columns``; every column by default)."""
         return row.columns is None or cid in row.columns
+
+    def tolerance_std_for(self, row: Row, cid: str) -> Optional[float]:
+        """k of the cell's "within k standard deviations over seeds" bound, if any."""
+        return row.tolerance_std.get(cid, self.columns[cid].tolerance_std)
 
     def convention_for(self, row: Row, cid: str) -> Optional[str]:
         """The counting convention of a row's cell: the row's override, else the column's."""
@@ -583,21 +658,88 @@ def _decimals(text: str) -> int | None:
     return None if m is None else len(m.group(1) or "")
 
 
-def _read_yaml(path: Path, texts: dict | None = None) -> tuple[Any, dict[tuple, int]]:
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SuiteError(path, None, "", f"cannot read: {err.strerror}") from None
+def _field_on_line(text: str, line: int) -> str:
+    """The dotted key path whose key or value starts on ``line`` (the deepest), for
+    locating a problem found before the YAML could be read; "" when none is found."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return ""
+    if node is None:
+        return ""
+    on_line = [loc for loc, n in _positions(node).items() if n == line and loc]
+    return _dotted(max(on_line, key=len)) if on_line else ""
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """The file's text as UTF-8 (a leading byte-order mark is dropped); anything else is
+    a SuiteError naming the line, the field on it and the offending byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        field = _field_on_line(raw.decode("utf-8-sig", errors="replace"), line)
+        raise SuiteError(path, line, field, f"not UTF-8 text: byte 0x{raw[err.start]:02x} at "
+                         f"column {column} ({err.reason}); save the file as UTF-8") from None
+
+
+def _non_finite(path: Path, data: Any, positions: dict, loc: tuple = ()) -> None:
+    """Refuse ``.inf``, ``.nan`` and numbers beyond a float's range (YAML reads ``1.0e400``
+    as infinity): no published value, tolerance or override can be one."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise SuiteError(path, _line_for(positions, loc), _dotted(loc),
+                         f"{data} is not a finite number (a float holds at most about 1.8e308)")
+    items = data.items() if isinstance(data, dict) else (
+        enumerate(data) if isinstance(data, list) else ())
+    for key, value in items:
+        _non_finite(path, value, positions, loc + (key,))
+
+
+# libyaml where PyYAML was built with it (about 5x faster on the 49 bundled suites); its
+# errors give byte offsets, so a file it refuses is read again by the Python parser
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _compose_and_construct(text: str, loader_class) -> tuple[Any, Any]:
+    """One parse: the node tree (for line numbers) and the data built from it."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
+def _read_yaml(path: Path, texts: dict | None = None) -> tuple[Any, dict[tuple, int]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SuiteError(path, None, "", f"cannot read: {err.strerror}") from None
+    text = _decode(path, raw)
+    try:
+        node, data = _compose_and_construct(text, _FAST_LOADER)
+    except yaml.YAMLError:
+        node = None      # the pure-Python parser below reports it with exact positions
+    try:
+        if node is None:
+            node, data = _compose_and_construct(text, yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         raise SuiteError(path, line, "", f"YAML syntax error: {err.problem or err}") from None
+    except yaml.reader.ReaderError as err:   # a control character YAML does not allow
+        line = text[:err.position].count("\n") + 1
+        raise SuiteError(path, line, _field_on_line(text.replace(text[err.position], " "), line),
+                         f"character #x{err.character:04x} is not allowed in YAML "
+                         "(a control character)") from None
+    except yaml.YAMLError as err:
+        raise SuiteError(path, None, "", f"YAML error: {err}") from None
     if node is None or not isinstance(data, dict):
         raise SuiteError(path, 1, "", "expected a mapping at the top level")
-    return data, _positions(node, texts=texts)
+    positions = _positions(node, texts=texts)
+    _non_finite(path, data, positions)
+    return data, positions
 
 
 def _line_for(positions: dict[tuple, int], loc: tuple) -> int | None:
@@ -621,6 +763,8 @@ def _raise_first(path: Path, positions: dict, err: ValidationError, prefix: tupl
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown field"
+    elif e["type"] == "finite_number":   # e.g. "1e400": YAML leaves it a string, too big a float
+        msg = f"{e.get('input')!r} is not a finite number (a float holds at most about 1.8e308)"
     raise SuiteError(path, _line_for(positions, loc), _dotted(loc), msg) from None
 
 
@@ -637,14 +781,39 @@ def _deep_merge(base: dict, child: dict) -> dict:
     return out
 
 
-def _protocol_sources(name: str, protocols_dir: Path, chain: tuple = ()
+# one protocols folder, or several searched in order
+ProtocolDirs = Union[Path, str, tuple, list]
+
+
+def _search_path(protocols_dir: ProtocolDirs) -> tuple[Path, ...]:
+    """One folder or several, searched in order (a user's own before the bundled)."""
+    dirs = (protocols_dir,) if isinstance(protocols_dir, (str, Path)) else tuple(protocols_dir)
+    out: list[Path] = []
+    for d in map(Path, dirs):
+        if all(d.resolve() != o.resolve() for o in out):
+            out.append(d)
+    return tuple(out)
+
+
+def find_protocol_file(name: str, protocols_dir: ProtocolDirs = PROTOCOLS_DIR) -> Path:
+    """The first ``<dir>/<name>.yaml`` along the search path; FileNotFoundError listing
+    the known names otherwise."""
+    dirs = _search_path(protocols_dir)
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) and not name.endswith(".yaml"):
+        for d in dirs:
+            if (d / f"{name}.yaml").is_file():
+                return d / f"{name}.yaml"
+    known = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
+    where = " or ".join(str(d) for d in dirs)
+    raise FileNotFoundError(f"unknown protocol {name!r} (looked in {where}); "
+                            f"known: {', '.join(known)}")
+
+
+def _protocol_sources(name: str, protocols_dir: ProtocolDirs, chain: tuple = ()
                       ) -> tuple[dict, list[tuple[Path, dict, dict]]]:
     """The protocol's fields after its ``base`` chain, and the files they came from
     (``(path, positions, own data)``, the protocol's own file first)."""
-    path = protocols_dir / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in protocols_dir.glob("*.yaml"))
-        raise FileNotFoundError(f"unknown protocol {name!r}; known: {', '.join(known)}")
+    path = find_protocol_file(name, protocols_dir)
     data, positions = _read_yaml(path)
     sources = [(path, positions, data)]
     base = data.get("base")
@@ -664,9 +833,11 @@ def _protocol_sources(name: str, protocols_dir: Path, chain: tuple = ()
     return _deep_merge(inherited, data), sources + more
 
 
-def load_protocol(name: str, protocols_dir: Path = PROTOCOLS_DIR) -> Protocol:
+def load_protocol(name: str, protocols_dir: ProtocolDirs = PROTOCOLS_DIR) -> Protocol:
     """Read ``<protocols_dir>/<name>.yaml`` (after its ``base`` chain) into the protocol
-    type its ``task`` names; errors name the file and line that set the field."""
+    type its ``task`` names; errors name the file and line that set the field.
+    ``protocols_dir`` may be several folders, searched in order (the file and each of
+    its ``base`` protocols are looked up along them)."""
     data, sources = _protocol_sources(name, protocols_dir)
     path, positions, _ = sources[0]
     data.setdefault("name", name)
@@ -691,7 +862,7 @@ def load_protocol(name: str, protocols_dir: Path = PROTOCOLS_DIR) -> Protocol:
 
 
 def _load_protocol_map(path: Path, positions: dict, raw: Any, where: tuple,
-                       protocols_dir: Path) -> dict[str, Protocol]:
+                       protocols_dir: ProtocolDirs) -> dict[str, Protocol]:
     """``{key: protocol file name}`` -> ``{key: Protocol}``, errors located in the suite."""
     if raw is None:
         return {}
@@ -707,6 +878,21 @@ def _load_protocol_map(path: Path, positions: dict, raw: Any, where: tuple,
             out[key] = load_protocol(name, protocols_dir)
         except FileNotFoundError as err:
             raise SuiteError(path, _line_for(positions, loc), _dotted(loc), str(err)) from None
+    return out
+
+
+def _load_released(path: Path, positions: dict, raw: dict, index: int,
+                   protocols_dir: Path) -> dict:
+    """A row's ``released`` entries with their ``protocol`` names read into protocols."""
+    out = {}
+    for key, entry in raw.items():
+        if isinstance(entry, dict) and isinstance(entry.get("protocol"), str):
+            loc = ("rows", index, "released", key, "protocol")
+            try:
+                entry = {**entry, "protocol": load_protocol(entry["protocol"], protocols_dir)}
+            except FileNotFoundError as err:
+                raise SuiteError(path, _line_for(positions, loc), _dotted(loc), str(err)) from None
+        out[key] = entry
     return out
 
 
@@ -733,13 +919,16 @@ def _normalize_model(raw: Any) -> Any:
 
 
 def load_suite(path: str | Path, check_models: bool = True,
-               protocols_dir: Path | None = None) -> Suite:
-    """Read and validate a suite file; raise SuiteError naming file, line and field."""
+               protocols_dir: ProtocolDirs | None = None) -> Suite:
+    """Read and validate a suite file; raise SuiteError naming file, line and field.
+    Protocol names are looked up in ``protocols_dir`` when given; otherwise in a
+    ``protocols/`` folder beside the suite file, then among the bundled protocols."""
     path = Path(path)
     texts: dict[tuple, str] = {}
     data, positions = _read_yaml(path, texts)
-    protocols_dir = protocols_dir or (path.parent / "protocols" if (path.parent / "protocols").is_dir()
-                                      else PROTOCOLS_DIR)
+    if protocols_dir is None:
+        beside = path.parent / "protocols"
+        protocols_dir = (beside, PROTOCOLS_DIR) if beside.is_dir() else (PROTOCOLS_DIR,)
 
     protocols = _load_protocol_map(path, positions, data.get("protocols"), ("protocols",),
                                    protocols_dir)
@@ -751,7 +940,9 @@ def load_suite(path: str | Path, check_models: bool = True,
         rows = [({**r, **({"model": _normalize_model(r["model"])} if "model" in r else {}),
                   "printed_digits": _printed_digits(texts, i, r.get("published")),
                   "protocols": _load_protocol_map(path, positions, r.get("protocols"),
-                                                  ("rows", i, "protocols"), protocols_dir)}
+                                                  ("rows", i, "protocols"), protocols_dir),
+                  **({"released": _load_released(path, positions, r["released"], i, protocols_dir)}
+                     if isinstance(r.get("released"), dict) else {})}
                  if isinstance(r, dict) else r)
                 for i, r in enumerate(rows)]
 
@@ -806,6 +997,9 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
                 fail(loc + ("convention",), f"a {col.measure} column counts nothing: no convention")
         if not col.is_complexity and col.protocol is None:
             fail(loc + ("protocol",), f"accuracy measure {col.measure!r} needs a protocol")
+        if col.tolerance_std is not None and col.is_complexity:
+            fail(loc + ("tolerance_std",), f"tolerance_std applies to accuracy columns (a "
+                 f"spread over training seeds), not to a {col.measure} column")
         if col.relative_to is not None:
             if col.measure not in ("params", "flops"):
                 fail(loc + ("relative_to",), f"relative_to applies to params and flops columns, "
@@ -835,6 +1029,37 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
             if not suite.applies(row, cid):
                 fail(loc + ("published", cid), f"column {cid!r} is not among the row's columns "
                      f"({', '.join(row.columns)})")
+        for cid in row.tolerance_std:
+            if cid not in suite.columns or suite.columns[cid].is_complexity:
+                fail(loc + ("tolerance_std", cid), f"{cid!r} is not an accuracy column of this "
+                     "suite (tolerance_std is a spread over training seeds)")
+        for key, released in row.released.items():
+            where = loc + ("released", key)
+            if key not in suite.protocols:
+                fail(where, f"unknown protocol key {key!r}; the suite's protocols are: "
+                     f"{', '.join(suite.protocols) or 'none'}")
+            if released.protocol is not None and key in suite.protocols:
+                own = suite.protocol_for(row, key)
+                if (released.protocol.task, released.protocol.dataset) != (own.task, own.dataset):
+                    fail(where + ("protocol",), f"protocol {released.protocol.name} scores "
+                         f"{released.protocol.dataset}, the row's {key!r} protocol "
+                         f"{own.name} {own.dataset}: the weights must be scored on its dataset")
+            if check_models and released.model_overrides:
+                from .registry import BadOverrideError, resolve_spec
+                try:
+                    resolve_spec(row.model.name, **{**row.model.overrides, **released.model_overrides})
+                except BadOverrideError as err:
+                    fail(where + ("model_overrides",), str(err))
+            for cid in released.model_zoo:
+                col = suite.columns.get(cid)
+                if col is None or col.is_complexity or col.protocol != key:
+                    fail(where + ("model_zoo", cid), f"{cid!r} is not an accuracy column of "
+                         f"protocol {key!r}; those are: " + (", ".join(
+                             c for c, k in suite.columns.items()
+                             if not k.is_complexity and k.protocol == key) or "none"))
+                if not suite.applies(row, cid):
+                    fail(where + ("model_zoo", cid), f"column {cid!r} is not among the row's "
+                         f"columns ({', '.join(row.columns)})")
         for cid, name in row.conventions.items():
             where = loc + ("conventions", cid)
             if cid not in suite.columns or suite.columns[cid].measure != "flops":
@@ -860,3 +1085,25 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
 
 def discover_suites(directory: Path = SUITES_DIR) -> list[Path]:
     return sorted(p for p in directory.glob("*.yaml"))
+
+
+def find_suites(spec: str | Path, directory: Path = SUITES_DIR) -> list[Path]:
+    """The suite files a command-line argument names: an existing file, or the name (or
+    a glob of names) of suites bundled with HRBench (``lite_hrnet_table6``,
+    ``'lite_hrnet_*'``). Anything else is a SuiteError saying where it looked."""
+    path = Path(spec)
+    if path.is_file():
+        return [path]
+    text = str(spec)
+    if path.is_dir():
+        raise SuiteError(text, None, "", f"a folder, not a suite file (name its files: {path}/*.yaml)")
+    if path.suffix in (".yaml", ".yml") or "/" in text or "\\" in text:
+        raise SuiteError(text, None, "", "no such suite file")
+    names = {p.stem: p for p in discover_suites(directory)}
+    found = [names[n] for n in sorted(names) if fnmatch.fnmatchcase(n, text)]
+    if not found:
+        close = [n for n in sorted(names) if text.split("_")[0] in n][:6]
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        raise SuiteError(text, None, "", f"neither a suite file nor a bundled suite ({directory})"
+                         f"{hint}; `hrbench list suites` lists them")
+    return found

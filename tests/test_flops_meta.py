@@ -1,6 +1,7 @@
-"""Module-hook conventions count on the meta device (shapes, no arithmetic). The counts
-must be *exactly* those of a real CPU forward: total, per module, per operator and what
-was not counted. A forward that cannot run on meta falls back to the CPU by itself."""
+"""Module-hook and fvcore conventions count on the meta device (shapes, no arithmetic).
+The counts must be *exactly* those of a real CPU forward (for fvcore: of fvcore's own
+FlopCountAnalysis over a jit trace): total, per module, per operator and what was not
+counted. A forward that cannot run on meta falls back to the CPU by itself."""
 import pytest
 import torch
 from torch import nn
@@ -15,6 +16,13 @@ CASES = [
     ("gsto_hrnet_w18_small_v2_seg", (3, 128, 256), "gsto_paper"),
     ("flattenet_resnet101_det", (3, 128, 128), "hrnet_paper"),   # DCNv2 in layer4
     ("dpn4_32", (3, 256, 192), "lite_hrnet_paper"),
+    # fvcore: the canonical convention every FLOPs cell carries, and the GSTO paper's
+    # (matmul/bmm rules of its own over fvcore's handles)
+    ("litehrnet_18", (3, 256, 192), "fvcore"),
+    ("hrnet_w32", (3, 256, 192), "fvcore"),
+    ("gsto_hrnet_w18_small_v2_seg", (3, 128, 256), "fvcore"),
+    ("flattenet_resnet101_det", (3, 128, 128), "fvcore"),      # grid_sample, einsum
+    ("dpn4_32", (3, 256, 192), "fvcore"),
 ]
 
 
@@ -26,7 +34,7 @@ def _same(meta, real):
     assert meta.input_shapes == real.input_shapes
 
 
-@pytest.mark.parametrize("name,shape,convention", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name,shape,convention", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
 def test_meta_count_equals_the_real_forward_count(name, shape, convention):
     torch.manual_seed(0)
     model = bench.create_model(name)
@@ -97,6 +105,28 @@ def test_meta_copy_shares_no_storage_and_keeps_tied_parameters_tied():
     assert model.a.weight.device.type == "cpu"
 
 
-def test_other_engines_still_count_on_the_cpu():
-    report = count_flops(nn.Conv2d(3, 4, 3), (3, 8, 8), "fvcore")
+@pytest.mark.parametrize("name,shape,convention", [
+    ("litehrnet_18", (3, 256, 192), "lite_hrnet_paper"),
+    ("gsto_hrnet_w18_small_v2_seg", (3, 128, 256), "fvcore"),
+])
+def test_a_model_built_on_the_meta_device_counts_as_the_real_one(name, shape, convention):
+    real = count_flops(bench.create_model(name), shape, convention, meta=False)
+    with torch.device("meta"):
+        model = bench.create_model(name)
+    assert all(p.device.type == "meta" for p in model.parameters())
+    meta = count_flops(model, shape, convention)
+    assert meta.counted_on == "meta"
+    _same(meta, real)
+
+
+def test_a_meta_built_model_that_cannot_run_on_meta_raises_for_the_caller_to_rebuild():
+    with torch.device("meta"):
+        model = ReadsAValue()
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        count_flops(model, (3, 8, 8), "hrnet_paper")
+
+
+def test_the_ptflops_engine_counts_on_the_cpu():
+    report = count_flops(nn.Conv2d(3, 4, 3), (3, 8, 8), "ptflops_pytorch")
     assert report.counted_on == "cpu"
+    assert report.total == 4 * 3 * 9 * 6 * 6 + 4 * 6 * 6     # MACs + bias adds

@@ -197,12 +197,20 @@ def test_terminal_report(suite, records):
     text = render_terminal(suite, records)
     for row in suite.rows:
         assert row.name in text
-    # marks next to the cells' deltas (the caption's legend holds the bare marks)
-    assert "✗ Δ +55.20" in text and "✓ Δ +0.03" in text and "~ Δ +0.20" in text
+    # one line per row: published / measured and the verdict's mark
+    lines = text.splitlines()
+    assert any(line.split() == ["Lite-HRNet-18", "1.1", "/", "1.13", "✓", "205.2", "/", "205.23",
+                                "✓", "190.10", "1.1", "/", "1.13", "·"] for line in lines)
+    assert any("Naive Lite-HRNet-18" in line and "0.7 / 0.90 ~" in line and "194.8 / 250.00 ✗" in line
+               for line in lines)
     assert "\x1b[" not in text                                      # plain text, no colours
     failing = text.split("Failing cells")[1].split("Not measured")[0]
-    assert "Naive Lite-HRNet-18 / FLOPs" in failing and "Lite-HRNet-18 / #Params" not in failing
-    assert AP_REASON in text and NO_RECORD in text
+    assert "Naive Lite-HRNet-18 / FLOPs: measured 250.00 vs published 194.8 (Δ +55.20" in failing
+    assert "Lite-HRNet-18 / #Params" not in failing
+    # a column with nothing to compare is folded into one line saying why
+    header = next(line for line in lines if line.split()[:1] == ["row"])
+    assert "\nAP: no full-profile run\n" in text and "AP" not in header
+    assert NO_RECORD in text
     assert "lite_hrnet_paper" in text and "fvcore FlopCountAnalysis" in text
     assert "<script>alert(1)</script> uses the official fusion" in text
 
@@ -240,7 +248,7 @@ def test_a_row_restricted_to_some_columns_leaves_the_others_not_applicable(tmp_p
     for cid in ("coco.mflops", "coco.AP", "params_loose"):
         assert verdicts[cid]["status"] == NOT_APPLICABLE and not verdicts[cid]["gated"]
     html = render_suite_html(restricted, recs, out_dir=tmp_path / "reports").read_text()
-    first_row = html.split('left">Lite-HRNet-18</th>')[1].split("</tr>")[0]
+    first_row = html.split('<th class="sticky">Lite-HRNet-18</th>')[1].split("</tr>")[0]
     assert "not measured" not in first_row and ">1.13<" in first_row
     terminal = render_terminal(restricted, recs)
     assert NO_RECORD not in terminal.split("Naive Lite-HRNet-18")[0]
@@ -348,3 +356,149 @@ def test_cli_force_report(suite, records, tmp_path, monkeypatch, capsys):
     assert "(unchanged)" in capsys.readouterr().out and page.stat().st_mtime_ns == mtime
     assert cli.main(argv + ["--force-report"]) == 0
     assert "(unchanged)" not in capsys.readouterr().out and page.stat().st_mtime_ns != mtime
+
+
+# --- pipeline checks, means over seeds, the index ------------------------------------
+
+def _accuracy(value, profile, **extra):
+    return {"value": value, "unit": "", "raw": value, "status": "measured", "convention": None,
+            "source": "runs/x.json", "profile": profile, **extra}
+
+
+def test_smoke_accuracy_is_never_a_reproduction(suite, records, tmp_path):
+    """A smoke run's AP stands in the pipeline checks only: not in the published-vs-measured
+    cells, the accuracy plot or the terminal table (whose AP column folds into one line)."""
+    from bench.report import pipeline_checks
+    from bench.report.plots import accuracy_points
+    smoke = record("Lite-HRNet-18", "lite-hrnet-18", "litehrnet_18", {"coco.AP": _accuracy(0.0, "smoke")})
+    smoke["profile"] = "smoke"
+    smoke["runs"] = {"coco": {"status": "ok", "training": {"first_loss": 0.0019, "final_loss": 0.0016},
+                              "target_metrics": {"AP": 100.0, "APM": 100.0}}}
+    recs = records + [smoke]
+    v = {(c["row"], c["column"]): c for c in cell_verdicts(suite, recs)}[("Lite-HRNet-18", "coco.AP")]
+    assert v["status"] == NOT_MEASURED and v["measured"] is None
+    assert v["reason"] == (f"{AP_REASON} (smoke run: see the pipeline checks, not comparable "
+                           "with the paper)")
+    (check,) = pipeline_checks(suite, recs)
+    assert check["row"] == "Lite-HRNet-18" and check["profile"] == "smoke"
+    assert check["cells"]["coco.AP"]["value"] == 0.0
+    assert check["runs"]["coco"]["target"] == {"AP": 100.0}     # the suite's own measures
+    flops, ap = suite.columns["coco.mflops"], suite.columns["coco.AP"]
+    published, reproduced = accuracy_points(suite, flops, ap, cell_verdicts(suite, recs))
+    assert len(published) == 3 and reproduced == []
+
+    html = render_suite_html(suite, recs, out_dir=tmp_path / "reports").read_text()
+    results = html.split('<table class="results">')[1].split("</table>")[0]
+    checks = html.split('id="pipeline-checks"')[1].split("</table>")[0]
+    assert ">0.00<" not in results and "num smoke" not in results
+    assert "Pipeline checks (smoke: not comparable with the paper)" in html
+    assert ">0.00<" in checks and "0.0019 → 0.0016; oracle AP 100.0" in checks
+
+    text = render_terminal(suite, recs)
+    assert "AP: no full-profile run (smoke runs: see the pipeline checks in the report)" in text
+    assert "Pipeline checks (" not in text and "0.00" not in text.split()
+    after_smoke = render_terminal(suite, recs, profile="smoke")
+    assert "Pipeline checks (smoke: not comparable with the paper):" in after_smoke
+    assert "  Lite-HRNet-18 [smoke]: AP 0.00; coco loss 0.0019 → 0.0016" in after_smoke
+    assert "AP: no full-profile run (smoke runs: listed below)" in after_smoke
+
+
+def _seeded(suite_text: str, tmp_path: Path):
+    suites = tmp_path / "seeded"
+    (suites / "protocols").mkdir(parents=True)
+    (suites / "protocols" / "coco_test.yaml").write_text(
+        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+    (suites / "demo_table1.yaml").write_text(suite_text)
+    return load_suite(suites / "demo_table1.yaml", check_models=False)
+
+
+def test_means_over_seeds_show_std_and_n_and_tolerance_std_widens_the_bound(tmp_path, records):
+    """AP 64.8 published; three seeds average 63.2 ± 1.0: 1.6 below the mean is outside
+    the 1.0 tolerance, within 2 std (2.0), outside 1 std (the tolerance, 1.0, is larger)."""
+    from bench.report.plots import accuracy_points
+    ap = _accuracy(63.2, "full", n=3, std=1.0, seeds=[0, 1, 2], values=[62.2, 63.2, 64.2])
+    recs = [dict(records[0], cells={**records[0]["cells"], "coco.AP": ap}), records[1]]
+    plain = _seeded(SUITE, tmp_path / "plain")
+    v = next(v for v in cell_verdicts(plain, recs) if v["column"] == "coco.AP")
+    assert (v["status"], v["n"], v["std"], v["seeds"]) == (OUTSIDE, 3, 1.0, [0, 1, 2])
+    assert v["measured"] == 63.2 and v["delta"] == pytest.approx(-1.6) and v["allowed"] == 1.0
+
+    two = _seeded(SUITE.replace("tolerance: {abs: 1.0, side: below}}",
+                                "tolerance: {abs: 1.0, side: below}, tolerance_std: 2}"), tmp_path / "two")
+    v = next(v for v in cell_verdicts(two, recs) if v["column"] == "coco.AP" and v["row"] == "Lite-HRNet-18")
+    assert v["status"] == WITHIN and v["allowed"] == 2.0 and v["std_allowed"] == 2.0 and v["gated"]
+    # a row can ask for its own k: 1 std (1.0) does not widen the 1.0 tolerance
+    one = _seeded(SUITE.replace("tolerance: {abs: 1.0, side: below}}",
+                                "tolerance: {abs: 1.0, side: below}, tolerance_std: 2}").replace(
+        "    note: \"<script>", "    tolerance_std: {coco.AP: 1}\n    note: \"<script>"), tmp_path / "one")
+    v = next(v for v in cell_verdicts(one, recs) if v["column"] == "coco.AP" and v["row"] == "Lite-HRNet-18")
+    assert v["status"] == OUTSIDE and v["allowed"] == 1.0
+
+    # a column gated by the spread alone: one seed cannot be judged, so it is not gated
+    only_std = _seeded(SUITE.replace("tolerance: {abs: 1.0, side: below}}", "tolerance_std: 2}"),
+                       tmp_path / "only")
+    single = [dict(records[0], cells={**records[0]["cells"], "coco.AP": _accuracy(63.2, "full")})]
+    v = next(v for v in cell_verdicts(only_std, single) if v["column"] == "coco.AP" and v["row"] == "Lite-HRNet-18")
+    assert v["status"] == NO_TOLERANCE and not v["gated"]
+    assert v["reason"] == "tolerance_std 2 needs runs with several seeds (--seeds); this cell has 1"
+    v = next(v for v in cell_verdicts(only_std, recs) if v["column"] == "coco.AP" and v["row"] == "Lite-HRNet-18")
+    assert v["status"] == WITHIN and v["gated"] and v["allowed"] == 2.0
+
+    html = render_suite_html(two, recs, out_dir=tmp_path / "reports").read_text()
+    assert ">63.20 ± 1.00 (n=3)<" in html and "mean of 3 seeds (0, 1, 2); k std = 2.00" in html
+    assert "−1 or 2 std of the mean over seeds (the larger) (only falling short fails)" in html
+    assert "64.8 / 63.20 ± 1.00 n=3 ✓" in render_terminal(two, recs)
+    _, reproduced = accuracy_points(two, two.columns["coco.mflops"], two.columns["coco.AP"],
+                                    cell_verdicts(two, recs))
+    assert reproduced == [("Lite-HRNet-18", 205.23, 63.2, (205.2, 64.8), 1.0)]
+    assert (tmp_path / "reports" / "demo_table1" / "coco.accuracy_vs_flops.png").is_file()
+
+
+def test_tolerance_std_is_validated_by_the_suite_schema(tmp_path):
+    from bench.suite import SuiteError
+    bad = SUITE.replace("tolerance: {abs: 0.05}}", "tolerance: {abs: 0.05}, tolerance_std: 2}", 1)
+    with pytest.raises(SuiteError, match=r"demo_table1.yaml:9: columns.params.tolerance_std: "
+                                         r"tolerance_std applies to accuracy columns"):
+        _seeded(bad, tmp_path / "a")
+    bad = SUITE.replace("tolerance: {abs: 1.0, side: below}}", "tolerance: {abs: 1.0, side: below}, tolerance_std: 0}")
+    with pytest.raises(SuiteError, match=r":12: columns.coco.AP.tolerance_std: Input should be greater than 0"):
+        _seeded(bad, tmp_path / "b")
+    bad = SUITE.replace("    known_deviations: {params: counts the stem twice}",
+                        "    tolerance_std: {coco.mflops: 2}")
+    with pytest.raises(SuiteError, match=r":23: rows\[1\].tolerance_std.coco.mflops: 'coco.mflops' is "
+                                         r"not an accuracy column"):
+        _seeded(bad, tmp_path / "c")
+
+
+def test_index_groups_suites_by_paper_with_counts_and_the_newest_record(suite, records, tmp_path):
+    out = tmp_path / "reports"
+    render_suite_html(suite, records, out_dir=out)
+    other = _seeded(SUITE.replace("suite: demo_table1", "suite: demo_table2").replace(
+        "paper: lite_hrnet", "paper: hrnet"), tmp_path / "other")
+    late = [dict(records[0], suite="demo_table2", finished_at="2026-12-24T08:00:00+00:00")]
+    render_suite_html(other, late, out_dir=out)
+    html = render_index(out_dir=out, suites_dir=tmp_path / "suites").read_text()
+    assert html.index('id="paper-hrnet"') < html.index('id="paper-lite_hrnet"')
+    lite = html.split('id="paper-lite_hrnet"')[1]
+    row = lite.split('href="demo_table1.html"')[1].split("</tr>")[0]
+    # within, outside, known deviation, not measured, not built, other; gated; newest
+    cells = [c.split(">")[-1] for c in row.split("</td>")[:-1]]
+    assert cells[2:] == ["2", "1", "1", "7", "0", "1", "1 / 5 of 8", "2026-11-21", "complexity"]
+    assert "2026-12-24" in html.split('id="paper-hrnet"')[1].split("</table>")[0]
+    assert "newest record 2026-12-24" in html
+
+
+def test_committed_reports_show_no_pipeline_check_as_a_reproduction():
+    """Every committed suite page: no smoke or short number among the published-vs-measured
+    cells (the summary counts none as "not compared")."""
+    import json
+    pages = sorted((ROOT / "reports").glob("*.html"))
+    summaries = sorted((ROOT / "reports").glob("*/summary.json"))
+    assert len(summaries) == len(pages) - 1 > 40
+    for path in summaries:
+        counts = json.loads(path.read_text())["counts"]
+        assert "not compared" not in counts, path
+    for page in pages:
+        if page.name != "index.html":
+            results = page.read_text().split('<table class="results">')[1].split("</table>")[0]
+            assert "num smoke" not in results, page

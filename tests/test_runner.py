@@ -165,18 +165,23 @@ def test_smoke_check_passes_against_the_committed_baseline_and_fails_when_it_is_
     assert "coco.target.AP: baseline 99" in err
 
 
-def test_smoke_report_marks_accuracy_as_not_compared(tmp_path, shared_cache_dir, smoke_work_dir):
+def test_smoke_accuracy_is_reported_as_a_pipeline_check_not_a_reproduction(
+        tmp_path, shared_cache_dir, smoke_work_dir):
     assert smoke_cli([SUITES / "lite_hrnet_table6.yaml"], tmp_path, shared_cache_dir,
                      smoke_work_dir) == 0
-    from bench.report import cell_verdicts
+    from bench.report import cell_verdicts, pipeline_checks
     suite = load_suite(SUITES / "lite_hrnet_table6.yaml")
     recs = list(res.suite_records(suite.suite, "smoke", tmp_path / "results"))
     v = next(v for v in cell_verdicts(suite, recs)
              if v["row"] == "Lite-HRNet-18" and v["column"] == "mpii.PCKh")
-    assert v["status"] == "not compared" and v["measured"] is not None
-    assert "smoke profile" in v["reason"]
+    assert v["status"] == "not measured" and v["measured"] is None
+    assert v["reason"] == "no full-profile run (smoke run: see the pipeline checks, not comparable with the paper)"
+    (check,) = pipeline_checks(suite, recs)
+    assert check["row"] == "Lite-HRNet-18" and check["cells"]["mpii.PCKh"]["value"] is not None
+    assert check["runs"]["mpii"]["target"] == {"PCKh@0.5": 100.0}
     html = (tmp_path / "reports" / "lite_hrnet_table6.html").read_text()
-    assert 'class="num smoke"' in html and "smoke / short run (not compared)" in html
+    assert 'class="num smoke"' not in html.split('<table class="results">')[1].split("</table>")[0]
+    assert "Pipeline checks (smoke: not comparable with the paper)" in html
 
 
 def test_done_jobs_are_not_rerun_unless_asked(tmp_path, shared_cache_dir, smoke_work_dir, capsys):

@@ -4,7 +4,9 @@ A measurement is keyed by everything that can change it: the resolved model spec
 input shapes, the measure and convention, the versions of torch / fvcore / ptflops, and
 a hash of the code that builds and counts models (bench/models, bench/complexity,
 bench/registry.py). Editing a model file therefore changes every key: a code change is
-never served a stale number. Entries are small JSON files written atomically.
+never served a stale number. A model of the user's own (``package.module:function``,
+``--import``, an entry point) adds a hash of its package's source files, so editing it
+does the same. Entries are small JSON files written atomically.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +45,52 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def _source_files(module_name: str) -> list[Path]:
+    """The .py files of the top-level package ``module_name`` belongs to (all of them: a
+    model file imports its layers from its neighbours), or the module's own file."""
+    import importlib
+    top = module_name.split(".")[0]
+    try:
+        package = sys.modules.get(top) or importlib.import_module(top)
+    except Exception:
+        return []
+    roots = [Path(p) for p in getattr(package, "__path__", ())]
+    if roots:
+        return sorted({f.resolve() for root in roots for f in root.rglob("*.py")})
+    file = getattr(package, "__file__", None)
+    return [Path(file).resolve()] if file else []
+
+
+@functools.lru_cache(maxsize=None)
+def _family_hash(family: str) -> str:
+    h = hashlib.sha256()
+    files = _source_files(family)
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        try:
+            h.update(f.read_bytes())
+        except OSError:
+            h.update(b"<unreadable>")
+    # no source found (a compiled extension, an interactive session): key on the name
+    # alone, and say so in the key so such entries are told apart
+    return h.hexdigest()[:16] if files else f"no-source:{family}"
+
+
+def model_source_hash(model_name: str | None) -> str | None:
+    """Hash of the source of a model that is not HRBench's own (None for HRBench's
+    families, which ``code_hash`` covers, and for names that are not models)."""
+    if not model_name:
+        return None
+    from ..registry import UnknownModelError, get_entry
+    try:
+        family = get_entry(model_name).family
+    except UnknownModelError:
+        return None
+    if family == "bench" or family.startswith("bench."):
+        return None
+    return _family_hash(family)
+
+
 def _tool_versions() -> dict:
     v = package_versions()   # cached once per process
     return {k: v.get(k) for k in ("torch", "fvcore", "ptflops")}
@@ -56,6 +105,9 @@ class MeasurementCache:
 
     def key(self, **parts: Any) -> str:
         payload = {"parts": parts, "code": code_hash(), "tools": _tool_versions()}
+        user = model_source_hash(parts.get("model"))
+        if user is not None:     # absent for HRBench's models: their keys stay as they were
+            payload["model_source"] = user
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 

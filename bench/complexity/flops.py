@@ -10,28 +10,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import re
+import weakref
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from .conventions import Convention, get_convention
+from .meta_trace import ForwardTrace, run_traced
 
 Shape = Sequence[int]
-
-# ATen ops that move or view data and do no arithmetic: never worth reporting as
-# "not counted".
-_DATA_MOVEMENT = {
-    "view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "split",
-    "split_with_sizes", "chunk", "slice", "select", "cat", "clone", "contiguous", "detach",
-    "alias", "unsqueeze", "squeeze", "flatten", "copy", "empty", "empty_like", "_to_copy",
-    "unbind", "stack", "lift_fresh", "zeros", "ones", "zeros_like", "ones_like", "as_strided",
-}
-
 
 @dataclass
 class FlopReport:
@@ -78,6 +70,13 @@ def make_inputs(shapes: list[list[int]], device: str | torch.device = "cpu") -> 
     return (tensors[0],) if len(tensors) == 1 else (tensors,)
 
 
+def is_on_meta(model: nn.Module) -> bool:
+    """Whether the model was built (or moved) onto the meta device: it has tensors, all
+    without storage."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return bool(tensors) and all(t.device.type == "meta" for t in tensors)
+
+
 def meta_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose parameters and buffers live on the meta device (shapes,
     dtypes and ``requires_grad`` kept, no storage). The real weights are never copied:
@@ -95,83 +94,105 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo).to("meta")
 
 
-def _flatten(x) -> tuple:
-    if isinstance(x, torch.Tensor):
-        return (x,)
-    if isinstance(x, (list, tuple)):
-        return tuple(t for item in x for t in _flatten(item))
-    return ()
-
-
 def _with_prefixes(per_leaf: dict[str, int]) -> dict[str, int]:
+    """Counts per module name -> counts per module and every ancestor ("" the root)."""
     totals: dict[str, int] = defaultdict(int)
     for name, n in per_leaf.items():
-        parts = name.split(".")
         totals[""] += n
-        for k in range(1, len(parts) + 1):
-            totals[".".join(parts[:k])] += n
+        if name:
+            parts = name.split(".")
+            for k in range(1, len(parts) + 1):
+                totals[".".join(parts[:k])] += n
     return dict(totals)
 
 
-class _OpsOutsideLeaves(TorchDispatchMode):
-    """Records ATen ops run while no leaf module is executing (functional calls such as
-    F.interpolate, element-wise products and sums), which module hooks cannot see."""
-
-    def __init__(self, depth: list[int]):
-        super().__init__()
-        self.depth = depth
-        self.ops: Counter[str] = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if self.depth[0] == 0:
-            name = func.overloadpacket.__name__.rstrip("_")
-            if name not in _DATA_MOVEMENT:
-                self.ops[f"aten::{name}"] += 1
-        return func(*args, **(kwargs or {}))
-
-
-def _count_module_hooks(model: nn.Module, inputs: tuple, conv: Convention):
+def _count_module_hooks(trace: ForwardTrace, conv: Convention):
+    """The module-hook conventions: each leaf-module call charged by the convention's
+    rule for its type; leaf types without a rule and ops run outside leaf modules are
+    reported as not counted."""
     per_module: dict[str, int] = {}
     module_type: dict[str, str] = {}
     no_rule: Counter[str] = Counter()
-    depth = [0]
-    handles = []
-
-    def pre(module, args):
-        depth[0] += 1
-
-    def make_post(name):
-        def post(module, args, output):
-            depth[0] -= 1
-            rule = conv.rule_for(module)
-            if rule is None:
-                no_rule[f"module::{type(module).__name__}"] += 1
-                return
-            n = int(rule(module, _flatten(args), _flatten(output)))
-            module_type[name] = type(module).__name__
-            per_module[name] = n if conv.once_per_module else per_module.get(name, 0) + n
-        return post
-
-    for name, module in model.named_modules():
-        if next(module.children(), None) is None:
-            handles.append(module.register_forward_pre_hook(pre))
-            handles.append(module.register_forward_hook(make_post(name)))
-    recorder = _OpsOutsideLeaves(depth)
-    try:
-        with recorder:
-            model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
+    for call in trace.leaf_calls:
+        rule = conv.rule_for(call.module)
+        if rule is None:
+            no_rule[f"module::{type(call.module).__name__}"] += 1
+            continue
+        n = int(rule(call.module, call.inputs, call.outputs))
+        module_type[call.name] = type(call.module).__name__
+        per_module[call.name] = n if conv.once_per_module else per_module.get(call.name, 0) + n
     by_operator: Counter[str] = Counter()
     for name, n in per_module.items():
         by_operator[module_type[name]] += n
-    not_counted = dict(sorted((no_rule + recorder.ops).items()))
+    not_counted = dict(sorted((no_rule + trace.ops_outside_leaves).items()))
     return sum(per_module.values()), _with_prefixes(per_module), dict(by_operator), not_counted
 
 
+class _JitValue:
+    """What fvcore's handles read of a ``torch._C.Value``, over a recorded argument:
+    ``isCompleteTensor``/``type().sizes()`` (shapes), ``toIValue`` (plain arguments) and
+    ``node().inputs()`` (einsum's operand list)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def isCompleteTensor(self) -> bool:
+        return isinstance(self.value, torch.Tensor)
+
+    def type(self):
+        return self
+
+    def sizes(self) -> list[int]:
+        return list(self.value.shape)
+
+    def toIValue(self):
+        return self.value
+
+    def node(self):
+        return self
+
+    def inputs(self) -> list["_JitValue"]:
+        return [_JitValue(v) for v in self.value]
+
+
+def _fvcore_handles(conv: Convention) -> dict:
+    from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS  # lazy: training never needs fvcore
+
+    from .conventions import FVCORE_HANDLES
+    handles = dict(_DEFAULT_SUPPORTED_OPS)
+    handles.update({op: FVCORE_HANDLES[h] for op, h in conv.fvcore_ops.items()})
+    return handles
+
+
+def _count_fvcore_from_trace(trace: ForwardTrace, conv: Convention):
+    """fvcore's FlopCountAnalysis over a recorded forward: its own handles, its ignored
+    ops and its scoping (an op belongs to the innermost module running it and to that
+    module's ancestors), fed the recorded shapes instead of a jit graph."""
+    from fvcore.nn.jit_analysis import _IGNORED_OPS
+
+    handles = _fvcore_handles(conv)
+    per_scope: Counter[str] = Counter()
+    by_operator: Counter[str] = Counter()
+    unsupported: Counter[str] = Counter()
+    for op in trace.ops:
+        handle = handles.get(op.kind)
+        if handle is None:
+            if op.kind not in _IGNORED_OPS:
+                unsupported[op.kind] += 1
+            continue
+        counts = handle([_JitValue(v) for v in op.inputs], [_JitValue(v) for v in op.outputs])
+        if not isinstance(counts, Counter):
+            counts = Counter({op.kind.split("::", 1)[1]: counts})
+        by_operator.update(counts)
+        per_scope[op.scope] += sum(counts.values())
+    by_module = {k: int(v) for k, v in _with_prefixes(per_scope).items() if v}
+    return (int(sum(by_operator.values())), by_module,
+            {k: int(v) for k, v in by_operator.items()}, dict(sorted(unsupported.items())))
+
+
 def _count_fvcore(model: nn.Module, inputs: tuple, conv: Convention):
-    from fvcore.nn import FlopCountAnalysis  # lazy: training never needs fvcore
+    """fvcore itself: a jit trace of a real forward (the reference for the trace path)."""
+    from fvcore.nn import FlopCountAnalysis
 
     from .conventions import FVCORE_HANDLES
 
@@ -216,25 +237,45 @@ def _count_ptflops(model: nn.Module, inputs: tuple, backend: str):
 # those are RuntimeErrors as well, so every RuntimeError falls back.
 _META_FAILURES = (NotImplementedError, RuntimeError)
 
+# The last few forwards, so that a model counted under several conventions at one input
+# (the paper's and the canonical fvcore figure) runs once. Keyed by the model object:
+# a model is not modified between counts.
+_TRACES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
-def _count_module_hooks_on_meta(model: nn.Module, shapes: list[list[int]], conv: Convention):
-    """Module-hook counts need shapes only: run the forward on a meta copy of the model.
-    Falls back to a real CPU forward (from scratch: nothing of the failed attempt is kept)
-    when the meta forward fails. Returns (result, counted_on)."""
-    try:
-        meta_model = meta_copy(model)
-        meta_model.eval()
-        return _count_module_hooks(meta_model, make_inputs(shapes, "meta"), conv), "meta"
-    except _META_FAILURES as e:
-        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-    return (_count_module_hooks(model, make_inputs(shapes), conv),
-            f"cpu (meta forward failed: {reason[:300]})")
+
+def _trace(model: nn.Module, shapes: list[list[int]], meta: bool) -> tuple[ForwardTrace, str]:
+    """The model's forward at ``shapes`` recorded on a meta copy (nothing computed), or on
+    the CPU when ``meta`` is False or the meta forward fails (from scratch: nothing of the
+    failed attempt is kept). Returns (trace, where it ran)."""
+    key = (json.dumps(shapes), meta)
+    cached = _TRACES.setdefault(model, {}) if meta else {}
+    if key in cached:
+        return cached[key]
+    reason = None
+    built_on_meta = is_on_meta(model)
+    if meta or built_on_meta:
+        try:
+            meta_model = model if built_on_meta else meta_copy(model).eval()
+            found = (run_traced(meta_model, make_inputs(shapes, "meta")), "meta")
+        except _META_FAILURES as e:
+            if built_on_meta:
+                raise        # nothing real to fall back on: the caller builds the model for real
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            reason = f"{type(e).__name__}: {first}"
+    if not meta or reason is not None:
+        where = "cpu" if reason is None else f"cpu (meta forward failed: {reason[:300]})"
+        found = (run_traced(model, make_inputs(shapes)), where)
+    if found[1] == "meta":   # a real forward's activations are not worth their memory
+        cached.clear()       # one input per model is what a run asks for; memory stays flat
+        cached[key] = found
+    return found
 
 
 def count_flops(model: nn.Module, input_shape: Shape | Sequence[Shape],
                 convention: str = "fvcore", meta: bool = True) -> FlopReport:
-    """``meta=False`` forces the real CPU forward (the reference the meta counts are
-    tested against)."""
+    """``meta=False`` counts on a real CPU forward, and for the fvcore conventions with
+    fvcore's own jit trace: the references the meta counts are tested against. A model
+    built on the meta device is counted as it is; a forward it cannot run raises."""
     conv = get_convention(convention)
     shapes = normalize_shapes(input_shape)
     was_training = model.training
@@ -242,12 +283,12 @@ def count_flops(model: nn.Module, input_shape: Shape | Sequence[Shape],
     counted_on = "cpu"
     try:
         with torch.no_grad():
-            if conv.engine == "module_hooks" and meta:
-                result, counted_on = _count_module_hooks_on_meta(model, shapes, conv)
-            elif conv.engine == "module_hooks":
-                result = _count_module_hooks(model, make_inputs(shapes), conv)
-            elif conv.engine == "fvcore":
+            if conv.engine == "fvcore" and not meta:
                 result = _count_fvcore(model, make_inputs(shapes), conv)
+            elif conv.engine in ("module_hooks", "fvcore"):
+                trace, counted_on = _trace(model, shapes, meta)
+                count = _count_module_hooks if conv.engine == "module_hooks" else _count_fvcore_from_trace
+                result = count(trace, conv)
             elif conv.engine == "ptflops":
                 result = _count_ptflops(model, make_inputs(shapes), conv.ptflops_backend)
             else:

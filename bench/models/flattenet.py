@@ -375,7 +375,9 @@ class ModulatedDeformConv2d(nn.Conv2d):
         px = xs.view(1, 1, 1, wo) + tx.view(1, taps, 1, 1) + off[:, :, 1]
         # grid_sample's coordinates with align_corners=False: pixel i sits at (2 i + 1) / size - 1
         grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1)
-        cols = F.grid_sample(x, grid.view(n, taps * ho, wo, 2), mode="bilinear",
+        # -1, not taps * ho: ho is read off a shape, and shape arithmetic would show up
+        # in a jit trace (fvcore's) as an extra aten::mul
+        cols = F.grid_sample(x, grid.view(n, -1, wo, 2), mode="bilinear",
                              padding_mode="zeros", align_corners=False)
         cols = cols.view(n, c, taps, ho, wo) * mask.view(n, 1, taps, ho, wo)
         out = torch.einsum("nckhw,ock->nohw", cols, self.weight.view(self.out_channels, c, taps))

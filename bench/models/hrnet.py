@@ -111,14 +111,20 @@ class HRNetSpec(HRNetBackboneSpec):
 @dataclass(frozen=True)
 class HRNetV2SegSpec(HRNetBackboneSpec):
     num_classes: int = 19                          # Cityscapes
+    # bilinear resizing in the fusion and the head with corners aligned (the repository's
+    # config default, which the golden outputs use); its released W48 models were trained
+    # and tested with ALIGN_CORNERS False (every experiments/*/seg_hrnet_w48_*.yaml, and
+    # PyTorch's default on the branches that do not pass it)
+    align_corners: bool = True
 
 
 class HighResolutionModule(nn.Module):
     """Parallel branches of basic blocks, then (optionally) the HRNet exchange unit."""
 
     def __init__(self, channels: Sequence[int], num_blocks: int, multi_scale_output: bool = True,
-                 fuse: bool = True, upsample: str = "nearest"):
+                 fuse: bool = True, upsample: str = "nearest", align_corners: bool = True):
         super().__init__()
+        self.align_corners = align_corners
         self.branches = nn.ModuleList(
             make_res_layer(BLOCKS["BASIC"], c, c, num_blocks) for c in channels)
         self.fuse = fuse and len(channels) > 1
@@ -132,7 +138,8 @@ class HighResolutionModule(nn.Module):
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         if not self.fuse:
             return xs
-        return fuse_branches(xs, self.fuse_layers, self.relu, "standard", resize=self.resize)
+        return fuse_branches(xs, self.fuse_layers, self.relu, "standard", resize=self.resize,
+                             align_corners=self.align_corners)
 
 
 class HighResolutionNet(nn.Module):
@@ -171,7 +178,8 @@ class HighResolutionNet(nn.Module):
         """Module ``index`` of stage ``stage`` (0-based among stages 2-4). Subclasses that
         plug something into the modules (GSTO's gated fusion) override this."""
         return HighResolutionModule(channels, spec.num_blocks, multi_scale_output=multi_scale_output,
-                                    fuse=spec.fuses(stage, index), upsample=upsample)
+                                    fuse=spec.fuses(stage, index), upsample=upsample,
+                                    align_corners=getattr(spec, "align_corners", True))
 
     def transit(self, index: int, branches: list[torch.Tensor],
                 aux: Optional[dict] = None) -> list[torch.Tensor]:
@@ -203,8 +211,20 @@ class PoseHighResolutionNet(HighResolutionNet):
 
 
 class HRNetV2Segmentation(HighResolutionNet):
+    """HRNetV2 with HRNet-Semantic-Segmentation's head (``seg_hrnet.py``'s names).
+
+    Its released weights (``hrnet_w48_cityscapes_cls19_1024x2048_trainset.pth`` ...) are
+    the state dict of the repository's ``FullModel`` (network + loss): every network key
+    carries a ``model.`` prefix and the loss's class weights come along as
+    ``loss.criterion.weight``; the repository's test.py strips the prefix. Loading them
+    needs that key map (``official_key_renames``, ``official_key_ignored``)."""
+
+    official_key_renames = ((r"^model\.", ""),)
+    official_key_ignored = (r"^loss\.",)
+
     def __init__(self, spec: HRNetV2SegSpec):
         super().__init__(spec, single_output=False, upsample="bilinear")
+        self.align_corners = spec.align_corners
         concat = sum(self.out_channels)              # 15C: C + 2C + 4C + 8C
         self.last_layer = nn.Sequential(
             nn.Conv2d(concat, concat, 1),
@@ -220,7 +240,8 @@ class HRNetV2Segmentation(HighResolutionNet):
         branches = self.forward_features(x)
         size = branches[0].shape[-2:]
         return torch.cat([branches[0]] + [
-            F.interpolate(b, size=size, mode="bilinear", align_corners=True) for b in branches[1:]], 1)
+            F.interpolate(b, size=size, mode="bilinear", align_corners=self.align_corners)
+            for b in branches[1:]], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits at 1/4 of the input resolution (the loss resizes them)."""

@@ -249,12 +249,14 @@ def make_fuse_layers(channels: Sequence[int], num_outputs: int, conv: ConvFactor
 
 
 def fuse_branches(branches: list[torch.Tensor], fuse_layers: nn.ModuleList, relu: nn.Module,
-                  mode: str = "standard", resize: str | None = None) -> list[torch.Tensor]:
+                  mode: str = "standard", resize: str | None = None,
+                  align_corners: bool = True) -> list[torch.Tensor]:
     """Exchange information across resolutions.
 
     ``standard`` (HRNet): output i = ReLU(sum_j fuse[i][j](x_j)), x_i itself for j == i.
     ``resize="bilinear"``: lower-resolution terms are resized to x_i's size with bilinear
-    interpolation, corners aligned (HRNet-Semantic-Segmentation's ALIGN_CORNERS default).
+    interpolation, corners aligned (HRNet-Semantic-Segmentation's ALIGN_CORNERS default;
+    ``align_corners=False`` is what its released W48 configs set).
 
     ``official`` reproduces Lite-HRNet's released fusion loop, which differs in two ways:
     its inner loop starts again at j = 0, so branch 0 is added twice, and for output 0 it
@@ -272,7 +274,8 @@ def fuse_branches(branches: list[torch.Tensor], fuse_layers: nn.ModuleList, relu
                     continue
                 term = row[j](x)
                 if resize is not None and j > i:
-                    term = F.interpolate(term, size=y.shape[-2:], mode=resize, align_corners=True)
+                    term = F.interpolate(term, size=y.shape[-2:], mode=resize,
+                                         align_corners=align_corners)
                 y = y + term
             out.append(relu(y))
         return out

@@ -3,6 +3,7 @@ reports/<suite>/) and reports/index.html listing them with their verdict summari
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -10,12 +11,13 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from ..compare import NOT_MEASURED
 from ..results import atomic_write_json, atomic_write_text, safe_name
 from ..suite import Suite, discover_suites, load_suite
 from .plots import plot_suite
 from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
-                     conventions_used, fmt, records_by_row, tolerance_text,
-                     verdict_summary)
+                     conventions_used, fmt, fmt_stat, folded_columns, pipeline_checks, records_by_row,
+                     tolerance_text, verdict_summary)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SUMMARY_FILE = "summary.json"
@@ -37,7 +39,12 @@ def _cell(v: dict, col) -> dict[str, Any]:
         tip += f"; allowed {fmt(v['allowed'], d + 1)}"
     if v["printed_match"]:
         tip += "; matches the printed value when rounded"
-    return {"published": fmt(v["published"], d) or "–", "measured": fmt(v["measured"], d + 1),
+    if v["n"] and v["n"] > 1:
+        tip += f"; mean of {v['n']} seeds ({', '.join(map(str, v['seeds'] or []))})"
+        if v["std_allowed"] is not None:
+            tip += f"; k std = {fmt(v['std_allowed'], d + 1)}"
+    return {"published": fmt(v["published"], d) or "–",
+            "measured": fmt_stat(v["measured"], d + 1, v["std"], v["n"]),
             "delta": fmt(v["delta"], d + 1, signed=True), "status": v["status"],
             "css": CSS[v["status"]], "reason": v["reason"], "tip": tip, "canonical": False}
 
@@ -57,6 +64,7 @@ def _provenance(rec: dict) -> dict[str, Any]:
 
 def _context(suite: Suite, records: list[dict], plots: list[str]) -> dict[str, Any]:
     verdicts = cell_verdicts(suite, records)
+    checks = pipeline_checks(suite, records)
     titles = column_titles(suite)
     canon = canonical_columns(suite, verdicts)
     by_row = records_by_row(suite, records)
@@ -100,9 +108,66 @@ def _context(suite: Suite, records: list[dict], plots: list[str]) -> dict[str, A
                    for n, c in conventions_used(suite, verdicts).items()]
     return {"suite": suite, "columns": columns, "rows": rows, "column_info": column_info,
             "conventions": conventions, "summary": verdict_summary(verdicts),
-            "css": CSS, "plots": plots,
+            "css": CSS, "plots": plots, "pipeline": _pipeline(suite, checks, titles),
+            "not_measured": _not_measured(suite, verdicts, titles, bool(checks)),
+            "newest": newest_record(records),
             "profiles": sorted({r.get("profile") for r in records if r.get("profile")}),
             "provenance": [_provenance(r) for r in records if r.get("suite", suite.suite) == suite.suite]}
+
+
+def _not_measured(suite: Suite, verdicts: list[dict], titles: dict[str, str],
+                  checked: bool) -> list[tuple[str, str]]:
+    """(why, which cells) under the table: a column with nothing to compare as one line
+    (folded_columns), the other unmeasured cells grouped by their reason."""
+    hint = " (smoke / short runs: see the pipeline checks below)" if checked else ""
+    folded = folded_columns(suite, verdicts, hint)
+    columns: dict[str, list[str]] = defaultdict(list)
+    for cid, text in folded.items():
+        columns[text].append(titles[cid])
+    out = [(text, f"{', '.join(names)} (every row)") for text, names in columns.items()]
+    cells: dict[str, list[str]] = defaultdict(list)
+    for v in verdicts:
+        if v["status"] == NOT_MEASURED and v["column"] not in folded:
+            cells[v["reason"]].append(f"{v['row']} / {titles[v['column']]}")
+    return out + [(text, ", ".join(names)) for text, names in cells.items()]
+
+
+def _pipeline(suite: Suite, checks: list[dict], titles: dict[str, str]) -> dict[str, Any]:
+    """The pipeline checks section (``pipeline_checks``): smoke and short runs' accuracy,
+    losses and target oracle per row, apart from the published values."""
+    ids = [cid for cid in suite.columns if any(cid in c["cells"] for c in checks)]
+    rows = []
+    for c in checks:
+        row = next(r for r in suite.rows if r.key == c["row_key"])
+        cells = []
+        for cid in ids:
+            cell = c["cells"].get(cid)
+            if cell is None:
+                cells.append({"text": "", "reason": ""})
+                continue
+            digits = (suite.printed_digits(row, cid) or 1) + 1
+            cells.append({"text": fmt_stat(cell["value"], digits, cell["std"], cell["n"]),
+                          "reason": cell["reason"]})
+        runs = []
+        for key, run in c["runs"].items():
+            loss = ""
+            if run["first_loss"] is not None and run["final_loss"] is not None:
+                loss = f"{run['first_loss']:.4g} → {run['final_loss']:.4g}"
+            target = ", ".join(f"{m} {v:.1f}" for m, v in run["target"].items()
+                               if isinstance(v, (int, float)) and not m.startswith("IoU."))
+            runs.append({"key": key, "status": run["status"], "error": run["error"],
+                         "loss": loss, "target": target, "seeds": ", ".join(map(str, run["seeds"]))})
+        rows.append({"row": c["row"], "profile": c["profile"], "status": c["status"],
+                     "cells": cells, "runs": runs})
+    return {"columns": [{"title": titles[cid], "unit": suite.columns[cid].unit} for cid in ids],
+            "rows": rows, "profiles": sorted({c["profile"] for c in checks})}
+
+
+def newest_record(records: Iterable[dict]) -> str:
+    """The date (YYYY-MM-DD) of the newest record, from its finish time."""
+    times = [str(r.get("finished_at") or (r.get("provenance") or {}).get("time") or "")
+             for r in records]
+    return max((t[:10] for t in times if t), default="")
 
 
 def render_suite_html(suite: Suite, records: Iterable[dict], out_dir="reports") -> Path:
@@ -121,7 +186,7 @@ def render_suite_html(suite: Suite, records: Iterable[dict], out_dir="reports") 
     atomic_write_text(page, _env().get_template("suite.html.j2").render(**ctx))
     atomic_write_json(assets / SUMMARY_FILE, {
         "suite": suite.suite, "title": suite.title, "paper": suite.paper, "table": suite.table,
-        "profiles": ctx["profiles"], **ctx["summary"]})
+        "profiles": ctx["profiles"], "newest_record": ctx["newest"], **ctx["summary"]})
     return page
 
 
@@ -152,7 +217,36 @@ def render_index(out_dir="reports", suites_dir="suites") -> Path:
             entry = entries.setdefault(safe_name(s.suite), {"name": s.suite, "href": "",
                                                             "summary": {}, "error": ""})
             entry["summary"] = {"title": s.title, "paper": s.paper, "table": s.table, **entry["summary"]}
-    ordered = sorted(entries.values(), key=lambda e: (str(e["summary"].get("paper", "~")), e["name"]))
+    ordered = sorted(entries.values(), key=lambda e: (str(e["summary"].get("paper", "~")),
+                                                       _natural(e["name"])))
+    papers: dict[str, list[dict]] = {}
+    for e in ordered:
+        e["tally"] = _totals([e])
+        papers.setdefault(str(e["summary"].get("paper") or "unknown paper"), []).append(e)
+    groups = [{"paper": paper, "entries": group, "totals": _totals(group)}
+              for paper, group in papers.items()]
     path = out_dir / "index.html"
-    atomic_write_text(path, _env().get_template("index.html.j2").render(entries=ordered, css=CSS))
+    atomic_write_text(path, _env().get_template("index.html.j2").render(
+        groups=groups, totals=_totals(ordered), statuses=INDEX_STATUSES, css=CSS))
     return path
+
+
+# the verdicts index.html counts per suite, in this order; the rest are summed as "other"
+INDEX_STATUSES = ("within", "outside", "known deviation", "not measured", "not built")
+
+
+def _natural(name: str) -> list:
+    """Sort key putting table2 before table10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _totals(entries: list[dict]) -> dict[str, Any]:
+    """Summed verdict counts (INDEX_STATUSES and "other") and the newest record's date."""
+    out = {status: 0 for status in INDEX_STATUSES + ("other",)}
+    newest = ""
+    for e in entries:
+        for status, n in (e["summary"].get("counts") or {}).items():
+            out[status if status in INDEX_STATUSES else "other"] += n
+        newest = max(newest, str(e["summary"].get("newest_record") or ""))
+    out["newest_record"] = newest
+    return out

@@ -1,7 +1,9 @@
 """Plots of one suite for the HTML report: published vs measured per complexity column
 (y = x and the tolerance band), accuracy vs FLOPs per protocol (like Lite-HRNet's
-Fig. 4), and measured latency vs FLOPs per protocol (one series per timed batch size),
-where a model that is slower than its FLOPs suggest stands above the others. Drawn on Agg canvases directly, so no pyplot state or display is touched."""
+Fig. 4; full-profile accuracy only, with ± 1 std error bars for a mean over seeds), and
+measured latency vs FLOPs per protocol (one series per timed batch size), where a model
+that is slower than its FLOPs suggest stands above the others. Drawn on Agg canvases
+directly, so no pyplot state or display is touched."""
 from __future__ import annotations
 
 import os
@@ -81,8 +83,10 @@ def _scatter(suite: Suite, col: Column, points: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _accuracy_vs_flops(suite: Suite, flops: Column, acc: Column, verdicts: list[dict],
-                       path: Path) -> Path | None:
+def accuracy_points(suite: Suite, flops: Column, acc: Column, verdicts: list[dict]
+                    ) -> tuple[list[tuple], list[tuple]]:
+    """Points of an accuracy-vs-FLOPs plot: published (row, flops, accuracy) and
+    reproduced (row, flops, accuracy, published point or None, std over seeds or None)."""
     cells = {(v["row"], v["column"]): v for v in verdicts}
     published, reproduced = [], []
     for row in suite.rows:
@@ -90,10 +94,18 @@ def _accuracy_vs_flops(suite: Suite, flops: Column, acc: Column, verdicts: list[
         pub = (f["published"], a["published"]) if None not in (f["published"], a["published"]) else None
         if pub:
             published.append((row.name, *pub))
+        # only comparable (full-profile) accuracy reaches the verdicts' "measured": a
+        # smoke or short run is never drawn as a reproduction
         if a["measured"] is not None:
             x = f["measured"] if f["measured"] is not None else f["published"]
             if x is not None:
-                reproduced.append((row.name, x, a["measured"], pub))
+                reproduced.append((row.name, x, a["measured"], pub, a["std"] if (a["n"] or 0) > 1 else None))
+    return published, reproduced
+
+
+def _accuracy_vs_flops(suite: Suite, flops: Column, acc: Column, verdicts: list[dict],
+                       path: Path) -> Path | None:
+    published, reproduced = accuracy_points(suite, flops, acc, verdicts)
     if not published and not reproduced:
         return None
     fig, ax = _figure((6.5, 4.8))
@@ -105,7 +117,12 @@ def _accuracy_vs_flops(suite: Suite, flops: Column, acc: Column, verdicts: list[
     if reproduced:
         ax.scatter([r[1] for r in reproduced], [r[2] for r in reproduced], marker="*", s=90,
                    color="tab:red", label="reproduced", zorder=4)
-        for name, x, y, pub in reproduced:
+        spread = [r for r in reproduced if r[4] is not None]
+        if spread:   # a mean over seeds: ± one standard deviation
+            ax.errorbar([r[1] for r in spread], [r[2] for r in spread], yerr=[r[4] for r in spread],
+                        fmt="none", ecolor="tab:red", elinewidth=1, capsize=3, zorder=4,
+                        label="± 1 std over seeds")
+        for name, x, y, pub, _ in reproduced:
             if pub:
                 ax.plot([pub[0], x], [pub[1], y], color="gray", lw=0.8, ls="--")
             else:

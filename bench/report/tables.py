@@ -2,23 +2,25 @@
 ``run_suite.py --check`` read, and the paper-shaped pandas table built from them."""
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any, Iterable, Optional
 
 import pandas as pd
 
 from ..complexity.conventions import CONVENTIONS
-from ..compare import (NO_PUBLISHED, NO_TOLERANCE, NOT_APPLICABLE, NOT_BUILT, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN,
+from ..compare import (COMPARED_PROFILES, NO_PUBLISHED, NO_TOLERANCE, NOT_APPLICABLE, NOT_BUILT, NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN,
                        Verdict, compare_cell, decimals_of)
 from ..results import CELL_ERROR, CELL_MEASURED
 from ..suite import Column, Suite
 
 NO_RECORD = "no result record for this row (run the suite)"
+NO_COMPARABLE_RUN = "no full-profile run"
 FIELDS = ("published", "measured", "delta", "verdict")
 STATUSES = (WITHIN, OUTSIDE, NOTED, NOT_COMPARED, NOT_MEASURED, NO_TOLERANCE, NO_PUBLISHED, NOT_BUILT, NOT_APPLICABLE)
 # which record a cell is read from when several profiles measured it
-PROFILE_PRIORITY = ("full", "short", "smoke", "complexity")
+PROFILE_PRIORITY = ("full", "released", "short", "smoke", "complexity")
 
 
 def records_by_row(suite: Suite, records: Iterable[dict]) -> dict[str, list[dict]]:
@@ -49,18 +51,37 @@ def _profile_rank(rec: dict) -> int:
     return PROFILE_PRIORITY.index(p) if p in PROFILE_PRIORITY else len(PROFILE_PRIORITY)
 
 
-def _best_cell(recs: list[dict], cid: str) -> tuple[Optional[dict], Optional[dict]]:
+def cell_profile(cell: Optional[dict], rec: Optional[dict]) -> Optional[str]:
+    """The profile of the run that measured a cell: an accuracy cell names it (a
+    complexity-profile record reads full runs), other cells are their record's."""
+    return (cell or {}).get("profile") or (rec or {}).get("profile")
+
+
+def comparable(cell: Optional[dict], rec: Optional[dict]) -> bool:
+    """Whether the cell's number may stand beside the paper's: it comes from a profile of
+    COMPARED_PROFILES (complexity, full, released weights), not from a pipeline check
+    (smoke, short), which the reports show apart."""
+    return cell_profile(cell, rec) in COMPARED_PROFILES
+
+
+def _best_cell(recs: list[dict], cid: str, comparable_only: bool = False
+               ) -> tuple[Optional[dict], Optional[dict]]:
     """(cell, record) for one column: a measured cell wins over any other, and among
-    measured ones the furthest-going profile (full, short, smoke, complexity)."""
+    measured ones the furthest-going profile (full, short, smoke, complexity);
+    ``comparable_only`` leaves out cells of pipeline checks (smoke, short)."""
     fallback = None
     for rec in sorted(recs, key=_profile_rank):
         cell = (rec.get("cells") or {}).get(cid)
-        if cell is None:
+        if cell is None or (comparable_only and not comparable(cell, rec)):
             continue
         if cell_value(cell) is not None:
             return cell, rec
         fallback = fallback or (cell, rec)
-    return fallback or (None, recs[0] if recs else None)
+    if fallback:
+        return fallback
+    if comparable_only:   # the record that should have held the cell, if any
+        recs = [r for r in recs if r.get("profile") in COMPARED_PROFILES]
+    return None, (sorted(recs, key=_profile_rank)[0] if recs else None)
 
 
 def _reason(cell: Optional[dict], rec: Optional[dict]) -> str:
@@ -85,22 +106,45 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
     for row in suite.rows:
         recs = by_row.get(row.key, [])
         for cid, col in suite.columns.items():
-            cell, rec = _best_cell(recs, cid)
+            # smoke and short accuracy never stands beside the paper's (pipeline_checks)
+            cell, rec = _best_cell(recs, cid, comparable_only=not col.is_complexity)
             measured = cell_value(cell)
-            published = suite.published(row, cid)
+            # a cell scored from the authors' released weights is compared with their
+            # model zoo's number for those weights where it prints one (Suite.reference)
+            published, reference = suite.reference(
+                row, cid, None if col.is_complexity else cell_profile(cell, rec))
             digits = suite.printed_digits(row, cid)
             if digits is None:
                 digits = decimals_of(published) if published is not None else 2
             deviation = row.known_deviations.get(cid, "")
             profile = (cell or {}).get("profile") if not col.is_complexity else None
+            std = (cell or {}).get("std") if measured is not None else None
+            k = suite.tolerance_std_for(row, cid) if col.gate else None
+            std_allowed = k * std if k is not None and std is not None else None
+            reason = "" if measured is not None else _reason(cell, rec)
+            if measured is None and not col.is_complexity:
+                reason = _accuracy_reason(recs, cid, reason if cell or rec or not recs
+                                          else NO_COMPARABLE_RUN)
+            tolerance = col.tolerance if col.gate else None
             if not row.built:
                 v = Verdict(NOT_BUILT, reason=f"not built: {row.not_built}")
             elif not suite.applies(row, cid):
                 v = Verdict(NOT_APPLICABLE, reason="the row does not fill this column")
+            elif measured is not None and tolerance is None and k is not None and std_allowed is None:
+                v = compare_cell(published, measured, None, digits, deviation)
+                if v.status == NO_TOLERANCE:
+                    v = Verdict(NO_TOLERANCE, v.delta, None, v.printed_match,
+                                f"tolerance_std {k:g} needs runs with several seeds (--seeds); "
+                                f"this cell has {(cell or {}).get('n') or 1}")
             else:
-                v = compare_cell(published, measured, col.tolerance if col.gate else None, digits,
-                                 deviation, "" if measured is not None else _reason(cell, rec),
-                                 profile=profile)
+                v = compare_cell(published, measured, tolerance, digits, deviation, reason,
+                                 profile=profile, std_allowed=std_allowed)
+            if reference == "model zoo" and measured is not None and not v.reason:
+                paper = suite.published(row, cid)
+                v = dataclasses.replace(v, reason=(
+                    f"released weights, compared with the authors' model-zoo value "
+                    f"{fmt(published, digits)}" + ("" if paper is None or paper == published
+                                                   else f" (the paper prints {fmt(paper, digits)})")))
             out.append({
                 "row": row.name, "row_key": row.key, "column": cid, "title": col.title,
                 "unit": col.unit, "is_complexity": col.is_complexity,
@@ -108,12 +152,108 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
                 "allowed": v.allowed, "status": v.status, "printed_match": v.printed_match,
                 "digits": digits,
                 "reason": v.reason,
-                "gated": bool(col.gate and col.tolerance is not None and published is not None
-                              and not deviation and row.built),
+                "gated": bool(col.gate and published is not None and not deviation and row.built
+                              and (col.tolerance is not None
+                                   or (k is not None and (measured is None or std_allowed is not None)))),
                 "canonical": (cell or {}).get("canonical"),
                 "profile": (cell or {}).get("profile") or (rec.get("profile") if rec else None),
+                # what the cell is compared with: "paper" or "model zoo" (released
+                # weights), and the paper's own value
+                "reference": reference, "paper": suite.published(row, cid),
+                # a released-weights cell whose file was not found: skipped, not gated
+                "skipped": (cell or {}).get("skipped") if measured is None else None,
+                # an accuracy mean over seeds (--seeds): spread and count
+                "std": std, "n": (cell or {}).get("n") if measured is not None else None,
+                "seeds": (cell or {}).get("seeds") if measured is not None else None,
+                "std_allowed": std_allowed,
             })
     return out
+
+
+def _accuracy_reason(recs: list[dict], cid: str, reason: str) -> str:
+    """Why an accuracy cell has no number to compare, and where the numbers of the
+    pipeline checks are when they measured it."""
+    checks = sorted({cell_profile(c, r) for r in recs
+                     for c in [(r.get("cells") or {}).get(cid)]
+                     if cell_value(c) is not None and not comparable(c, r)}, key=str)
+    if checks:
+        reason += f" ({', '.join(checks)} run: see the pipeline checks, not comparable with the paper)"
+    return reason
+
+
+def pipeline_checks(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]:
+    """The accuracy that runs of the pipeline-check profiles (smoke, short) measured, one
+    entry per (row, profile) in suite order: shown apart from the published values, never
+    compared with them. Each entry: row, profile, status, ``cells`` (column -> value, std,
+    n, reason) and ``runs`` (protocol key -> status, first and final loss, the target
+    oracle's scores, seeds)."""
+    accuracy = [cid for cid, c in suite.columns.items() if not c.is_complexity]
+    if not accuracy:
+        return []
+    by_row = records_by_row(suite, records)
+    out = []
+    for row in suite.rows:
+        for rec in sorted(by_row.get(row.key, []), key=_profile_rank):
+            if rec.get("profile") in COMPARED_PROFILES:
+                continue
+            cells = {}
+            for cid in accuracy:
+                if not suite.applies(row, cid):
+                    continue
+                cell = (rec.get("cells") or {}).get(cid)
+                value = cell_value(cell)
+                cells[cid] = {"value": value, "std": (cell or {}).get("std") if value is not None else None,
+                              "n": (cell or {}).get("n") if value is not None else None,
+                              "reason": "" if value is not None else _reason(cell, rec)}
+            runs = {}
+            for key, run in (rec.get("runs") or {}).items():
+                training = run.get("training") or {}
+                targets = run.get("target_metrics") or {}
+                measures = [c.measure for c in suite.columns.values()
+                            if not c.is_complexity and c.protocol == key]
+                runs[key] = {"status": run.get("status"), "error": run.get("error") or "",
+                             "first_loss": training.get("first_loss"),
+                             "final_loss": training.get("final_loss"),
+                             # the target oracle on the suite's own measures
+                             "target": {m: targets[m] for m in measures if m in targets},
+                             "seeds": sorted(run.get("seeds") or {}, key=str)}
+            if cells or runs:
+                out.append({"row": row.name, "row_key": row.key, "profile": rec.get("profile"),
+                            "status": rec.get("status"), "cells": cells, "runs": runs})
+    return out
+
+
+def folded_columns(suite: Suite, verdicts: list[dict], hint: str = "") -> dict[str, str]:
+    """Columns without a single number to show -> why, in one short text: an accuracy
+    column with no comparable (full-profile) result, or any column no row measured.
+    ``hint`` is appended to the accuracy columns' text (where the pipeline checks are)."""
+    by_col = defaultdict(list)
+    for v in verdicts:
+        by_col[v["column"]].append(v)
+    out = {}
+    for cid, col in suite.columns.items():
+        cells = [v for v in by_col[cid] if v["status"] not in (NOT_BUILT, NOT_APPLICABLE)]
+        if not cells or any(v["measured"] is not None for v in cells):
+            continue
+        reasons = list(dict.fromkeys(v["reason"] for v in cells))
+        if not col.is_complexity:
+            text = NO_COMPARABLE_RUN
+            if len(reasons) == 1 and not reasons[0].startswith(NO_COMPARABLE_RUN):
+                text += f": {reasons[0]}"
+            out[cid] = text + hint
+        else:
+            out[cid] = reasons[0] if len(reasons) == 1 else \
+                f"not measured ({len(reasons)} reasons: see the report)"
+    return out
+
+
+def fmt_stat(value: Optional[float], digits: int, std: Optional[float] = None,
+             n: Optional[int] = None) -> str:
+    """A value, and for a mean over several seeds "mean ± std (n=N)"."""
+    text = fmt(value, digits)
+    if text and std is not None and n and n > 1:
+        text += f" ± {std:.{digits}f} (n={n})"
+    return text
 
 
 def verdict_summary(verdicts: list[dict]) -> dict[str, Any]:
@@ -196,11 +336,14 @@ def fmt(value: Optional[float], digits: int, signed: bool = False) -> str:
 def tolerance_text(col: Column) -> str:
     """E.g. "±0.05 M", "−1 % (only falling short fails)", "not gated"."""
     tol = col.tolerance
+    spread = (f"{col.tolerance_std:g} std of the mean over seeds"
+              if col.tolerance_std is not None else None)
     if tol is None:
-        return "none"
+        text = f"±{spread}" if spread else "none"
+        return text if col.gate or not spread else f"{text}, not gated"
     bounds = ([f"{tol.abs:g} {col.unit}".strip()] if tol.abs is not None else []) + \
              ([f"{tol.rel * 100:g}%"] if tol.rel is not None else []) + \
-             (["half a printed digit"] if tol.printed else [])
+             (["half a printed digit"] if tol.printed else []) + ([spread] if spread else [])
     text = {"both": "±", "below": "−", "above": "+"}[tol.side] + " or ".join(bounds)
     if len(bounds) > 1:
         text += " (the larger)"

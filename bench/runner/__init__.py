@@ -2,13 +2,15 @@
 
 ``run_suite`` measures every row of a suite. Profiles: ``complexity`` measures only;
 ``smoke``, ``short`` and ``full`` first run the training jobs the accuracy columns need
-(``jobs``), then fill the cells from the jobs' records (``cells``). A failing row is
+(``jobs``), then fill the cells from the jobs' records (``cells``); ``released``
+evaluates the authors' released weights instead (``released``). A failing row is
 recorded as failed and the others go on; every record is written atomically as soon as
 its row finishes. It knows no architecture and no task: everything model-specific comes
 from the registry and the model's own spec.
 
 Modules: ``context`` (settings, paths, the row's models), ``cells`` (one row's cells and
-record), ``jobs`` (training jobs), ``gate`` (``--check`` against published values),
+record), ``jobs`` (training jobs), ``released`` (evaluation jobs of released weights),
+``gate`` (``--check`` against published values),
 ``smoke_gate`` (``--check --profile smoke`` against the committed baseline). The command
 line is ``bench.cli``.
 """
@@ -30,6 +32,7 @@ from .context import (BASELINES_DIR, PROFILES, REPORTS_DIR, SMOKE_DATA_SEED, WOR
 from .gate import failure_line, gate_failures
 from .jobs import (accuracy_protocols, build_job, job_protocol, missing_data, run_key,
                    run_training, smoke_data_root)
+from .released import recorded_rows, released_rows, run_released
 from .smoke_gate import (SMOKE_TOLERANCE, baseline_path, smoke_gate_failures, smoke_metrics,
                          write_smoke_baseline)
 
@@ -56,9 +59,13 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
               cache: MeasurementCache | None = None, rows: str | None = None,
               latency: bool = False, progress=None, work_dir: Path = WORK_DIR,
               rerun: bool = False, launch: LaunchConfig | None = None,
-              job_options: dict | None = None, log=print, device: str = "auto") -> SuiteRun:
+              job_options: dict | None = None, log=print, device: str = "auto",
+              seeds=(), weights_dir: Path | None = None) -> SuiteRun:
     """Measure every row (or those whose name matches the glob ``rows``), write records.
-    Training profiles first run the jobs the accuracy cells need (``run_training``)."""
+    Training profiles first run the jobs the accuracy cells need (``run_training``), once
+    per seed of ``seeds`` (none: the protocol's own seed); accuracy cells hold the mean.
+    The ``released`` profile evaluates the authors' weights found under ``weights_dir``
+    for the rows that name some (``run_released``); the other rows are not recorded."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; available: {', '.join(PROFILES)}")
     if not isinstance(suite, Suite):
@@ -67,13 +74,19 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
                      data_root=Path(data_root) if data_root else None,
                      cache=cache or MeasurementCache(), latency=latency, device=device,
                      work_dir=Path(work_dir), rerun=rerun, launch=launch or LaunchConfig(),
-                     job_options=dict(job_options or {}))
+                     job_options=dict(job_options or {}),
+                     weights_dir=Path(weights_dir) if weights_dir else None,
+                     seeds=tuple(dict.fromkeys(int(s) for s in seeds or ())))
     t0 = time.perf_counter()
     # rows of methods this project does not build keep their published cells in the
     # report; there is nothing to measure for them
     selected = [row for row in suite.rows
                 if row.built and (not rows or fnmatch.fnmatch(row.name, rows))]
-    if profile in TRAIN_PROFILES:
+    if profile == "released":
+        selected = released_rows(suite, selected)
+        run_released(suite, selected, ctx, log)
+        selected = recorded_rows(suite, selected, ctx)
+    elif profile in TRAIN_PROFILES:
         run_training(suite, selected, ctx, log)
     records, paths = [], []
     for row in selected:

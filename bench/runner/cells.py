@@ -11,7 +11,8 @@
   model's (or the submodule's) output in a shape-only forward on the column's input) are
   computed here, through the on-disk measurement cache;
 * accuracy measures are read from training/evaluation run records
-  (``results/runs/<protocol>/<model_key>.<profile>.json``); without one the cell says why.
+  (``results/runs/<protocol>/<model_key>.<profile>[.seed<N>].json``; with ``--seeds`` the
+  mean over the seeds with std and n); without one the cell says why.
 
 A failing cell is recorded as an error and the others go on. It knows no architecture
 and no task.
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from .. import results as res
@@ -29,7 +32,8 @@ from ..env import now_iso, provenance
 from ..suite import Column, Protocol, Row, Suite
 from ..training.job import TRAIN_PROFILES
 from .context import RowModels, RunContext, input_shapes
-from .jobs import accuracy_protocols, missing_data, run_key, unsupported_task
+from .jobs import (accuracy_protocols, job_seeds, missing_data, run_key, run_record,
+                   unsupported_task)
 
 _DECIMAL = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "%": 1, "ms": 1}
 
@@ -71,9 +75,8 @@ def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels
             parts["submodule"] = col.submodule
 
         def params(rule: str | None = None):
-            model = models.get(protocol)
-            return count_params(model.get_submodule(col.submodule) if col.submodule else model,
-                                convention=rule)
+            return models.on_meta(protocol, lambda model: count_params(
+                model.get_submodule(col.submodule) if col.submodule else model, convention=rule))
         if convention is not None and get_convention(convention).param_modules is not None:
             # the paper's counter left some parameters out: its count, and every
             # parameter as the canonical figure beside it
@@ -129,14 +132,17 @@ def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels
     elif col.measure == "attribute":
         parts.update(submodule=col.submodule, attribute=col.attribute, divided_by=col.divided_by)
 
-        def attribute():
-            target = _submodule(models.get(protocol), col.submodule, models.row.model.name)
-            value = _attribute(target, col.attribute, col.submodule)
-            found = {"value": value}
+        def read(model):
+            target = _submodule(model, col.submodule, models.row.model.name)
+            found = {"value": _attribute(target, col.attribute, col.submodule)}
             if col.divided_by:
                 found["divided_by"] = _attribute(target, col.divided_by, col.submodule)
-                if found["divided_by"] == 0:
-                    raise ValueError(f"{_where(col.submodule, col.divided_by)} is 0: cannot divide by it")
+            return found
+
+        def attribute():
+            found = models.on_meta(protocol, read)   # a tensor's value is read for real
+            if col.divided_by and found["divided_by"] == 0:
+                raise ValueError(f"{_where(col.submodule, col.divided_by)} is 0: cannot divide by it")
             return found
         found, hit = ctx.cache.get_or_compute(attribute, measure="attribute", **parts)
         raw = found["value"] / found["divided_by"] if col.divided_by else found["value"]
@@ -149,8 +155,8 @@ def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels
             raise ValueError(f"a {col.measure} column takes one input, got {len(parts['input'])}")
         parts["submodule"] = col.submodule
         found, hit = ctx.cache.get_or_compute(
-            lambda: _output_shape(models.get(protocol), parts["input"][0], col.submodule,
-                                  models.row.model.name),
+            lambda: models.on_meta(protocol, lambda model: _output_shape(
+                model, parts["input"][0], col.submodule, models.row.model.name)),
             measure="output_shape", **parts)
         raw = _from_output_shape(col.measure, found)
         cell.update(raw=raw, value=raw / _DECIMAL[col.unit])
@@ -296,24 +302,25 @@ def _from_output_shape(measure: str, found: dict) -> float:
 def _flops(convention: str, parts: dict, protocol, models: RowModels, ctx: RunContext):
     from ..complexity import count_flops
     return ctx.cache.get_or_compute(
-        lambda: count_flops(models.get(protocol), parts["input"], convention).to_dict(),
+        lambda: models.on_meta(protocol, lambda model: count_flops(
+            model, parts["input"], convention).to_dict()),
         measure="flops", convention=convention, **parts)
 
 
-def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) -> dict:
-    cell = {"unit": col.unit, "convention": None}
-    profile = ctx.profile if ctx.profile in TRAIN_PROFILES else "full"
+def _one_run(col: Column, protocol: Protocol, row: Row, ctx: RunContext, profile: str,
+             seed: int | None) -> tuple[float | None, str, Path]:
+    """(value, why there is none, record path) of one seed's run for an accuracy cell."""
     key = run_key(row, protocol)
-    path = res.run_record_path(protocol.name, key, profile, ctx.results_dir)
+    path = run_record(row, protocol, profile, ctx.results_dir, seed)
     record = res.read_record(path)
+    run = f"the {profile} run of {key}" + ("" if seed is None else f" (seed {seed})")
     if record is not None and record.get("status") == "ok":
         value = (record.get("metrics") or {}).get(col.measure)
         if value is not None:
-            return {**cell, "status": res.CELL_MEASURED, "value": float(value),
-                    "raw": float(value), "source": str(path), "profile": profile}
-        why = f"the {profile} run of {key} on {protocol.name} reports no {col.measure}"
+            return float(value), "", path
+        why = f"{run} on {protocol.name} reports no {col.measure}"
     elif record is not None:
-        why = f"the {profile} run of {key} on {protocol.name} failed: {record.get('error')}"
+        why = f"{run} on {protocol.name} failed: {record.get('error')}"
     elif str(path) in ctx.skipped:
         why = ctx.skipped[str(path)]
     elif protocol.server_only:
@@ -322,11 +329,47 @@ def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) ->
         why = unsupported_task(protocol)
     else:
         why = f"no {profile}-profile result for {key} on {protocol.name}"
+        if seed is not None:
+            why += f" with seed {seed}"
         if profile == "full":
             why += "; " + (missing_data(protocol, ctx.data_root) or
                            f"{protocol.dataset.upper()} found under {ctx.data_root}, but no "
                            "full training run has been recorded (run with --profile full)")
-    return {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
+    return None, why, path
+
+
+def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) -> dict:
+    """An accuracy cell from the row's run records: the run of the protocol's own seed,
+    or with ``--seeds`` the mean of every seed's run, with the sample standard deviation,
+    ``n``, the seeds and their values (seeds without a result listed with the reason)."""
+    if ctx.profile == "released":      # the authors' weights: one evaluation, no seeds
+        from .released import released_cell
+        return released_cell(col, protocol, row, ctx)
+    cell = {"unit": col.unit, "convention": None}
+    profile = ctx.profile if ctx.profile in TRAIN_PROFILES else "full"
+    found, missing = [], {}
+    for seed in job_seeds(protocol, ctx.seeds):
+        value, why, path = _one_run(col, protocol, row, ctx, profile, seed)
+        number = protocol.seed if seed is None else seed
+        if value is None:
+            missing[number] = why
+        else:
+            found.append((number, value, path))
+    if not found:
+        reasons = list(dict.fromkeys(missing.values()))
+        why = reasons[0] if len(reasons) == 1 else "; ".join(f"seed {s}: {w}" for s, w in missing.items())
+        return {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
+    values = [v for _, v, _ in found]
+    mean = statistics.fmean(values)
+    out = {**cell, "status": res.CELL_MEASURED, "value": mean, "raw": mean,
+           "source": str(found[0][2]), "profile": profile}
+    if ctx.seeds:
+        out.update(n=len(values), std=statistics.stdev(values) if len(values) > 1 else None,
+                   seeds=[s for s, _, _ in found], values=values,
+                   sources=[str(p) for _, _, p in found])
+        if missing:
+            out["missing_seeds"] = {str(s): why for s, why in missing.items()}
+    return out
 
 
 def _earlier_latency(previous: dict | None, cid: str, spec: dict, shapes) -> tuple[dict, dict] | None:
@@ -378,16 +421,24 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
     runs = {}
     if ctx.profile in TRAIN_PROFILES:
         for key, protocol in accuracy_protocols(suite, row).items():
-            path = res.run_record_path(protocol.name, run_key(row, protocol), ctx.profile,
-                                       ctx.results_dir)
-            rec = res.read_record(path)
-            runs[key] = {"record": str(path), "status": rec.get("status") if rec else "not run",
-                         "error": (rec or {}).get("error") or ctx.skipped.get(str(path)),
-                         "fingerprint": (rec or {}).get("fingerprint"),
-                         "settings": (rec or {}).get("settings"),
-                         "training": _log_summary((rec or {}).get("training")),
-                         "metrics": (rec or {}).get("metrics"),
-                         "target_metrics": (rec or {}).get("target_metrics")}
+            # the run of the protocol's own seed (the one the smoke baseline holds) ...
+            path = run_record(row, protocol, ctx.profile, ctx.results_dir)
+            if ctx.profile == "released" and key in row.released:
+                from .released import record_path     # the weights' own forward and protocol
+                path = record_path(row, key, protocol, ctx.results_dir)
+            runs[key] = _run_summary(path, ctx)
+            seeds = job_seeds(protocol, ctx.seeds)
+            if ctx.seeds and None not in seeds:
+                runs[key]["error"] = runs[key]["error"] or (
+                    f"--seeds {' '.join(map(str, ctx.seeds))} leave out the protocol's own "
+                    f"seed {protocol.seed}")
+            if ctx.seeds:
+                # ... and with --seeds every seed's run
+                runs[key]["seed"] = protocol.seed
+                runs[key]["seeds"] = {
+                    str(protocol.seed if seed is None else seed): _run_summary(
+                        run_record(row, protocol, ctx.profile, ctx.results_dir, seed), ctx)
+                    for seed in seeds}
     return {
         "suite": suite.suite, "suite_file": suite.path, "table": suite.table,
         "row": row.name, "row_key": row.key, "profile": ctx.profile,
@@ -402,6 +453,16 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
         "started_at": started, "finished_at": now_iso(),
         "wall_time_s": round(time.perf_counter() - t0, 3),
     }
+
+
+def _run_summary(path: Path, ctx: RunContext) -> dict:
+    """What a row record keeps of one training run's record."""
+    rec = res.read_record(path) or {}
+    return {"record": str(path), "status": rec.get("status") or "not run",
+            "error": rec.get("error") or ctx.skipped.get(str(path)),
+            "fingerprint": rec.get("fingerprint"), "settings": rec.get("settings"),
+            "training": _log_summary(rec.get("training")), "metrics": rec.get("metrics"),
+            "target_metrics": rec.get("target_metrics")}
 
 
 def _log_summary(training: dict | None) -> dict | None:

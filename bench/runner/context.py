@@ -30,6 +30,9 @@ class RunContext:
     profile: str = "complexity"
     results_dir: Path = res.RESULTS_DIR
     data_root: Path | None = None
+    weights_dir: Path | None = None    # the released profile: the authors' weight files
+    # run record paths whose released weights file is not under weights_dir (skipped)
+    missing_weights: set = dataclasses.field(default_factory=set)
     cache: MeasurementCache = dataclasses.field(default_factory=MeasurementCache)
     latency: bool = False
     device: str = "auto"          # latency: "auto" = cuda when available, else cpu
@@ -37,6 +40,9 @@ class RunContext:
     rerun: bool = False
     launch: LaunchConfig = LaunchConfig()
     job_options: dict = dataclasses.field(default_factory=dict)   # bench.training.job.Job fields
+    # --seeds: every training job runs once per seed and accuracy cells hold their mean;
+    # empty: one run with the protocol's own seed
+    seeds: tuple = ()
     # run record path -> why its job did not run (missing dataset, no recipe)
     skipped: dict = dataclasses.field(default_factory=dict)
 
@@ -60,14 +66,32 @@ class RowModels:
         from ..registry import resolve_spec
         return resolve_spec(self.row.model.name, **model_overrides(self.row, protocol))
 
-    def get(self, protocol: Protocol | None):
+    def get(self, protocol: Protocol | None, meta: bool = False):
+        """The row's model under ``protocol``. ``meta=True``: built on the meta device
+        (shapes only: no initialisation, no memory), for measures that read no values;
+        where the build itself needs values, the real model."""
         overrides = model_overrides(self.row, protocol)
         # JSON, not a tuple of items: an override may be a list (of mappings), unhashable
-        key = json.dumps(overrides, sort_keys=True, default=str)
+        key = (json.dumps(overrides, sort_keys=True, default=str), meta)
         if key not in self._built:
             from ..registry import create_model
-            self._built[key] = create_model(self.row.model.name, **overrides)
+            if meta:
+                from ..complexity.meta_trace import build_on_meta
+                try:
+                    self._built[key] = build_on_meta(create_model, self.row.model.name, **overrides)
+                except (NotImplementedError, RuntimeError):
+                    self._built[key] = self.get(protocol)
+            else:
+                self._built[key] = create_model(self.row.model.name, **overrides)
         return self._built[key]
+
+    def on_meta(self, protocol: Protocol | None, measure):
+        """``measure(model)`` on the meta-built model, again on the real one when the meta
+        model cannot answer (an op without a meta kernel, a value read)."""
+        try:
+            return measure(self.get(protocol, meta=True))
+        except (NotImplementedError, RuntimeError):
+            return measure(self.get(protocol))
 
 
 def input_shapes(col: Column, protocol: Protocol | None) -> list[list[int]]:

@@ -7,8 +7,10 @@ resolved settings) is done and not rerun (``--rerun`` forces it); an interrupted
 resumes from its latest checkpoint in ``--work-dir``. ``smoke`` trains on data generated
 in the official formats (each task's ``write_smoke_data``) under ``<work-dir>/smoke_data``;
 ``short`` and ``full`` need ``--data-root``, and a missing dataset gives one message
-naming the expected path (``missing_data``). It knows no architecture and no task: the
-job (``bench.training.job``) and the registry do.
+naming the expected path (``missing_data``). With ``--seeds`` each job runs once per
+seed (``job_seeds``); the protocol's own seed keeps the plain record path, another seed
+adds ``.seed<N>`` to it and ``seed<N>/`` to the work dir. It knows no architecture and no
+task: the job (``bench.training.job``) and the registry do.
 """
 from __future__ import annotations
 
@@ -84,17 +86,35 @@ def run_key(row: Row, protocol: Protocol) -> str:
     return row.model.key + ("+imagenet" if job_protocol(row, protocol).pretrained else "")
 
 
-def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None):
+def job_seeds(protocol: Protocol, seeds: Sequence[int] = ()) -> list[int | None]:
+    """The seeds a (row, protocol) runs with: None stands for the protocol's own seed (0
+    in every bundled protocol), whose run keeps the plain record path; ``seeds`` empty
+    (no ``--seeds``) is that run alone."""
+    out = [None if s == protocol.seed else int(s) for s in seeds] or [None]
+    return list(dict.fromkeys(out))
+
+
+def run_record(row: Row, protocol: Protocol, profile: str, results_dir: Path,
+               seed: int | None = None) -> Path:
+    """Where the row's run of ``protocol`` under ``profile`` (and ``seed``) is recorded."""
+    return res.run_record_path(protocol.name, run_key(row, protocol), profile, results_dir,
+                               seed=seed)
+
+
+def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None,
+              seed: int | None = None):
     from ..training.job import Job
     key = run_key(row, protocol)
     protocol = job_protocol(row, protocol)
+    work_dir = ctx.work_dir / ctx.profile / res.safe_name(protocol.name) / res.safe_name(key)
     return Job(
         model=row.model.name, overrides=model_overrides(row, protocol), model_key=key,
         protocol=protocol.model_dump(mode="json"), profile=ctx.profile,
         data_root=None if data_root is None else str(data_root),
-        work_dir=str(ctx.work_dir / ctx.profile / res.safe_name(protocol.name) / res.safe_name(key)),
-        record_path=str(res.run_record_path(protocol.name, key, ctx.profile, ctx.results_dir)),
-        **ctx.job_options)
+        work_dir=str(work_dir if seed is None else work_dir / f"seed{seed}"),
+        record_path=str(res.run_record_path(protocol.name, key, ctx.profile, ctx.results_dir,
+                                            seed=seed)),
+        **ctx.job_options, **({} if seed is None else {"seed": seed}))
 
 
 def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) -> list:
@@ -106,39 +126,40 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
                                           if not p.server_only and not unsupported_task(p)])
     world = ctx.launch.nproc_per_node * (ctx.launch.nodes if ctx.launch.launcher == "slurm" else 1)
     todo, seen = [], set()
-    for row in rows:
-        for protocol in accuracy_protocols(suite, row).values():
-            path = str(res.run_record_path(protocol.name, run_key(row, protocol), ctx.profile,
-                                           ctx.results_dir))
-            if path in seen:
-                continue
-            seen.add(path)
-            why = unsupported_task(protocol)
-            if why is None and (protocol.server_only or ctx.profile != "smoke"):
-                why = missing_data(protocol, data_root)     # smoke data is generated
-            if why is None and not protocol.trainable:
-                why = f"protocol {protocol.name} has no training recipe (optimizer, schedule, batch)"
-            weights = job_protocol(row, protocol).pretrained
-            if why is None and weights and ctx.profile != "smoke":
-                from ..checkpoints import pretrained_path
-                if not pretrained_path(weights).is_file():
-                    where = "row" if row.pretrained else f"protocol {protocol.name}"
-                    why = (f"pretrained weights not found: {pretrained_path(weights)} (named by "
-                           f"the {where} 'pretrained' field of {row.name!r} in {suite.path})")
-                    log(f"error: {why}")
-            if why:
-                ctx.skipped[path] = why
-                continue
-            job = build_job(row, protocol, ctx, data_root)
-            record = res.read_record(Path(path))
-            if (record and record.get("status") == "ok" and not ctx.rerun
-                    and record.get("fingerprint") == job.fingerprint(world)):
-                log(f"done already: {row.model.key} on {protocol.name} ({ctx.profile}); "
-                    f"--rerun to run it again")
-                continue
-            if ctx.rerun:
-                shutil.rmtree(job.work_dir, ignore_errors=True)
-            todo.append(job)
+    for row, protocol, seed in ((row, protocol, seed) for row in rows
+                                for protocol in accuracy_protocols(suite, row).values()
+                                for seed in job_seeds(protocol, ctx.seeds)):
+        path = str(run_record(row, protocol, ctx.profile, ctx.results_dir, seed))
+        if path in seen:
+            continue
+        seen.add(path)
+        why = unsupported_task(protocol)
+        if why is None and (protocol.server_only or ctx.profile != "smoke"):
+            why = missing_data(protocol, data_root)     # smoke data is generated
+        if why is None and not protocol.trainable:
+            why = f"protocol {protocol.name} has no training recipe (optimizer, schedule, batch)"
+        weights = job_protocol(row, protocol).pretrained
+        if why is None and weights and ctx.profile != "smoke":
+            from ..checkpoints import pretrained_path
+            if not pretrained_path(weights).is_file():
+                where = "row" if row.pretrained else f"protocol {protocol.name}"
+                why = (f"pretrained weights not found: {pretrained_path(weights)} (named by "
+                       f"the {where} 'pretrained' field of {row.name!r} in {suite.path})")
+                log(f"error: {why}")
+        if why:
+            ctx.skipped[path] = why
+            continue
+        job = build_job(row, protocol, ctx, data_root, seed)
+        record = res.read_record(Path(path))
+        if (record and record.get("status") == "ok" and not ctx.rerun
+                and record.get("fingerprint") == job.fingerprint(world)):
+            seeded = "" if seed is None else f", seed {seed}"
+            log(f"done already: {row.model.key} on {protocol.name} ({ctx.profile}{seeded}); "
+                f"--rerun to run it again")
+            continue
+        if ctx.rerun:
+            shutil.rmtree(job.work_dir, ignore_errors=True)
+        todo.append(job)
     if todo:
         from ..launch import run_jobs
         log(f"{suite.suite}: {len(todo)} {ctx.profile} job(s) via {ctx.launch.launcher}")

@@ -1,7 +1,8 @@
 """The smoke gate: ``--check --profile smoke`` compares a smoke run's metrics (and the
 same measures scored on the decoded targets, and the first and final losses) with the
 committed baseline ``results/baselines/<suite>.smoke.json``, within ``SMOKE_TOLERANCE``;
-``--update-baseline`` writes that baseline.
+``--update-baseline`` writes that baseline. Baselines are single-seed: they hold (and the
+gate compares) the run of the protocol's own seed, also when ``--seeds`` runs more.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def baseline_path(suite: Suite, results_dir: Path = res.RESULTS_DIR) -> Path:
     return Path(results_dir) / "baselines" / f"{res.safe_name(suite.suite)}.smoke.json"
 
 
-def smoke_metrics(suite: Suite, records: Sequence[dict]) -> dict[str, dict[str, dict]]:
+def smoke_metrics(suite: Suite, records: Sequence[dict],
+                  finished_only: bool = False) -> dict[str, dict[str, dict]]:
     """row key -> protocol key -> {accuracy measures of that protocol's columns, the
     same measures scored by the decoded target heatmaps (``target.<measure>``, the
     evaluation half of the pipeline), first_loss, final_loss} from smoke row records."""
@@ -30,6 +32,8 @@ def smoke_metrics(suite: Suite, records: Sequence[dict]) -> dict[str, dict[str, 
         if rec.get("profile") != "smoke":
             continue
         for key, run in (rec.get("runs") or {}).items():
+            if finished_only and run.get("status") != "ok":
+                continue
             measures = [c.measure for c in suite.columns.values()
                         if not c.is_complexity and c.protocol == key]
             metrics = run.get("metrics") or {}
@@ -51,7 +55,9 @@ def write_smoke_baseline(suite: Suite, records: Sequence[dict], path: Path) -> P
             rows = json.loads(Path(path).read_text()).get("rows") or {}
         except ValueError:
             rows = {}
-    rows.update(smoke_metrics(suite, records))
+    # a run that did not finish (or a seed --seeds left out) keeps its earlier entry
+    for row_key, protocols in smoke_metrics(suite, records, finished_only=True).items():
+        rows[row_key] = {**(rows.get(row_key) or {}), **protocols}
     rows = {row.key: rows[row.key] for row in suite.rows if row.key in rows}
     res.atomic_write_json(path, {
         "suite": suite.suite, "profile": "smoke",
@@ -80,12 +86,22 @@ def smoke_gate_failures(suite: Suite, records: Sequence[dict], path: Path) -> li
         return [f"CHECK FAILED {suite.suite}: unreadable smoke baseline {path}: {err}"]
     current = smoke_metrics(suite, records)
     failures = []
+    # the baseline holds the run of each protocol's own seed (with --seeds, the others are
+    # recorded beside it but not gated): a run of it that did not finish is one failure
+    unfinished = {(rec.get("row_key"), key): run for rec in records if rec.get("profile") == "smoke"
+                  for key, run in (rec.get("runs") or {}).items() if run.get("status") != "ok"}
     for row_key, protocols in current.items():
         if row_key not in expected_rows:
             failures.append(f"CHECK FAILED {suite.suite}: row {row_key!r} has no entry in {path}")
             continue
         for key, values in protocols.items():
+            run = unfinished.get((row_key, key))
             expected = expected_rows[row_key].get(key, {})
+            if run is not None and any(v is not None for v in expected.values()):
+                failures.append(f"CHECK FAILED {suite.suite}: row {row_key!r}, {key}: the smoke "
+                                f"run ({run.get('record')}) is {run.get('status')}: "
+                                f"{run.get('error') or 'no error text'}")
+                continue
             for name in sorted(set(values) | set(expected)):
                 got, want = values.get(name), expected.get(name)
                 if got is None and want is None:
@@ -101,3 +117,16 @@ def smoke_gate_failures(suite: Suite, records: Sequence[dict], path: Path) -> li
                         f"{want:.6g}, measured {got:.6g}, allowed ±{allowed:.3g} ({path})")
     return failures
 
+
+
+def find_baseline(suite: Suite, results_dir: Path = res.RESULTS_DIR) -> Path:
+    """The baseline ``--check --profile smoke`` compares with: ``baseline_path`` when it
+    exists; for a suite HRBench ships without one there, the baseline shipped beside it
+    (an installed package holds them); otherwise ``baseline_path`` (whose absence the
+    gate reports)."""
+    from ..paths import SHIPPED_BASELINES_DIR, is_shipped_suite
+    own = baseline_path(suite, results_dir)
+    shipped = SHIPPED_BASELINES_DIR / own.name
+    if not own.is_file() and suite.path and is_shipped_suite(suite.path) and shipped.is_file():
+        return shipped
+    return own

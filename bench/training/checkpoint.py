@@ -9,6 +9,7 @@ from a state with non-finite parameters, so a diverged run keeps its last good o
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,20 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """Read a checkpoint this module wrote, with ``weights_only=True``: a file planted in
+    a work dir that pickles code (a ``__reduce__`` payload, any class outside plain data
+    and tensors) is refused instead of run. What ``Trainer.state`` writes is plain data:
+    tensors (the weights, the optimiser state, torch's and CUDA's RNG states, which are
+    uint8 tensors), dicts, lists, tuples, numbers, strings and None, all of which the
+    weights-only unpickler accepts without any type allowed beyond its defaults (no numpy
+    or Python RNG state is kept: data order and augmentation depend on seed, epoch and
+    index only)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise RuntimeError(f"refusing to load checkpoint {path}: it holds an object the "
+                           f"weights-only loader does not allow (a checkpoint written by "
+                           f"HRBench never does; was it replaced?): {err}") from err
     except Exception as err:  # a truncated file cannot come from atomic_torch_save
         raise RuntimeError(f"cannot read checkpoint {path}: {err}") from err
 

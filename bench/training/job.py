@@ -42,6 +42,9 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     # a fraction of the paper's schedule (epochs and milestones scaled), for ranking
     "short": {"epoch_fraction": 0.1},
     "full": {},
+    # the authors' released weights, evaluated only (Job(eval_only=True, checkpoint=...));
+    # compared with the published accuracy like full runs
+    "released": {},
 }
 TRAIN_PROFILES = tuple(PROFILE_SETTINGS)
 
@@ -256,8 +259,10 @@ class Job:
         work_dir = Path(self.work_dir)
         if self.checkpoint:
             from ..checkpoints import load_official_checkpoint
+            from ..checkpoints import file_sha256
             load_official_checkpoint(model, self.checkpoint)
             out["weights"] = str(self.checkpoint)
+            out["weights_sha256"] = file_sha256(self.checkpoint)
         elif self.protocol.get("pretrained") and not self.eval_only and self.profile != "smoke":
             # ImageNet backbone (smoke runs start from the init, so that they do not depend
             # on files only some machines have); a resumed run overwrites it from its

@@ -1,0 +1,6 @@
+"""``python -m bench ...`` is the ``hrbench`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
