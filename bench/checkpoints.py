@@ -7,7 +7,11 @@ strict. What differs between releases is the wrapping, which is undone here: a
 ``official_key_renames`` on its top-level module: (regex, replacement) pairs applied in
 order; ``official_key_ignored`` (regexes on the file's own names) drops entries that are
 not weights of the network (HRNet-Semantic-Segmentation saves its loss's class weights
-beside the model). Loading fails listing the missing and unexpected keys, and shape
+beside the model). ``official_batchnorm = "inplace_abn"`` says the official code normalises
+with InPlaceABN(Sync) (activation none), which scales by ``|weight| + eps`` rather than
+``weight``: a file saved by it (no ``num_batches_tracked`` entry anywhere, InPlaceABN has
+none) has that scale written into our BatchNorm2d weights, so that BatchNorm2d computes
+what InPlaceABN computed. Loading fails listing the missing and unexpected keys, and shape
 mismatches. ``file_sha256`` hashes a weights file (the ``released`` profile checks it).
 """
 from __future__ import annotations
@@ -83,6 +87,21 @@ def official_state_dict(model: nn.Module, checkpoint) -> dict[str, torch.Tensor]
         for pattern, repl in renames:
             key = re.sub(pattern, repl, key)
         out[key] = value
+    if (getattr(model, "official_batchnorm", None) == "inplace_abn"
+            and not any(k.endswith("num_batches_tracked") for k in state)):
+        out = inplace_abn_scales(model, out)
+    return out
+
+
+def inplace_abn_scales(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with the weight of every BatchNorm of ``model`` replaced by InPlaceABN's
+    effective scale ``|weight| + eps`` (mapillary/inplace_abn's kernels: ``gamma =
+    abs(weight) + eps``, the same ``eps`` as in ``rsqrt(var + eps)``)."""
+    out = dict(state)
+    for name, module in model.named_modules():
+        key = f"{name}.weight" if name else "weight"
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine and key in out:
+            out[key] = out[key].abs() + module.eps
     return out
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator,
+                      model_validator)
 
 from .complexity.conventions import CONVENTIONS
 from .paths import PROTOCOLS_DIR, SUITES_DIR
@@ -478,8 +479,17 @@ class SegEvaluation(_Frozen):
     flip: bool = False
     # long side of the image at scale 1 (PASCAL-Context: 520); None: the image's own size
     base_size: Optional[int] = Field(None, gt=0)
+    # (H, W) every image is resized to at scale 1, aspect ratio not kept (LIP: 473 x 473)
+    image_size: Optional[tuple[PositiveInt, PositiveInt]] = None
     sliding_window: Optional[SlidingWindow] = None
     batch_size: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _one_size_rule(self):
+        if self.base_size is not None and self.image_size is not None:
+            raise ValueError("give base_size (long side, aspect kept) or image_size "
+                             "(exact size), not both")
+        return self
 
     @field_validator("scales")
     @classmethod

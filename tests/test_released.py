@@ -52,12 +52,14 @@ def save_mmpose_layout(model, path):
                path)
 
 
-def save_fullmodel_layout(model, path, class_weights=True):
+def save_fullmodel_layout(model, path, class_weights=True, inplace_abn=False):
     """HRNet-Semantic-Segmentation: the state dict of ``FullModel(model, loss)``, every
-    network key under ``model.``, the loss's class weights as ``loss.criterion.weight``,
-    BatchNorm without ``num_batches_tracked`` (InPlaceABN on the master branch)."""
+    network key under ``model.``, the loss's class weights as ``loss.criterion.weight``.
+    ``inplace_abn``: a file of its PyTorch 0.4 branch (``*_torch04.pth``), normalised by
+    InPlaceABNSync, which has no ``num_batches_tracked``; otherwise one of the PyTorch 1.1
+    branch (``*_torch11.pth``, SyncBatchNorm, with the counter)."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()
-             if not k.endswith("num_batches_tracked")}
+             if not (inplace_abn and k.endswith("num_batches_tracked"))}
     if class_weights:
         state["loss.criterion.weight"] = torch.linspace(0.8, 1.1, 19)
     torch.save(state, path)
@@ -69,11 +71,19 @@ def test_fullmodel_layout_loads_and_computes_the_official_forward(tmp_path):
     from conftest import GOLDEN, assert_output_matches, golden_input
     ref = json.loads((GOLDEN / "hrnet_official.json").read_text())["models"]["hrnetv2_w48_seg"]
     source = official_weights(bench.create_model("hrnetv2_w48_seg"))
-    path = tmp_path / "hrnet_w48_cityscapes_cls19_1024x2048_trainset.pth"
+    path = tmp_path / "hrnet_cs_8090_torch11.pth"
     save_fullmodel_layout(source, path)
     model = load_official_checkpoint(bench.create_model("hrnetv2_w48_seg"), path).eval()
     with torch.no_grad():
         assert_output_matches(model(golden_input(ref["output_checksum"])), ref["output_checksum"])
+    # a PyTorch 0.4 file (InPlaceABN: no num_batches_tracked) gets InPlaceABN's scale,
+    # |weight| + eps, in every BatchNorm; the torch 1.1 file above keeps its weights
+    old = tmp_path / "hrnet_lip_5583_torch04.pth"
+    save_fullmodel_layout(source, old, inplace_abn=True)
+    abn = load_official_checkpoint(bench.create_model("hrnetv2_w48_seg"), old)
+    bn, bn_abn = model.last_layer[1], abn.last_layer[1]
+    assert torch.equal(bn.weight, source.last_layer[1].weight)
+    assert torch.equal(bn_abn.weight, source.last_layer[1].weight.abs() + bn.eps)
     # the same file without the key map is refused with the keys listed
     with pytest.raises(CheckpointMismatchError, match=r"unexpected keys \(\d+\): loss.criterion.weight, model\."):
         load_official_checkpoint(_without_key_map(bench.create_model("hrnetv2_w48_seg")), path)
@@ -405,7 +415,7 @@ rows:
 @needs_shared
 def test_fullmodel_layout_scored_on_the_cityscapes_sample(tmp_path, cache_dir):
     """A file in HRNet-Semantic-Segmentation's layout (model. prefix, the loss's class
-    weights, no num_batches_tracked) through the whole profile on the real Cityscapes
+    weights, InPlaceABN: no num_batches_tracked) through the whole profile on the real Cityscapes
     frame, with the entry's forward (align_corners false) and test protocol."""
     suite_file = tmp_path / "released_seg.yaml"
     suite_file.write_text(SEG_SUITE)
@@ -413,7 +423,7 @@ def test_fullmodel_layout_scored_on_the_cityscapes_sample(tmp_path, cache_dir):
     weights = tmp_path / "weights"
     weights.mkdir()
     save_fullmodel_layout(official_weights(bench.create_model("hrnetv2_w18_small_v2_seg")),
-                          weights / "hrnet_small_cs.pth")
+                          weights / "hrnet_small_cs.pth", inplace_abn=True)
     data = tmp_path / "data"
     data.mkdir()
     (data / "cityscapes").symlink_to(SHARED_DATA / "cityscapes_sample")
@@ -428,3 +438,137 @@ def test_fullmodel_layout_scored_on_the_cityscapes_sample(tmp_path, cache_dir):
     assert rec["protocol"]["loss"]["align_corners"] is False and rec["val_samples"] == 1
     v = next(v for v in cell_verdicts(load_suite(suite_file), run.records))
     assert (v["reference"], v["published"], v["paper"]) == ("model zoo", 76.2, 75.9)
+
+
+# --- segmentation: GSTO-HRNet-W48 as VDIGPKU/GSTO released it ------------------------------
+
+def gsto_official_state(model) -> dict:
+    """``gsto_hrnet.py``'s state dict for ``model`` (a GSTO-HRNet-W48 seg model): our keys
+    less ``num_batches_tracked`` (InPlaceABN has none), plus the transition-1 gate ``att1``
+    that the released model builds and its forward never calls; filled with the
+    deterministic weights of ``tests/golden/gsto_official.json`` (``weight_init``: about a
+    quarter of the BatchNorm weights negative, so InPlaceABN's ``|weight|`` matters)."""
+    import math
+    classes = model.last_layer[-1].out_channels
+    state = {k: v.clone() for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    state["att1.1.0.0.weight"] = torch.empty(1, classes, 3, 3)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        state[f"att1.1.0.1.{name}"] = torch.empty(1)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for name, t in sorted(state.items()):
+            if t.dim() > 1:
+                t.copy_(torch.randn_like(t) * (0.7 / math.sqrt(t[0].numel())))
+            elif name.endswith("running_var"):
+                t.copy_(torch.rand_like(t) + 0.5)
+            elif name.endswith(".weight"):
+                sign = torch.where(torch.rand_like(t) < 0.25, -1.0, 1.0)
+                t.copy_((torch.rand_like(t) + 0.5) * sign)
+            else:
+                t.copy_(torch.randn_like(t) * 0.1)
+    return state
+
+
+def save_gsto_layout(state: dict, path, class_weights: bool = False) -> None:
+    """VDIGPKU/GSTO's saved layout: the FullModel state dict, ``model.`` before every
+    network key (its test.py strips six characters), the Cityscapes loss's class weights
+    as ``loss.criterion.weight`` where the training had them."""
+    saved = {f"model.{k}": v for k, v in state.items()}
+    if class_weights:
+        saved["loss.criterion.weight"] = torch.linspace(0.8, 1.1, 19)
+    torch.save(saved, path)
+
+
+def _gsto_golden():
+    from conftest import GOLDEN
+    return json.loads((GOLDEN / "gsto_official.json").read_text())["models"]
+
+
+@pytest.mark.parametrize("entry", ["gsto_hrnet_w48_seg", "gsto_hrnet_w48_seg_lip"])
+def test_gsto_layout_loads_and_computes_the_authors_forward(entry, tmp_path):
+    """The released layout (model. prefix, InPlaceABN BatchNorm, the unused att1) loads
+    strictly into gsto_hrnet_w48_seg with align_corners=False and computes the golden
+    outputs of the authors' gsto_hrnet.py (recorded outside the project): the final and
+    the stage predictions."""
+    import hashlib
+    from conftest import assert_output_matches, golden_input
+    ref = _gsto_golden()[entry]
+    model = bench.create_model("gsto_hrnet_w48_seg", num_classes=ref["num_classes"],
+                               align_corners=False)
+    state = gsto_official_state(model)
+    lines = sorted(f"{k}:{','.join(map(str, v.shape))}" for k, v in state.items())
+    assert len(state) == ref["official_num_state_keys"]
+    assert hashlib.sha256("\n".join(lines).encode()).hexdigest() == ref["official_state_dict_sha256"]
+    cityscapes = ref["num_classes"] == 19
+    if cityscapes:     # through a file, with the loss's class weights
+        save_gsto_layout(state, tmp_path / "gsto_hrnet_w48_cityscapes.pth", class_weights=True)
+        load_official_checkpoint(model, tmp_path / "gsto_hrnet_w48_cityscapes.pth")
+    else:
+        load_official_checkpoint(model, {f"model.{k}": v for k, v in state.items()})
+    stages = {}
+    for k in (2, 3):
+        getattr(model, f"last_layer_stage{k}").register_forward_hook(
+            lambda m, i, o, k=k: stages.__setitem__(k, o))
+    x = golden_input(ref["output_checksum"])
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert_output_matches(out, ref["output_checksum"])
+    assert_output_matches(stages[2], ref["stage2_checksum"])
+    assert_output_matches(stages[3], ref["stage3_checksum"])
+    if cityscapes:
+        # without the att1 entry of the key map the file is refused, its keys listed
+        model.official_key_ignored = (r"^loss\.",)
+        with pytest.raises(CheckpointMismatchError,
+                           match=r"unexpected keys \(5\): att1\.1\.0\.0\.weight, att1\.1\.0\.1\.bias"):
+            load_official_checkpoint(model, {f"model.{k}": v for k, v in state.items()})
+    else:
+        # InPlaceABN scales by |weight| + eps; a file with num_batches_tracked is not
+        # InPlaceABN's, its weights are read as they are: here, another forward
+        plain = {**state, "stage4.0.fuse_layers.0.1.1.num_batches_tracked": torch.tensor(0)}
+        load_official_checkpoint(model, plain)
+        with torch.no_grad():
+            assert (model(x) - out).abs().max().item() > 0.05
+
+
+def test_gsto_default_forward_aligns_corners():
+    """The default (aligned corners, the project's HRNetV2 setting) is not the authors'
+    forward: the released entries need the override."""
+    from conftest import golden_input
+    ref = _gsto_golden()["gsto_hrnet_w48_seg_lip"]
+    model = bench.create_model("gsto_hrnet_w48_seg", num_classes=ref["num_classes"])
+    state = gsto_official_state(model)
+    load_official_checkpoint(model, {f"model.{k}": v for k, v in state.items()}).eval()
+    with torch.no_grad():
+        out = model(golden_input(ref["output_checksum"]))
+    assert abs(out.double().abs().sum().item() - ref["output_checksum"]["abs_sum"]) \
+        > 1e-3 * ref["output_checksum"]["abs_sum"]
+
+
+def test_gsto_table9_scores_the_released_lip_file_on_synthetic_lip(tmp_path, cache_dir):
+    """gsto_table9's GSTO-HRNet-W48 row: a file in the authors' layout, named as the entry
+    names it, scored end to end on LIP data written in the official layout, with the
+    entry's forward (align_corners false) and the authors' test settings (no flip)."""
+    from bench.data.synthetic_seg import write_lip
+    weights = tmp_path / "weights" / "model_pth"
+    weights.mkdir(parents=True)
+    model = bench.create_model("gsto_hrnet_w48_seg", num_classes=20, align_corners=False)
+    save_gsto_layout(gsto_official_state(model), weights / "gsto_hrnet_w48_lip.pth")
+    del model
+    data = tmp_path / "data"
+    write_lip(data / "lip", num_train=1, num_val=1, size_range=(60, 80))
+    run = _run(SUITES / "gsto_table9.yaml", tmp_path, cache_dir, tmp_path / "weights", data,
+               "GSTO-HRNet-W48 (ours)")
+    cells = run.records[0]["cells"]
+    for column in ("lip.aAcc", "lip.mAcc", "lip.mIoU"):
+        assert cells[column]["status"] == res.CELL_MEASURED and 0.0 <= cells[column]["value"] <= 100.0
+        assert cells[column]["weights"]["file"] == "gsto_hrnet_w48_lip.pth"
+    rec = res.read_record(Path(cells["lip.mIoU"]["source"]))
+    assert rec["status"] == "ok" and rec["val_samples"] == 1
+    assert rec["model"]["overrides"] == {"align_corners": False, "num_classes": 20}
+    assert rec["protocol"]["name"] == "lip_473x473_gsto_released"
+    assert rec["protocol"]["loss"]["align_corners"] is False
+    assert rec["protocol"]["evaluation"]["flip"] is False
+    v = next(v for v in cell_verdicts(load_suite(SUITES / "gsto_table9.yaml"), run.records)
+             if v["row"] == "GSTO-HRNet-W48 (ours)" and v["column"] == "lip.mIoU")
+    assert (v["reference"], v["published"], v["paper"]) == ("model zoo", 57.4, 57.37)

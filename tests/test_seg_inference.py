@@ -257,6 +257,31 @@ def test_scaled_sizes():
     assert _scaled_size((13, 17), 1.5, None) == (20, 26)     # int(x * 1.5 + 0.5)
 
 
+def test_image_size_resizes_to_an_exact_size_whatever_the_aspect():
+    """LIP's testval: every image to 473 x 473 (here 16 x 16), scaled, logits back to the label."""
+    assert _scaled_size((12, 20), 1.0, None, (16, 16)) == (16, 16)
+    assert _scaled_size((30, 7), 0.5, None, (16, 16)) == (8, 8)
+    seen = []
+
+    class Recorder(PixelModel):
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return super().forward(x)
+
+    probs = predict_probabilities(Recorder(), _image(12, 20), 3, image_size=(16, 16),
+                                  out_size=(12, 20))
+    assert seen == [(16, 16)] and probs.shape == (2, 3, 12, 20)
+
+
+def test_base_size_and_image_size_are_exclusive_in_a_protocol():
+    from pydantic import ValidationError
+
+    from bench.suite import SegEvaluation
+    assert SegEvaluation(image_size=(473, 473)).image_size == (473, 473)
+    with pytest.raises(ValidationError, match="not both"):
+        SegEvaluation(base_size=473, image_size=(473, 473))
+
+
 def test_base_size_scale_resizes_the_input():
     seen = []
 

@@ -75,7 +75,7 @@ def seg_data(tmp_path_factory):
 
 @pytest.mark.parametrize("name,evaluation", [
     ("cityscapes_512x1024_gsto", {}),
-    ("lip_473x473_gsto", {"flip": True, "base_size": None}),
+    ("lip_473x473_gsto", {"flip": True, "base_size": None, "image_size": None}),
     ("cityscapes_512x1024_gsto", {"sliding_window": {"crop": [64, 96], "stride": [40, 60]}}),
 ])
 def test_the_labels_pushed_through_the_prediction_path_score_100(seg_data, name, evaluation):
@@ -92,7 +92,7 @@ def test_a_broken_flip_swap_is_caught_by_the_oracle(seg_data):
     falls below 100, which is what the smoke gate's target metric is for."""
     from bench.training.evaluate import evaluate_targets
     p = protocol("lip_473x473_gsto")
-    p["evaluation"] = {**p["evaluation"], "flip": True, "base_size": None}
+    p["evaluation"] = {**p["evaluation"], "flip": True, "base_size": None, "image_size": None}
     val = TASK.build_dataset(p, seg_data, train=False)
     val.flip_pairs = ()                       # the evaluation forgets the swap ...
     broken = LabelEcho.encode                 # ... while a mirrored 'model' still swaps

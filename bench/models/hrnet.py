@@ -221,6 +221,10 @@ class HRNetV2Segmentation(HighResolutionNet):
 
     official_key_renames = ((r"^model\.", ""),)
     official_key_ignored = (r"^loss\.",)
+    # the repository's PyTorch 0.4 branch (``*_torch04.pth``, e.g. the LIP model) normalised
+    # with InPlaceABNSync (scale |weight| + eps); its files have no num_batches_tracked, so
+    # the loader applies this to them only (``*_torch11.pth`` used SyncBatchNorm)
+    official_batchnorm = "inplace_abn"
 
     def __init__(self, spec: HRNetV2SegSpec):
         super().__init__(spec, single_output=False, upsample="bilinear")

@@ -108,7 +108,7 @@ class SegmentationTask(Task):
             ev["sliding_window"] = {
                 "crop": [max(8, round(c * factor)) for c in window["crop"]],
                 "stride": [max(4, round(s * factor)) for s in window["stride"]]}
-        ev["base_size"] = None
+        ev["base_size"] = ev["image_size"] = None
         out["evaluation"] = ev
         return out
 
@@ -153,6 +153,7 @@ class SegmentationTask(Task):
         window = ev.get("sliding_window")
         return {"scales": tuple(ev["scales"]), "flip": bool(ev["flip"]),
                 "flip_pairs": tuple(dataset.flip_pairs), "base_size": ev.get("base_size"),
+                "image_size": tuple(ev["image_size"]) if ev.get("image_size") else None,
                 "sliding_window": (tuple(window["crop"]), tuple(window["stride"])) if window else None,
                 "align_corners": _cfg(protocol, "loss")["align_corners"]}
 

@@ -25,9 +25,14 @@ import torch.nn.functional as F
 from .base import main_output
 
 
-def _scaled_size(hw: Sequence[int], scale: float, base_size: Optional[int]) -> tuple[int, int]:
+def _scaled_size(hw: Sequence[int], scale: float, base_size: Optional[int],
+                 image_size: Optional[Sequence[int]] = None) -> tuple[int, int]:
     """HRNet's ``multi_scale_aug`` sizes: the long side ``base_size * scale`` (rounded) and the
-    short side keeping the aspect ratio; without ``base_size``, both sides times ``scale``."""
+    short side keeping the aspect ratio; without ``base_size``, both sides times ``scale``.
+    ``image_size`` (H, W): every image resized to exactly that, times ``scale``, its aspect
+    ratio not kept (HRNet-Semantic-Segmentation's LIP ``testval``: 473 x 473)."""
+    if image_size is not None:
+        return tuple(max(1, int(int(s) * scale + 0.5)) for s in image_size)
     h, w = int(hw[0]), int(hw[1])
     if base_size is None:
         return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
@@ -37,9 +42,9 @@ def _scaled_size(hw: Sequence[int], scale: float, base_size: Optional[int]) -> t
     return max(1, int(h * long_side / w + 0.5)), long_side
 
 
-def _resize_to_scale(image: torch.Tensor, scale: float, base_size: Optional[int] = None
-                     ) -> torch.Tensor:
-    size = _scaled_size(image.shape[-2:], scale, base_size)
+def _resize_to_scale(image: torch.Tensor, scale: float, base_size: Optional[int] = None,
+                     image_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+    size = _scaled_size(image.shape[-2:], scale, base_size, image_size)
     if size == tuple(image.shape[-2:]):
         return image
     # Images are resized as cv2.INTER_LINEAR does in both references: half-pixel centres.
@@ -113,13 +118,15 @@ def predict_probabilities(model, image: torch.Tensor, num_classes: int,
                    scales: Sequence[float] = (1.0,), flip: bool = False,
                    flip_pairs: Sequence[Sequence[int]] = (), base_size: Optional[int] = None,
                    sliding_window=None, out_size: Optional[Sequence[int]] = None,
-                   align_corners: bool = True) -> torch.Tensor:
+                   align_corners: bool = True,
+                   image_size: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Class probabilities (B x ``num_classes`` x out_h x out_w, float32), the softmax
     averaged over every scale and flip view (see the module docstring).
 
     ``image``: B x 3 x H x W, normalised. ``scales``: each resizes the image so that its
     long side is ``base_size * scale`` (HRNet's ``multi_scale_aug``) or, without
-    ``base_size``, H x W times ``scale``. ``sliding_window``: ``((crop_h, crop_w),
+    ``base_size``, H x W times ``scale``; with ``image_size`` (H, W), that size times
+    ``scale`` whatever the image's aspect ratio. ``sliding_window``: ``((crop_h, crop_w),
     (stride_h, stride_w))``, used when the scaled image exceeds the crop. ``flip``: also
     predict the mirrored image, mirrored back with ``flip_pairs`` channels swapped.
     ``out_size``: (h, w) of the output, default the image's. ``align_corners``: of the
@@ -130,7 +137,7 @@ def predict_probabilities(model, image: torch.Tensor, num_classes: int,
     out_size = tuple(image.shape[-2:]) if out_size is None else tuple(int(s) for s in out_size)
     total = None
     for scale in scales:
-        scaled = _resize_to_scale(image, scale, base_size)
+        scaled = _resize_to_scale(image, scale, base_size, image_size)
         views = [_predict_view(model, scaled, num_classes, sliding_window, align_corners)]
         if flip:
             mirrored = _predict_view(model, scaled.flip(-1), num_classes, sliding_window,
@@ -146,12 +153,13 @@ def predict_labels(model, image: torch.Tensor, num_classes: int,
                    scales: Sequence[float] = (1.0,), flip: bool = False,
                    flip_pairs: Sequence[Sequence[int]] = (), base_size: Optional[int] = None,
                    sliding_window=None, out_size: Optional[Sequence[int]] = None,
-                   align_corners: bool = True) -> torch.Tensor:
+                   align_corners: bool = True,
+                   image_size: Optional[Sequence[int]] = None) -> torch.Tensor:
     """B x out_h x out_w class indices (int64): the argmax of ``predict_probabilities``."""
     return predict_probabilities(model, image, num_classes, scales=scales, flip=flip,
                           flip_pairs=flip_pairs, base_size=base_size,
                           sliding_window=sliding_window, out_size=out_size,
-                          align_corners=align_corners).argmax(dim=1)
+                          align_corners=align_corners, image_size=image_size).argmax(dim=1)
 
 
 __all__ = ["predict_probabilities", "predict_labels"]
