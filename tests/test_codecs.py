@@ -216,3 +216,85 @@ def test_codec_decode_with_boxes_matches_decode_heatmaps():
     # a box equal to the input frame maps heatmap px to input px (x stride)
     c = codec.decode(hm, np.tile([96.0, 128.0], (3, 1)), np.tile([0.96, 1.28], (3, 1)))
     np.testing.assert_allclose(c[0], codec.decode(hm)[0], atol=1e-4)
+
+
+def _reference_msra_targets(joints, visible, input_size, heatmap_size, sigma):
+    """The MSRA rule spelt out on the whole heatmap grid (the implementation before the
+    per-joint patch, kept as the reference): joint snapped to mu = int(j / stride + 0.5),
+    window [int(mu - 3s), int(mu + 3s + 1)) whose Gaussian peaks at window start +
+    (6s + 1) // 2, zero outside the window; weight 0 if invisible or the window misses
+    the heatmap."""
+    joints = np.asarray(joints, dtype=np.float64)
+    k_num = joints.shape[0]
+    v = np.asarray(visible, dtype=np.float64).reshape(k_num, -1)[:, 0]
+    w, h = int(heatmap_size[0]), int(heatmap_size[1])
+    stride = np.asarray(input_size, np.float64) / np.asarray(heatmap_size, np.float64)
+    target = np.zeros((k_num, h, w), dtype=np.float32)
+    weight = (v > 0).astype(np.float32)
+    tmp = sigma * 3
+    xs = np.arange(w, dtype=np.float32)
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    two_s2 = np.float32(2 * sigma ** 2)
+    for k in range(k_num):
+        mu = np.trunc(joints[k, :2] / stride + 0.5)
+        ul, br = np.trunc(mu - tmp), np.trunc(mu + tmp + 1)
+        if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
+            weight[k] = 0.0
+        if weight[k] <= 0.5:
+            continue
+        half = (2 * tmp + 1) // 2
+        cx, cy = np.float32(ul[0] + half), np.float32(ul[1] + half)
+        g = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
+        inside = ((xs >= max(0.0, ul[0])) & (xs < min(br[0], w))
+                  & (ys >= max(0.0, ul[1])) & (ys < min(br[1], h)))
+        target[k] = np.where(inside, g, 0.0)
+    return target, weight
+
+
+@pytest.mark.parametrize("sigma,input_size,heatmap_size", [
+    (2, INPUT, HEATMAP), (3, (288, 384), (72, 96)), (2, (256, 256), (64, 64)),
+    (1.5, INPUT, HEATMAP), (2.3, INPUT, HEATMAP), (1.0, (64, 64), (16, 16))])
+def test_msra_patch_targets_equal_the_whole_grid_rule(sigma, input_size, heatmap_size):
+    """The per-joint (6 sigma + 1)^2 patch writes the very values of the whole-grid
+    Gaussian: every joint inside, on and beyond each border (where ``int`` truncating
+    toward zero shapes the window), invisible, NaN, and 3-column joints."""
+    rng = np.random.default_rng(int(sigma * 10))
+    w_in, h_in = input_size
+    n = 400
+    joints = np.column_stack([rng.uniform(-0.3 * w_in, 1.3 * w_in, n),
+                              rng.uniform(-0.3 * h_in, 1.3 * h_in, n), rng.random(n)])
+    stride = w_in / heatmap_size[0]
+    edge = np.arange(-12, 13) * stride / 2            # every half-pixel near the borders
+    joints[:len(edge), 0], joints[len(edge):2 * len(edge), 0] = edge, w_in + edge
+    joints[2 * len(edge):3 * len(edge), 1] = edge
+    joints[3 * len(edge):4 * len(edge), 1] = h_in + edge
+    joints[-3] = [np.nan, 10.0, 1.0]
+    joints[-2] = [10.0, np.inf, 1.0]
+    visible = (rng.random(n) > 0.1).astype(np.float64)
+    hm, weight = C.gaussian_targets(joints, visible, input_size, heatmap_size, sigma)
+    ref_hm, ref_w = _reference_msra_targets(joints, visible, input_size, heatmap_size, sigma)
+    assert hm.dtype == np.float32 and weight.dtype == np.float32
+    np.testing.assert_allclose(hm, ref_hm, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(weight, ref_w)
+    assert 0 < weight.sum() < n and hm.any()
+    # joint weights multiply after the visibility / window test
+    jw = rng.uniform(0.5, 2.0, n)
+    _, w2 = C.gaussian_targets(joints, visible, input_size, heatmap_size, sigma,
+                               joint_weights=jw)
+    np.testing.assert_allclose(w2, ref_w * jw.astype(np.float32), rtol=1e-7)
+
+
+def test_msra_targets_values_by_hand():
+    """Each drawn value is exp(-d^2 / (2 sigma^2)) of the integer distance to mu, within
+    float32 rounding, and nothing is drawn outside the 13 x 13 window (sigma 2)."""
+    import math
+    joints = np.array([[50.3, 70.9], [1.0, 3.0], [190.0, 250.0]])
+    hm, weight = C.gaussian_targets(joints, [1, 1, 1], INPUT, HEATMAP, sigma=2)
+    np.testing.assert_array_equal(weight, [1, 1, 1])
+    for k, (x, y) in enumerate(joints):
+        mx, my = int(x / 4 + 0.5), int(y / 4 + 0.5)
+        expected = np.zeros((64, 48), np.float64)
+        for py in range(max(0, my - 6), min(64, my + 7)):
+            for px in range(max(0, mx - 6), min(48, mx + 7)):
+                expected[py, px] = math.exp(-((px - mx) ** 2 + (py - my) ** 2) / 8.0)
+        np.testing.assert_allclose(hm[k], expected, rtol=0, atol=1e-6)

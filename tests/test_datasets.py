@@ -387,6 +387,184 @@ def test_missing_paths_raise_file_not_found(tmp_path, synth):
         TopDownDataset([rec], **SMALL)[0]
 
 
+# ----------------------------------------------------- pipeline vs the plain reference
+def _reference_targets(joints, visible, ds):
+    """Targets as the whole-grid formula of the pipeline before its per-core tuning."""
+    w, h = ds.heatmap_size_wh
+    stride = np.asarray(ds.image_size_wh, np.float64) / np.asarray((w, h), np.float64)
+    k_num = joints.shape[0]
+    target = np.zeros((k_num, h, w), np.float32)
+    weight = (np.asarray(visible, np.float64).reshape(k_num, -1)[:, 0] > 0).astype(np.float32)
+    tmp, two_s2 = ds.sigma * 3, np.float32(2 * ds.sigma ** 2)
+    xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)[:, None]
+    for k in range(k_num):
+        if ds.unbiased_encoding:
+            mu = joints[k, :2] / stride
+            ul, br = mu - tmp, mu + tmp + 1
+        else:
+            mu = np.trunc(joints[k, :2] / stride + 0.5)
+            ul, br = np.trunc(mu - tmp), np.trunc(mu + tmp + 1)
+        if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
+            weight[k] = 0.0
+        if weight[k] <= 0.5:
+            continue
+        if ds.unbiased_encoding:
+            cx, cy = np.float32(mu[0]), np.float32(mu[1])
+            target[k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
+        else:
+            half = (2 * tmp + 1) // 2
+            cx, cy = np.float32(ul[0] + half), np.float32(ul[1] + half)
+            g = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
+            inside = ((xs >= max(0.0, ul[0])) & (xs < min(br[0], w))
+                      & (ys >= max(0.0, ul[1])) & (ys < min(br[1], h)))
+            target[k] = np.where(inside, g, 0.0)
+    if ds.joint_weights is not None:
+        weight = weight * ds.joint_weights
+    return target, weight
+
+
+def _reference_sample(ds, index):
+    """One training/evaluation sample computed plainly, as the pipeline did before its
+    per-core tuning (issue 15): cv2.imread + cvtColor, ``default_rng``, the flip as a
+    numpy view copied by ``np.ascontiguousarray``, warpAffine, float normalisation then
+    a transposing copy, Gaussians on the whole heatmap grid."""
+    from bench.data import transforms as T
+    rec = ds.records[index]
+    image = cv2.imread(rec["image_file"], cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if ds.color_rgb:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    joints, visible = rec["joints"].astype(np.float64), rec["visible"].astype(np.float64)
+    center, scale = rec["center"].astype(np.float64), rec["scale"].astype(np.float64)
+    rotation, flipped = 0.0, False
+    if ds.train:
+        rng = np.random.default_rng([ds.seed, ds.epoch, index])
+        if ds.flip_prob > 0 and T.sample_flip(rng, ds.flip_prob):
+            flipped, width = True, image.shape[1]
+            image = image[:, ::-1]
+            joints, visible = T.fliplr_joints(joints, visible, width, ds.flip_pairs)
+            center = T.fliplr_center(center, width)
+        if ds.half_body_prob > 0 and ds.upper_body_ids:
+            half = T.half_body_transform(joints, visible, ds.upper_body_ids,
+                                         ds.lower_body_ids, ds.aspect_ratio,
+                                         ds.half_body_num_joints, ds.half_body_prob, rng=rng)
+            if half is not None:
+                center, scale = half
+        scale, rotation = T.random_scale_rotation(rng, scale, ds.scale_factor,
+                                                  ds.rotation_factor, ds.rotation_prob)
+    M = T.get_affine_transform(center, scale, rotation, ds.image_size_wh)
+    crop = cv2.warpAffine(np.ascontiguousarray(image), M, ds.image_size_wh,
+                          flags=cv2.INTER_LINEAR)
+    target, weight = _reference_targets(T.affine_transform(joints, M), visible, ds)
+    x = (crop.astype(np.float32) / 255.0 - ds.mean) / ds.std
+    return (np.ascontiguousarray(x.transpose(2, 0, 1)), target, weight.reshape(-1, 1),
+            np.asarray(center, np.float32), np.asarray(scale, np.float32), float(rotation),
+            flipped)
+
+
+def test_samples_equal_the_plain_reference_pipeline(synth):
+    """Every sample (image tensor, targets, weights, meta) is what the straightforward
+    pipeline computes, for the HRNet COCO recipe over several epochs (flips, half body,
+    rotations all exercised), evaluation crops, BGR input, DARK targets with joint
+    weights at 384x288, and MPII: the per-core tuning (cv2.flip, decoding from memory
+    straight to RGB, lookup-table normalisation into CHW, per-joint Gaussian patches)
+    changes no value."""
+    from bench.data.topdown import dataset_kwargs_from_protocol
+    from bench.suite import load_protocol
+    root, _ = synth
+    hrnet = dataset_kwargs_from_protocol(load_protocol("coco_256x192_hrnet"), train=True)
+    cases = [
+        (COCODataset(root / "coco", "train2017", train=True, **hrnet), (0, 1, 2, 3)),
+        (COCODataset(root / "coco", "val2017", **SMALL), (0,)),
+        (COCODataset(root / "coco", "train2017", train=True, color_rgb=False, seed=3,
+                     **hrnet), (0,)),
+        (COCODataset(root / "coco", "train2017", train=True, unbiased_encoding=True,
+                     use_joint_weights=True, input_size=(384, 288), heatmap_size=(96, 72),
+                     sigma=3, rotation_factor=30, scale_factor=0.25), (0, 1)),
+        (MPIIDataset(root / "mpii", "train", train=True, input_size=(256, 256),
+                     heatmap_size=(64, 64), sigma=2), (0, 1)),
+    ]
+    seen = {"flipped": 0, "rotated": 0, "samples": 0}
+    for ds, epochs in cases:
+        for epoch in epochs:
+            ds.set_epoch(epoch)
+            for i in range(len(ds)):
+                s = ds[i]
+                image, target, weight, center, scale, rotation, flipped = \
+                    _reference_sample(ds, i)
+                assert s["image"].dtype == torch.float32 and s["image"].is_contiguous()
+                assert s["image"].shape == image.shape and s["target"].shape == target.shape
+                np.testing.assert_allclose(s["image"].numpy(), image, rtol=0, atol=1e-6)
+                np.testing.assert_allclose(s["target"].numpy(), target, rtol=0, atol=1e-6)
+                np.testing.assert_array_equal(s["target_weight"].numpy(), weight)
+                m = s["meta"]
+                np.testing.assert_array_equal(m["center"], center)
+                np.testing.assert_array_equal(m["scale"], scale)
+                assert m["rotation"] == rotation and m["flipped"] == flipped
+                assert m["index"] == i and m["image_file"] == ds.records[i]["image_file"]
+                np.testing.assert_array_equal(m["joints"], ds.records[i]["joints"])
+                np.testing.assert_array_equal(m["visible"], ds.records[i]["visible"])
+                seen["flipped"] += flipped
+                seen["rotated"] += rotation != 0
+                seen["samples"] += 1
+    assert seen["flipped"] >= 10 and seen["rotated"] >= 10 and seen["samples"] >= 60, seen
+
+
+def test_load_image_equals_imread(synth, tmp_path):
+    """Decoding from memory (and straight to RGB) gives cv2.imread's pixels; missing,
+    empty and corrupt files still raise FileNotFoundError / ValueError."""
+    root, _ = synth
+    rng = np.random.default_rng(0)
+    png = tmp_path / "x.png"
+    cv2.imwrite(str(png), rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    gray = tmp_path / "gray.jpg"
+    cv2.imwrite(str(gray), rng.integers(0, 256, (30, 40), dtype=np.uint8))
+    files = sorted((root / "coco" / "images" / "train2017").glob("*.jpg"))[:4] + [png, gray]
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    for color_rgb in (True, False):
+        ds = TopDownDataset([], color_rgb=color_rgb)
+        for f in files:
+            ref = cv2.imread(str(f), flags)
+            if color_rgb:
+                ref = cv2.cvtColor(ref, cv2.COLOR_BGR2RGB)
+            out = ds.load_image(str(f))
+            assert out.dtype == np.uint8 and out.shape == ref.shape
+            np.testing.assert_array_equal(out, ref)
+    ds = TopDownDataset([])
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        ds.load_image(str(tmp_path / "nope.jpg"))
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "bad.jpg").write_bytes(b"not an image at all")
+    for name in ("empty.jpg", "bad.jpg"):
+        with pytest.raises(ValueError, match="could not decode"):
+            ds.load_image(str(tmp_path / name))
+
+
+def test_normalise_equals_the_float_expression():
+    """The lookup-table normalisation is bit-identical to (crop / 255 - mean) / std in
+    float32, laid out CHW; other dtypes and hand-set float64 statistics use the
+    expression itself."""
+    rng = np.random.default_rng(1)
+    crop = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    crop[0, :3] = [[0, 0, 0], [255, 255, 255], [1, 128, 254]]
+    ds = TopDownDataset([])
+
+    def expr(c):
+        x = (c.astype(np.float32) / 255.0 - ds.mean) / ds.std
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    for c in (crop, crop[:, ::-1], crop.astype(np.float32) * 0.5):
+        out = ds.normalise(c)
+        ref = expr(c)
+        assert out.dtype == ref.dtype and out.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(out, ref)
+    ds.mean = np.asarray((0.5, 0.25, 0.1), np.float32).reshape(1, 1, 3)   # tables follow
+    np.testing.assert_array_equal(ds.normalise(crop), expr(crop))
+    ds.std = np.asarray((0.3, 0.3, 0.3), np.float64).reshape(1, 1, 3)
+    out = ds.normalise(crop)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, expr(crop))
+
+
 # --------------------------------------------------------------------------- real samples
 @needs_shared
 def test_real_coco_sample():

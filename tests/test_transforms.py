@@ -207,3 +207,43 @@ def test_affine_crop_moves_a_dot_where_affine_transform_says():
         assert np.abs(centroid - expected).max() < 0.1, (centroid, expected)
         peak = np.unravel_index(np.argmax(crop), crop.shape)[::-1]
         assert np.abs(np.array(peak) - expected).max() <= 1.0
+
+
+@pytest.mark.parametrize("shape,dtype", [((37, 53, 3), np.uint8), ((37, 53), np.uint8),
+                                         ((20, 31, 3), np.float32), ((20, 31, 1), np.uint8),
+                                         ((9, 11, 6), np.uint8), ((9, 11, 4), np.uint16),
+                                         ((1, 1, 3), np.uint8), ((0, 5, 3), np.uint8)])
+def test_fliplr_image_is_the_numpy_flip(shape, dtype):
+    """``fliplr_image`` (cv2.flip) makes exactly ``image[:, ::-1]``: x -> width - 1 - x,
+    every channel, any dtype, as a C-contiguous copy (numpy fallback where OpenCV can't)."""
+    rng = np.random.default_rng(sum(shape))
+    img = (rng.random(shape) * 1000).astype(dtype)
+    for src in (img, img[:, ::-1], np.asfortranarray(img)):
+        out = T.fliplr_image(src)
+        assert out.shape == src.shape and out.dtype == src.dtype
+        assert out.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(out, src[:, ::-1])
+    if img.size:
+        out[...] = 0
+        assert img.any() or not img.size      # the input is never written
+
+
+def test_flipped_image_warp_equals_the_reference_flip_then_warp():
+    """The training crop of a flipped sample is the warp of ``image[:, ::-1]``, bit for
+    bit (the reference flips the image, then warps). Folding the flip into the affine
+    matrix instead would not be: OpenCV's fixed-point/float sampling rounds the
+    mirrored coordinates differently, so a few pixels come out 1 grey level apart."""
+    import cv2
+    rng = np.random.default_rng(11)
+    img = rng.integers(0, 256, (120, 170, 3), dtype=np.uint8)
+    img = cv2.GaussianBlur(img, (0, 0), 1.5)            # texture at a few px, like photos
+    width = img.shape[1]
+    for _ in range(20):
+        center = rng.uniform([0, 0], [170, 120])
+        scale, rot = rng.uniform(0.3, 1.2, 2), rng.normal(0, 45)
+        flipped_center = T.fliplr_center(center, width)
+        M = T.get_affine_transform(flipped_center, scale, rot, (48, 64))
+        ref = cv2.warpAffine(np.ascontiguousarray(img[:, ::-1]), M, (48, 64),
+                             flags=cv2.INTER_LINEAR)
+        out = cv2.warpAffine(T.fliplr_image(img), M, (48, 64), flags=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(out, ref)

@@ -83,37 +83,77 @@ def gaussian_targets(joints, visible, input_size, heatmap_size, sigma: float,
     target = np.zeros((num_joints, h, w), dtype=np.float32)
     weight = (v > 0).astype(np.float32)
     tmp = sigma * 3
+    if unbiased:
+        _unbiased_targets(joints, stride, tmp, sigma, target, weight)
+    else:
+        _msra_targets(joints, stride, tmp, sigma, target, weight)
+    if joint_weights is not None:
+        weight = weight * np.asarray(joint_weights, dtype=np.float32).reshape(num_joints)
+    return target, weight
+
+
+_MSRA_PATCHES: dict = {}
+
+
+def _msra_patch(sigma: float) -> np.ndarray:
+    """The reference's Gaussian patch: ``np.arange(0, 2*3*sigma + 1)`` float32 along each
+    axis, peak 1 at index ``size // 2`` (cached per sigma; read-only)."""
+    patch = _MSRA_PATCHES.get(sigma)
+    if patch is None:
+        size = 2 * (sigma * 3) + 1
+        x = np.arange(0, size, 1, np.float32)
+        y = x[:, None]
+        x0 = y0 = size // 2
+        patch = np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / np.float32(2 * sigma ** 2))
+        patch.setflags(write=False)
+        _MSRA_PATCHES[sigma] = patch
+    return patch
+
+
+def _msra_targets(joints, stride, tmp, sigma, target, weight) -> None:
+    """MSRA (HRNet ``generate_target``) targets written into ``target``; ``weight`` is
+    zeroed for joints whose window misses the heatmap.
+
+    As the reference, the joint is snapped to ``mu = int(joint / stride + 0.5)`` and the
+    window ``[int(mu - tmp), int(mu + tmp + 1))`` is pasted from the precomputed patch
+    (patch index = heatmap pixel - window start), so only the (2 tmp + 1)^2 pixels around
+    each joint are touched."""
+    _, h, w = target.shape
+    mu = np.trunc(joints[:, :2] / stride + 0.5)
+    ul = np.trunc(mu - tmp)
+    br = np.trunc(mu + tmp + 1)
+    outside = (ul[:, 0] >= w) | (ul[:, 1] >= h) | (br[:, 0] < 0) | (br[:, 1] < 0)
+    weight[outside] = 0.0
+    draw = (weight > 0.5) & np.isfinite(ul).all(axis=1) & np.isfinite(br).all(axis=1)
+    if not draw.any():
+        return
+    patch = _msra_patch(sigma)
+    # The window is never wider than the patch: int() truncation makes it at most
+    # ceil(2 tmp + 1) = len(np.arange(0, 2 tmp + 1)) pixels along each axis.
+    for k, (ux, uy), (bx, by) in zip(np.flatnonzero(draw).tolist(), ul[draw].tolist(),
+                                     br[draw].tolist()):
+        ux, uy, bx, by = int(ux), int(uy), int(bx), int(by)
+        x0, x1 = max(0, ux), min(bx, w)
+        y0, y1 = max(0, uy), min(by, h)
+        target[k, y0:y1, x0:x1] = patch[y0 - uy:y1 - uy, x0 - ux:x1 - ux]
+
+
+def _unbiased_targets(joints, stride, tmp, sigma, target, weight) -> None:
+    """DARK targets: a Gaussian at the exact sub-pixel ``joint / stride`` over the whole
+    heatmap, for every joint whose 3-sigma window meets the heatmap."""
+    num_joints, h, w = target.shape
     xs = np.arange(w, dtype=np.float32)
     ys = np.arange(h, dtype=np.float32)[:, None]
     two_s2 = np.float32(2 * sigma ** 2)
-
     for k in range(num_joints):
-        if unbiased:
-            mu = joints[k, :2] / stride
-            ul, br = mu - tmp, mu + tmp + 1
-        else:
-            mu = np.trunc(joints[k, :2] / stride + 0.5)
-            ul, br = np.trunc(mu - tmp), np.trunc(mu + tmp + 1)
+        mu = joints[k, :2] / stride
+        ul, br = mu - tmp, mu + tmp + 1
         if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
             weight[k] = 0.0
         if weight[k] <= 0.5:
             continue
-        if unbiased:
-            cx, cy = np.float32(mu[0]), np.float32(mu[1])
-            target[k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
-        else:
-            # The reference pastes a (2*tmp+1)^2 patch whose peak is at index size // 2,
-            # with patch index = pixel - ul; write the same values without the patch.
-            half = (2 * tmp + 1) // 2
-            cx, cy = np.float32(ul[0] + half), np.float32(ul[1] + half)
-            g = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
-            inside_x = (xs >= max(0.0, ul[0])) & (xs < min(br[0], w))
-            inside_y = (ys >= max(0.0, ul[1])) & (ys < min(br[1], h))
-            target[k] = np.where(inside_x & inside_y, g, 0.0)
-
-    if joint_weights is not None:
-        weight = weight * np.asarray(joint_weights, dtype=np.float32).reshape(num_joints)
-    return target, weight
+        cx, cy = np.float32(mu[0]), np.float32(mu[1])
+        target[k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
 
 
 def _check_batch(heatmaps) -> np.ndarray:

@@ -33,6 +33,13 @@ TopDownGenerateTarget``):
    decodes the predictions (``bench.tasks.pose``), so targets and decoding cannot
    disagree on sizes, sigma or the unbiased (DARK) setting.
 
+Per-core cost (issue 15): the steps above produce exactly the values of the plain
+formulation (``tests/test_datasets.py`` keeps it as the reference) but skip its copies:
+the flip is ``cv2.flip`` (not a numpy copy of a negative-stride view), the file is
+decoded from memory straight to RGB, the normalisation is a per-channel lookup table
+written into the CHW array, and targets paste a precomputed (6 sigma + 1)^2 patch. What
+is left is mostly the JPEG decode itself (see docs/benchmarks.md).
+
 Randomness: each sample draws from ``numpy.random.default_rng([seed, epoch, index])``,
 so a sample depends only on (seed, epoch, index): identical across runs, DataLoader
 worker counts and sampling orders (the reference used the global ``np.random`` /
@@ -57,6 +64,7 @@ from .transforms import (
     PIXEL_STD,
     affine_transform,
     fliplr_center,
+    fliplr_image,
     fliplr_joints,
     get_affine_transform,
     half_body_transform,
@@ -298,20 +306,71 @@ class TopDownDataset(Dataset):
     # ------------------------------------------------------------------ pipeline
     def rng_for(self, index: int) -> np.random.Generator:
         """The generator of one sample: a function of (seed, epoch, index) only."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+        # what default_rng([...]) builds, minus its argument dispatch
+        return np.random.Generator(np.random.PCG64([self.seed, self.epoch, int(index)]))
 
     def load_image(self, path: str) -> np.ndarray:
         """HxWx3 uint8, RGB unless ``color_rgb`` is False (OpenCV's BGR then)."""
         # IGNORE_ORIENTATION as the reference: annotations refer to the stored pixels,
         # not to the EXIF-rotated view.
-        image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        # The same decoder as cv2.imread, fed from memory: one read of the file instead
+        # of libjpeg's 4 KB stdio reads (~5 % of a decode). OpenCV >= 4.11 also decodes
+        # straight to RGB (libjpeg-turbo's RGB output: the same pixels as BGR + cvtColor,
+        # without the extra pass over the image).
+        rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None) if self.color_rgb else None
+        flags = cv2.IMREAD_IGNORE_ORIENTATION | (
+            cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag)
+        image = None
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+            if data.size:
+                image = cv2.imdecode(data, flags)
+        except (OSError, cv2.error):   # missing / unreadable file, corrupt data
+            image = None
         if image is None:
             if not os.path.exists(path):
                 raise FileNotFoundError(f"{self.dataset_name}: image not found: expected {path}")
             raise ValueError(f"{self.dataset_name}: OpenCV could not decode {path}")
-        if self.color_rgb:
+        if self.color_rgb and rgb_flag is None:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return image
+
+    def normalise(self, crop: np.ndarray) -> np.ndarray:
+        """HxWxC crop -> CxHxW float32 ``(crop / 255 - mean) / std`` (step 4).
+
+        A uint8 crop goes through per-channel 256-entry lookup tables computed with that
+        very float32 expression, written straight into the CHW array: the values are
+        bit-identical to the expression and no HxWxC float intermediate is made. Other
+        dtypes use the expression itself.
+        """
+        luts = self._normalise_luts() if crop.dtype == np.uint8 and crop.ndim == 3 \
+            else None
+        if luts is None or len(luts) != crop.shape[2]:
+            x = (crop.astype(np.float32) / 255.0 - self.mean) / self.std
+            return np.ascontiguousarray(x.transpose(2, 0, 1))
+        out = np.empty((crop.shape[2],) + crop.shape[:2], dtype=np.float32)
+        for c, plane in enumerate(cv2.split(crop)):
+            r = cv2.LUT(plane, luts[c], dst=out[c])
+            if r.ctypes.data != out[c].ctypes.data:   # OpenCV did not write in place
+                out[c] = r
+        return out
+
+    def _normalise_luts(self):
+        """Per-channel (1, 256) float32 tables of the normalisation, or None when the
+        expression does not yield float32 (e.g. float64 mean/std set by hand)."""
+        key = (self.mean.tobytes(), self.mean.dtype.str, self.mean.shape,
+               self.std.tobytes(), self.std.dtype.str, self.std.shape)
+        cached = getattr(self, "_lut_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        levels = np.arange(256, dtype=np.uint8).reshape(256, 1, 1)
+        table = (levels.astype(np.float32) / 255.0 - self.mean) / self.std
+        luts = None
+        if table.dtype == np.float32 and table.ndim == 3 and table.shape[:2] == (256, 1):
+            luts = [np.ascontiguousarray(table[:, 0, c].reshape(1, 256))
+                    for c in range(table.shape[2])]
+        self._lut_cache = (key, luts)
+        return luts
 
     def augment(self, rng: np.random.Generator, image: np.ndarray, joints: np.ndarray,
                 visible: np.ndarray, center: np.ndarray, scale: np.ndarray):
@@ -321,7 +380,7 @@ class TopDownDataset(Dataset):
         if self.flip_prob > 0 and sample_flip(rng, self.flip_prob):
             flipped = True
             width = image.shape[1]
-            image = image[:, ::-1]
+            image = fliplr_image(image)
             joints, visible = fliplr_joints(joints, visible, width, self.flip_pairs)
             center = fliplr_center(center, width)
         if self.half_body_prob > 0 and self.upper_body_ids:
@@ -354,7 +413,7 @@ class TopDownDataset(Dataset):
         target, weight = self.codec.encode(crop_joints, visible,
                                            joint_weights=self.joint_weights)
 
-        x = (crop.astype(np.float32) / 255.0 - self.mean) / self.std
+        x = self.normalise(crop)
         meta = {
             "center": np.asarray(center, dtype=np.float32),
             "scale": np.asarray(scale, dtype=np.float32),
@@ -371,7 +430,7 @@ class TopDownDataset(Dataset):
             "visible": rec["visible"].copy(),
         }
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
+            "image": torch.from_numpy(x),
             "target": torch.from_numpy(target),
             "target_weight": torch.from_numpy(weight.reshape(-1, 1)),
             "meta": meta,
