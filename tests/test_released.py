@@ -344,8 +344,10 @@ def test_sha256_mismatch_is_refused_with_both_hashes(tmp_path, cache_dir):
 
 
 def test_missing_file_skips_the_row_with_one_message(tmp_path, cache_dir, capsys):
+    from bench.data.synthetic import write_mpii
     (tmp_path / "weights").mkdir()
-    data = mpii_sample_root(tmp_path)
+    data = tmp_path / "synthetic"
+    write_mpii(data / "mpii", num_train=2, num_val=2)
     code = main([str(SUITES / "hrnet_table7.yaml"), "--profile", "released", "--check", "-q",
                  "--weights-dir", str(tmp_path / "weights"), "--data-root", str(data),
                  "--results-dir", str(tmp_path / "results"), "--no-report",
