@@ -98,3 +98,45 @@ def assert_output_matches(out, ref: dict) -> None:
     assert out.double().sum().item() == pytest.approx(ref["sum"], rel=1e-4, abs=1e-3)
     assert out.double().abs().sum().item() == pytest.approx(ref["abs_sum"], rel=1e-4)
     assert out.flatten()[:5].tolist() == pytest.approx(ref["sample"], rel=1e-4, abs=1e-5)
+
+
+def reference_gaussian_targets(joints, visible, input_size, heatmap_size, sigma,
+                               unbiased: bool = False):
+    """Heatmap targets by the whole-grid formula (the pose pipeline before its per-core
+    tuning, kept as the reference its faster code must equal bit for bit). MSRA: the joint
+    snapped to mu = int(j / stride + 0.5), window [int(mu - 3s), int(mu + 3s + 1)) whose
+    Gaussian peaks at window start + (6s + 1) // 2, zero outside the window; unbiased
+    (DARK): the Gaussian at the exact j / stride over the whole grid. Weight 0 if
+    invisible or the window misses the heatmap. Sizes are (w, h)."""
+    import numpy as np
+    joints = np.asarray(joints, dtype=np.float64)
+    k_num = joints.shape[0]
+    v = np.asarray(visible, dtype=np.float64).reshape(k_num, -1)[:, 0]
+    w, h = int(heatmap_size[0]), int(heatmap_size[1])
+    stride = np.asarray(input_size, np.float64) / np.asarray((w, h), np.float64)
+    target = np.zeros((k_num, h, w), dtype=np.float32)
+    weight = (v > 0).astype(np.float32)
+    tmp, two_s2 = sigma * 3, np.float32(2 * sigma ** 2)
+    xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)[:, None]
+    for k in range(k_num):
+        if unbiased:
+            mu = joints[k, :2] / stride
+            ul, br = mu - tmp, mu + tmp + 1
+        else:
+            mu = np.trunc(joints[k, :2] / stride + 0.5)
+            ul, br = np.trunc(mu - tmp), np.trunc(mu + tmp + 1)
+        if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
+            weight[k] = 0.0
+        if weight[k] <= 0.5:
+            continue
+        if unbiased:
+            cx, cy = np.float32(mu[0]), np.float32(mu[1])
+            target[k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
+            continue
+        half = (2 * tmp + 1) // 2
+        cx, cy = np.float32(ul[0] + half), np.float32(ul[1] + half)
+        g = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
+        inside = ((xs >= max(0.0, ul[0])) & (xs < min(br[0], w))
+                  & (ys >= max(0.0, ul[1])) & (ys < min(br[1], h)))
+        target[k] = np.where(inside, g, 0.0)
+    return target, weight

@@ -6,6 +6,7 @@ import pytest
 
 from bench.data import codecs as C
 from bench.data import transforms as T
+from conftest import reference_gaussian_targets
 
 INPUT, HEATMAP, STRIDE = (192, 256), (48, 64), 4.0
 
@@ -218,39 +219,6 @@ def test_codec_decode_with_boxes_matches_decode_heatmaps():
     np.testing.assert_allclose(c[0], codec.decode(hm)[0], atol=1e-4)
 
 
-def _reference_msra_targets(joints, visible, input_size, heatmap_size, sigma):
-    """The MSRA rule spelt out on the whole heatmap grid (the implementation before the
-    per-joint patch, kept as the reference): joint snapped to mu = int(j / stride + 0.5),
-    window [int(mu - 3s), int(mu + 3s + 1)) whose Gaussian peaks at window start +
-    (6s + 1) // 2, zero outside the window; weight 0 if invisible or the window misses
-    the heatmap."""
-    joints = np.asarray(joints, dtype=np.float64)
-    k_num = joints.shape[0]
-    v = np.asarray(visible, dtype=np.float64).reshape(k_num, -1)[:, 0]
-    w, h = int(heatmap_size[0]), int(heatmap_size[1])
-    stride = np.asarray(input_size, np.float64) / np.asarray(heatmap_size, np.float64)
-    target = np.zeros((k_num, h, w), dtype=np.float32)
-    weight = (v > 0).astype(np.float32)
-    tmp = sigma * 3
-    xs = np.arange(w, dtype=np.float32)
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    two_s2 = np.float32(2 * sigma ** 2)
-    for k in range(k_num):
-        mu = np.trunc(joints[k, :2] / stride + 0.5)
-        ul, br = np.trunc(mu - tmp), np.trunc(mu + tmp + 1)
-        if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
-            weight[k] = 0.0
-        if weight[k] <= 0.5:
-            continue
-        half = (2 * tmp + 1) // 2
-        cx, cy = np.float32(ul[0] + half), np.float32(ul[1] + half)
-        g = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
-        inside = ((xs >= max(0.0, ul[0])) & (xs < min(br[0], w))
-                  & (ys >= max(0.0, ul[1])) & (ys < min(br[1], h)))
-        target[k] = np.where(inside, g, 0.0)
-    return target, weight
-
-
 @pytest.mark.parametrize("sigma,input_size,heatmap_size", [
     (2, INPUT, HEATMAP), (3, (288, 384), (72, 96)), (2, (256, 256), (64, 64)),
     (1.5, INPUT, HEATMAP), (2.3, INPUT, HEATMAP), (1.0, (64, 64), (16, 16))])
@@ -272,7 +240,7 @@ def test_msra_patch_targets_equal_the_whole_grid_rule(sigma, input_size, heatmap
     joints[-2] = [10.0, np.inf, 1.0]
     visible = (rng.random(n) > 0.1).astype(np.float64)
     hm, weight = C.gaussian_targets(joints, visible, input_size, heatmap_size, sigma)
-    ref_hm, ref_w = _reference_msra_targets(joints, visible, input_size, heatmap_size, sigma)
+    ref_hm, ref_w = reference_gaussian_targets(joints, visible, input_size, heatmap_size, sigma)
     assert hm.dtype == np.float32 and weight.dtype == np.float32
     np.testing.assert_allclose(hm, ref_hm, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(weight, ref_w)

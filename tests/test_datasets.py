@@ -19,6 +19,7 @@ from bench.data.synthetic import write_all
 from bench.data.topdown import IMAGENET_MEAN, IMAGENET_STD, TopDownDataset, make_record
 from bench.data.transforms import COCO_FLIP_PAIRS, affine_transform, get_affine_transform
 from bench.evaluation import coco_keypoint_ap, load_gt_valid, mpii_pckh, rescore_and_nms
+from conftest import reference_gaussian_targets
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is missing")
@@ -390,34 +391,9 @@ def test_missing_paths_raise_file_not_found(tmp_path, synth):
 # ----------------------------------------------------- pipeline vs the plain reference
 def _reference_targets(joints, visible, ds):
     """Targets as the whole-grid formula of the pipeline before its per-core tuning."""
-    w, h = ds.heatmap_size_wh
-    stride = np.asarray(ds.image_size_wh, np.float64) / np.asarray((w, h), np.float64)
-    k_num = joints.shape[0]
-    target = np.zeros((k_num, h, w), np.float32)
-    weight = (np.asarray(visible, np.float64).reshape(k_num, -1)[:, 0] > 0).astype(np.float32)
-    tmp, two_s2 = ds.sigma * 3, np.float32(2 * ds.sigma ** 2)
-    xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)[:, None]
-    for k in range(k_num):
-        if ds.unbiased_encoding:
-            mu = joints[k, :2] / stride
-            ul, br = mu - tmp, mu + tmp + 1
-        else:
-            mu = np.trunc(joints[k, :2] / stride + 0.5)
-            ul, br = np.trunc(mu - tmp), np.trunc(mu + tmp + 1)
-        if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
-            weight[k] = 0.0
-        if weight[k] <= 0.5:
-            continue
-        if ds.unbiased_encoding:
-            cx, cy = np.float32(mu[0]), np.float32(mu[1])
-            target[k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
-        else:
-            half = (2 * tmp + 1) // 2
-            cx, cy = np.float32(ul[0] + half), np.float32(ul[1] + half)
-            g = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / two_s2)
-            inside = ((xs >= max(0.0, ul[0])) & (xs < min(br[0], w))
-                      & (ys >= max(0.0, ul[1])) & (ys < min(br[1], h)))
-            target[k] = np.where(inside, g, 0.0)
+    target, weight = reference_gaussian_targets(joints, visible, ds.image_size_wh,
+                                                ds.heatmap_size_wh, ds.sigma,
+                                                unbiased=ds.unbiased_encoding)
     if ds.joint_weights is not None:
         weight = weight * ds.joint_weights
     return target, weight
