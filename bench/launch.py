@@ -50,6 +50,11 @@ class LaunchConfig:
         if self.nproc_per_node < 1 or self.nodes < 1:
             raise ValueError("nproc_per_node and nodes must be at least 1")
 
+    @property
+    def world_size(self) -> int:
+        """Processes a job runs in (one per GPU; several nodes only under Slurm)."""
+        return self.nproc_per_node * (self.nodes if self.launcher == "slurm" else 1)
+
 
 class SlurmEntry:
     """The callable submitit pickles: sets up torch.distributed from Slurm, runs the job,

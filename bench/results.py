@@ -89,6 +89,18 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def run_metric(record: dict[str, Any] | None, measure: str, run: str
+               ) -> tuple[float | None, str | None]:
+    """(value, None) of ``measure`` in a training/evaluation run record, or (None, why not)
+    naming the ``run``; (None, None) when there is no record."""
+    if record is None:
+        return None, None
+    if record.get("status") != "ok":
+        return None, f"{run} failed: {record.get('error')}"
+    value = (record.get("metrics") or {}).get(measure)
+    return (float(value), None) if value is not None else (None, f"{run} reports no {measure}")
+
+
 def write_record(path: Path, record: dict[str, Any]) -> Path:
     record = {"schema_version": SCHEMA_VERSION, **record}
     atomic_write_json(path, record)

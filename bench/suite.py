@@ -892,7 +892,7 @@ def _load_protocol_map(path: Path, positions: dict, raw: Any, where: tuple,
 
 
 def _load_released(path: Path, positions: dict, raw: dict, index: int,
-                   protocols_dir: Path) -> dict:
+                   protocols_dir: ProtocolDirs) -> dict:
     """A row's ``released`` entries with their ``protocol`` names read into protocols."""
     out = {}
     for key, entry in raw.items():

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .conventions import Convention, get_convention
-from .meta_trace import ForwardTrace, run_traced
+from .meta_trace import META_FAILURES, ForwardTrace, run_traced
 
 Shape = Sequence[int]
 
@@ -230,13 +230,6 @@ def _count_ptflops(model: nn.Module, inputs: tuple, backend: str):
     return int(macs), {"": int(macs)}, {}, dict(not_counted)
 
 
-# Errors that mean "this forward cannot run on meta tensors": an op without a meta kernel
-# (NotImplementedError), a data-dependent op or value read (.item(), nonzero, bool of a
-# tensor: RuntimeError), a meta tensor meeting a real one (RuntimeError). Anything else
-# (a shape error, a bug) would fail on the CPU too and is not worth a second forward, but
-# those are RuntimeErrors as well, so every RuntimeError falls back.
-_META_FAILURES = (NotImplementedError, RuntimeError)
-
 # The last few forwards, so that a model counted under several conventions at one input
 # (the paper's and the canonical fvcore figure) runs once. Keyed by the model object:
 # a model is not modified between counts.
@@ -257,7 +250,7 @@ def _trace(model: nn.Module, shapes: list[list[int]], meta: bool) -> tuple[Forwa
         try:
             meta_model = model if built_on_meta else meta_copy(model).eval()
             found = (run_traced(meta_model, make_inputs(shapes, "meta")), "meta")
-        except _META_FAILURES as e:
+        except META_FAILURES as e:
             if built_on_meta:
                 raise        # nothing real to fall back on: the caller builds the model for real
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""

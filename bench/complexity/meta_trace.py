@@ -304,6 +304,14 @@ def run_traced(model: nn.Module, inputs: tuple, fast_shapes: bool = True) -> For
     return trace
 
 
+# Errors that mean "this cannot run on meta tensors": an op without a meta kernel
+# (NotImplementedError), a data-dependent op or value read (.item(), nonzero, bool of a
+# tensor: RuntimeError), a meta tensor meeting a real one (RuntimeError). Anything else
+# (a shape error, a bug) would fail on the CPU too and is not worth a second run, but
+# those are RuntimeErrors as well, so every RuntimeError falls back.
+META_FAILURES = (NotImplementedError, RuntimeError)
+
+
 # In-place ops that only write values (weight initialisation): on a meta tensor they
 # change nothing, but PyTorch runs them through Python decompositions (~1 ms a call;
 # building GSTO-HRNet-W48 on meta takes half the time without them).
@@ -336,4 +344,5 @@ def build_on_meta(build, *args, **kwargs):
 
 
 __all__ = ["ForwardTrace", "LeafCall", "TracedOp", "run_traced", "traced_op", "build_on_meta",
+           "META_FAILURES",
            "canonical_names", "flatten_tensors", "DATA_MOVEMENT"]

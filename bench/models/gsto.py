@@ -96,7 +96,7 @@ weight for this auxiliary loss; 0.4 (PSPNet's auxiliary weight) is used.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F

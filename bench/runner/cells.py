@@ -236,11 +236,10 @@ def _attribute(target, path: str, submodule: str | None = None) -> float:
 
 def _output_shape(model, input_shape, submodule: str | None, model_name: str) -> dict:
     """Shapes of one forward at batch 1 in eval mode, of the model's main output (a
-    mapping's ``out``, a tuple's first entry) or of ``submodule``'s output (its first call):
-    on the meta device (shapes only, nothing computed; the model's own tensors are left
-    alone), or on the CPU when an operator has no meta kernel."""
+    mapping's ``out``, a tuple's first entry) or of ``submodule``'s output (its first call),
+    on the model's device: meta for a model built there (``RowModels.on_meta``, which
+    measures again on a real model when the meta forward fails)."""
     import torch
-    from torch.func import functional_call
     target = _submodule(model, submodule, model_name)
     seen: list = []
 
@@ -257,17 +256,10 @@ def _output_shape(model, input_shape, submodule: str | None, model_name: str) ->
     hook = target.register_forward_hook(lambda m, i, o: seen.append(o)) if submodule else None
     training = model.training
     model.eval()
+    device = next((t.device.type for t in model.parameters()), "cpu")
     try:
         with torch.no_grad():
-            try:
-                state = {k: v.to("meta") for k, v in
-                         [*model.named_parameters(), *model.named_buffers()]}
-                out = functional_call(model, state, (torch.empty(1, *input_shape, device="meta"),))
-                device = "meta"
-            except (NotImplementedError, RuntimeError):
-                seen.clear()
-                out = model(torch.zeros(1, *input_shape))
-                device = "cpu"
+            out = model(torch.zeros(1, *input_shape, device=device))
     finally:
         model.train(training)
         if hook is not None:
@@ -312,16 +304,11 @@ def _one_run(col: Column, protocol: Protocol, row: Row, ctx: RunContext, profile
     """(value, why there is none, record path) of one seed's run for an accuracy cell."""
     key = run_key(row, protocol)
     path = run_record(row, protocol, profile, ctx.results_dir, seed)
-    record = res.read_record(path)
     run = f"the {profile} run of {key}" + ("" if seed is None else f" (seed {seed})")
-    if record is not None and record.get("status") == "ok":
-        value = (record.get("metrics") or {}).get(col.measure)
-        if value is not None:
-            return float(value), "", path
-        why = f"{run} on {protocol.name} reports no {col.measure}"
-    elif record is not None:
-        why = f"{run} on {protocol.name} failed: {record.get('error')}"
-    elif str(path) in ctx.skipped:
+    value, why = res.run_metric(res.read_record(path), col.measure, f"{run} on {protocol.name}")
+    if value is not None or why:
+        return value, why or "", path
+    if str(path) in ctx.skipped:
         why = ctx.skipped[str(path)]
     elif protocol.server_only:
         why = missing_data(protocol, None)

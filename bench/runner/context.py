@@ -76,10 +76,10 @@ class RowModels:
         if key not in self._built:
             from ..registry import create_model
             if meta:
-                from ..complexity.meta_trace import build_on_meta
+                from ..complexity.meta_trace import META_FAILURES, build_on_meta
                 try:
                     self._built[key] = build_on_meta(create_model, self.row.model.name, **overrides)
-                except (NotImplementedError, RuntimeError):
+                except META_FAILURES:
                     self._built[key] = self.get(protocol)
             else:
                 self._built[key] = create_model(self.row.model.name, **overrides)
@@ -88,9 +88,10 @@ class RowModels:
     def on_meta(self, protocol: Protocol | None, measure):
         """``measure(model)`` on the meta-built model, again on the real one when the meta
         model cannot answer (an op without a meta kernel, a value read)."""
+        from ..complexity.meta_trace import META_FAILURES
         try:
             return measure(self.get(protocol, meta=True))
-        except (NotImplementedError, RuntimeError):
+        except META_FAILURES:
             return measure(self.get(protocol))
 
 

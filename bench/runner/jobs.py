@@ -117,6 +117,19 @@ def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | N
         **ctx.job_options, **({} if seed is None else {"seed": seed}))
 
 
+def done_already(job, path: Path, ctx: RunContext, world: int, **same) -> bool:
+    """Whether ``path`` records a successful run of ``job`` as it is now (same fingerprint
+    and the ``same`` record fields), so that it need not run again. With ``--rerun``
+    never, and the job's work folder (its checkpoints) is cleared for a fresh start."""
+    if ctx.rerun:
+        shutil.rmtree(job.work_dir, ignore_errors=True)
+        return False
+    record = res.read_record(path)
+    return bool(record and record.get("status") == "ok"
+                and record.get("fingerprint") == job.fingerprint(world)
+                and all(record.get(k) == v for k, v in same.items()))
+
+
 def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) -> list:
     """Launch the jobs the rows' accuracy cells need (those not done yet)."""
     wanted = [p for row in rows for p in accuracy_protocols(suite, row).values()]
@@ -124,7 +137,7 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
     if ctx.profile == "smoke":
         data_root = smoke_data_root(ctx, [p.task for p in wanted
                                           if not p.server_only and not unsupported_task(p)])
-    world = ctx.launch.nproc_per_node * (ctx.launch.nodes if ctx.launch.launcher == "slurm" else 1)
+    world = ctx.launch.world_size
     todo, seen = [], set()
     for row, protocol, seed in ((row, protocol, seed) for row in rows
                                 for protocol in accuracy_protocols(suite, row).values()
@@ -150,15 +163,11 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
             ctx.skipped[path] = why
             continue
         job = build_job(row, protocol, ctx, data_root, seed)
-        record = res.read_record(Path(path))
-        if (record and record.get("status") == "ok" and not ctx.rerun
-                and record.get("fingerprint") == job.fingerprint(world)):
+        if done_already(job, Path(path), ctx, world):
             seeded = "" if seed is None else f", seed {seed}"
             log(f"done already: {row.model.key} on {protocol.name} ({ctx.profile}{seeded}); "
                 f"--rerun to run it again")
             continue
-        if ctx.rerun:
-            shutil.rmtree(job.work_dir, ignore_errors=True)
         todo.append(job)
     if todo:
         from ..launch import run_jobs

@@ -15,14 +15,14 @@ results these cells are compared with the published value and gated by ``--check
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 from .. import results as res
 from ..suite import Column, Protocol, ReleasedWeights, Row, Suite
 from .context import RunContext
-from .jobs import accuracy_protocols, build_job, missing_data, run_key, unsupported_task
+from .jobs import (accuracy_protocols, build_job, done_already, missing_data, run_key,
+                   unsupported_task)
 
 PROFILE = "released"
 
@@ -101,7 +101,7 @@ def run_released(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
     evaluate-only job each, those not done yet, through ``ctx.launch``. Returns the jobs
     launched. Reasons for the others go to ``ctx.skipped`` (run record path -> reason);
     missing files also to ``ctx.missing_weights``."""
-    world = ctx.launch.nproc_per_node * (ctx.launch.nodes if ctx.launch.launcher == "slurm" else 1)
+    world = ctx.launch.world_size
     todo, seen = [], {}
     for row in rows:
         for key, protocol in accuracy_protocols(suite, row).items():
@@ -130,15 +130,10 @@ def run_released(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
                 continue
             job = dataclasses.replace(build_job(row_used, protocol, ctx, ctx.data_root),
                                       eval_only=True, checkpoint=str(weights))
-            record = res.read_record(path)
-            if (record and record.get("status") == "ok" and not ctx.rerun
-                    and record.get("fingerprint") == job.fingerprint(world)
-                    and record.get("weights_sha256") == digest):
+            if done_already(job, path, ctx, world, weights_sha256=digest):
                 log(f"done already: {released.file} ({row_used.model.key}) on {protocol.name}; "
                     f"--rerun to score it again")
                 continue
-            if ctx.rerun:
-                shutil.rmtree(job.work_dir, ignore_errors=True)
             todo.append(job)
     if todo:
         from ..launch import run_jobs
@@ -167,17 +162,12 @@ def released_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) ->
         return out
     record = res.read_record(path)
     run = f"the evaluation of {released.file} ({run_key(row, protocol)}) on {protocol.name}"
-    if record is not None and record.get("status") == "ok":
-        value = (record.get("metrics") or {}).get(col.measure)
-        if value is not None:
-            return {**cell, "status": res.CELL_MEASURED, "value": float(value),
-                    "raw": float(value), "source": str(path), "profile": PROFILE,
-                    "weights": {"file": released.file,
-                                "sha256": record.get("weights_sha256")}}
-        why = f"{run} reports no {col.measure}"
-    elif record is not None:
-        why = f"{run} failed: {record.get('error')}"
-    else:
+    value, why = res.run_metric(record, col.measure, run)
+    if value is not None:
+        return {**cell, "status": res.CELL_MEASURED, "value": value, "raw": value,
+                "source": str(path), "profile": PROFILE,
+                "weights": {"file": released.file, "sha256": record.get("weights_sha256")}}
+    if why is None:
         why = f"no {PROFILE}-profile result for {run_key(row, protocol)} on {protocol.name}"
     return {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
 
