@@ -316,9 +316,10 @@ def list_command(args: argparse.Namespace) -> int:
                 size = "x".join(map(str, p.input_size))
                 rows.append((p.name, p.task, f"{p.dataset} {size}",
                              "server only" if p.server_only else
-                             ("trainable" if p.trainable else "shapes only")))
+                             ("trainable" if p.trainable else "shapes only"),
+                             _fidelity_text(p)))
             except SuiteError as err:
-                rows.append((path.stem, "(invalid)", "", str(err)))
+                rows.append((path.stem, "(invalid)", "", str(err), ""))
     else:
         from .complexity.conventions import CONVENTIONS
         rows = [(c.name, c.engine, "binary" if c.unit_base == 1024 else "decimal",
@@ -332,6 +333,10 @@ def list_command(args: argparse.Namespace) -> int:
         where = SUITES_DIR if args.what == "suites" else PROTOCOLS_DIR
         print(f"({len(rows)} bundled {args.what} in {where})")
     return 0
+
+
+def _fidelity_text(protocol) -> str:
+    return protocol.fidelity.summary if protocol.fidelity else "fidelity: not stated"
 
 
 # --- hrbench report -----------------------------------------------------------------------

@@ -362,6 +362,58 @@ class Evaluation(_Frozen):
         return self
 
 
+class Validation(_Frozen):
+    """Validation during training, as the official recipe runs it: every ``interval``
+    epochs (0: only after training) on the protocol's own evaluation (its boxes, flips,
+    scales), the weights kept as the best by ``best_metric`` (``mode`` max or min). The
+    run record holds the final and the best epoch's numbers."""
+    interval: int = Field(0, ge=0)
+    best_metric: Optional[str] = None
+    mode: Literal["max", "min"] = "max"
+
+
+FIDELITY_KINDS = ("official-code", "model-zoo-config", "paper-text", "project")
+
+
+class Fidelity(_Frozen):
+    """How far the protocol's training recipe is shown to be the authors':
+    ``official-code`` (a training golden file recorded from the authors' code,
+    ``tests/golden/<golden>.json``, reproduced by HRBench within ``max_rel_diff`` over
+    ``steps`` steps; ``source`` is repo@commit), ``model-zoo-config`` (read from the
+    config file ``source``, no code run), ``paper-text`` (only what the paper states,
+    quoted in ``source``) or ``project`` (HRBench's own recipe, e.g. the CPU sanity run).
+    ``covers`` says what the check does and does not cover."""
+    kind: Literal["official-code", "model-zoo-config", "paper-text", "project"]
+    source: str = Field(min_length=1)
+    golden: Optional[str] = None
+    steps: Optional[int] = Field(None, gt=0)
+    max_rel_diff: Optional[float] = Field(None, ge=0)
+    covers: str = ""
+
+    @model_validator(mode="after")
+    def _official_needs_numbers(self):
+        numbers = (self.golden, self.steps, self.max_rel_diff)
+        if self.kind == "official-code" and None in numbers:
+            raise ValueError("official-code fidelity needs golden, steps and max_rel_diff")
+        if self.kind != "official-code" and any(n is not None for n in numbers):
+            raise ValueError("golden, steps and max_rel_diff belong to official-code fidelity")
+        return self
+
+    @property
+    def summary(self) -> str:
+        """One line: ``official-code: <repo>@<commit>, steps K, max rel diff x`` or
+        ``<kind>: <source>`` (``hrbench list protocols``)."""
+        if self.kind == "official-code":
+            return (f"official-code: {self.source}, steps {self.steps}, "
+                    f"max rel diff {self.max_rel_diff:.0e}")
+        return f"{self.kind}: {self.source}"
+
+    @property
+    def line(self) -> str:
+        """The summary with what it covers (reports)."""
+        return f"{self.summary} ({self.covers})" if self.covers else self.summary
+
+
 class Protocol(_Frozen):
     """What a run needs, whatever the task: dataset and splits, the input size (at which
     the complexity columns count), the training recipe (optimiser, schedule, the paper's
@@ -394,6 +446,8 @@ class Protocol(_Frozen):
     # e.g. torchvision's resnet50); "~" and $VARIABLES are expanded, relative paths are
     # taken from the working directory. Checked when a training job starts.
     pretrained: Optional[str] = None
+    validation: Validation = Field(default_factory=Validation)
+    fidelity: Optional[Fidelity] = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -840,6 +894,7 @@ def _protocol_sources(name: str, protocols_dir: ProtocolDirs, chain: tuple = ()
     except FileNotFoundError as err:
         raise SuiteError(path, where, "base", str(err)) from None
     inherited.pop("name", None)
+    inherited.pop("fidelity", None)      # each file states its own (a claim is not inherited)
     return _deep_merge(inherited, data), sources + more
 
 

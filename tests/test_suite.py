@@ -179,7 +179,8 @@ def test_a_protocol_extends_another_with_its_changed_fields(tmp_path):
     assert longer.base == "coco_256x192_dpn" and longer.name == "coco_256x192_dpn_210e"
     assert longer.schedule.epochs == 210 and longer.schedule.milestones == (170, 200)
     assert longer.model_copy(update={"schedule": base.schedule, "base": None,
-                                     "name": base.name}) == base
+                                     "name": base.name, "fidelity": base.fidelity}) == base
+    assert longer.fidelity != base.fidelity      # each file states its own
     # nested mappings merge field by field
     ms = load_protocol("cityscapes_test_gsto_ms")
     assert ms.evaluation.flip and ms.evaluation.scales[-1] == 1.75

@@ -313,3 +313,60 @@ def test_a_job_starts_from_imagenet_weights_named_by_its_protocol(mpii_root, tmp
                   device="cpu", num_workers=0)()
     assert bad["status"] == "failed" and "no such file" in bad["error"]
     assert str(tmp_path / "none.pth") in bad["error"]
+
+
+# ------------------------------------------------------------------ validation during training
+def _validating_job(mpii_root, tmp_path, profile="full", **changes):
+    validation = {"interval": 1, "best_metric": "PCKh@0.5", "mode": "max", **changes}
+    return Job("small_hrnet_w16", tiny_protocol(validation=validation),
+               work_dir=str(tmp_path / "w"), profile=profile, epochs=3, max_iters_per_epoch=2,
+               batch_size=4, device="cpu", num_workers=0, data_root=str(mpii_root.parent),
+               overrides={"num_joints": 16})
+
+
+def test_a_job_validates_every_interval_and_keeps_the_best_epoch(mpii_root, tmp_path):
+    """As HRNet's tools/train.py: validation after every epoch on the protocol's own
+    evaluation, the best weights kept (best.pth); the record holds the final and the
+    best epoch's numbers, and an interrupted run keeps the history it had."""
+    job = _validating_job(mpii_root, tmp_path)
+    job.stop_at_iter = 3                      # inside epoch 2, after epoch 1's validation
+    assert job()["status"] == "failed"
+    job.stop_at_iter = None
+    rec = job()
+    assert rec["status"] == "ok", rec.get("traceback")
+    history = rec["validation"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]          # 3: the final evaluation
+    assert history[-1]["metrics"]["PCKh@0.5"] == pytest.approx(rec["metrics"]["PCKh@0.5"])
+    best = rec["validation"]["best"]
+    values = [h["metrics"]["PCKh@0.5"] for h in history]
+    assert best["value"] == max(values) and best["epoch"] == 1 + values.index(max(values))
+    saved = load_checkpoint(tmp_path / "w" / "best.pth")
+    assert saved["epoch"] == best["epoch"] and saved["metrics"] == best["metrics"]
+    events = [json.loads(line) for line in (tmp_path / "w" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in events if e.get("event") == "validation"] == [1, 2, 3]
+
+
+def test_smoke_runs_validate_only_after_training(mpii_root, tmp_path):
+    rec = _validating_job(mpii_root, tmp_path, profile="smoke")()
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert [h["epoch"] for h in rec["validation"]["history"]] == [3]   # the final one only
+    assert rec["validation"]["interval"] == 0 and rec["validation"]["best"]["epoch"] == 3
+
+
+def test_a_best_metric_the_evaluation_does_not_give_is_named(mpii_root, tmp_path):
+    rec = _validating_job(mpii_root, tmp_path, best_metric="AP")()
+    assert rec["status"] == "failed"
+    assert "validation gave no 'AP' to choose the best checkpoint by" in rec["error"]
+
+
+def test_min_mode_keeps_the_smallest_value(tmp_path):
+    trainer = Trainer(torch.nn.Linear(1, 1), list(range(8)),
+                      settings(best_metric="loss", best_mode="min"), tmp_path,
+                      torch.device("cpu"), loss_fn=lambda outputs, batch: {})
+    for epoch, value in enumerate((3.0, 1.0, 2.0), start=1):
+        trainer.epoch = epoch
+        trainer.record_validation({"loss": value, "note": "not a number"})
+    assert trainer.best["value"] == 1.0 and trainer.best["epoch"] == 2
+    assert [v["metrics"] for v in trainer.validations] == [{"loss": 3.0}, {"loss": 1.0},
+                                                         {"loss": 2.0}]
+    assert load_checkpoint(tmp_path / "best.pth")["epoch"] == 2

@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..compare import NOT_MEASURED
 from ..results import atomic_write_json, atomic_write_text, safe_name
-from ..suite import Suite, discover_suites, load_suite
+from ..suite import ACCURACY_MEASURES, Suite, discover_suites, load_suite
 from .plots import plot_suite
 from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
                      conventions_used, fmt, fmt_stat, folded_columns, pipeline_checks, records_by_row,
@@ -102,7 +102,8 @@ def _context(suite: Suite, records: list[dict], plots: list[str]) -> dict[str, A
                     "protocol": (f"{col.protocol} ({suite.protocols[col.protocol].name})"
                                  if col.protocol else "explicit input" if col.input else ""),
                     "convention": col.convention or "", "digits": col.digits,
-                    "tolerance": tolerance_text(col)} for cid, col in suite.columns.items()]
+                    "tolerance": tolerance_text(col), "fidelity": _fidelity(suite, col)}
+                   for cid, col in suite.columns.items()]
     conventions = [{"name": n, "description": c.description if c else "unknown convention",
                     "units": "" if c is None else ("binary (2^20, 2^30)" if c.unit_base == 1024 else "decimal")}
                    for n, c in conventions_used(suite, verdicts).items()]
@@ -113,6 +114,15 @@ def _context(suite: Suite, records: list[dict], plots: list[str]) -> dict[str, A
             "newest": newest_record(records),
             "profiles": sorted({r.get("profile") for r in records if r.get("profile")}),
             "provenance": [_provenance(r) for r in records if r.get("suite", suite.suite) == suite.suite]}
+
+
+def _fidelity(suite: Suite, col) -> str:
+    """An accuracy column's training fidelity: how far its protocol's recipe is shown
+    to be the authors' (``bench.suite.Fidelity``)."""
+    if col.measure not in ACCURACY_MEASURES or not col.protocol:
+        return ""
+    fidelity = suite.protocols[col.protocol].fidelity
+    return fidelity.line if fidelity else "not stated"
 
 
 def _not_measured(suite: Suite, verdicts: list[dict], titles: dict[str, str],

@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+import torch
+
 MAIN_OUTPUT = "out"
 
 
@@ -36,6 +38,12 @@ def protocol_section(protocol: Mapping, key: str, schema) -> dict:
     if not isinstance(value, Mapping):
         value = value.model_dump()
     return schema.model_validate(dict(value)).model_dump()
+
+
+def loss_precision(t):
+    """``t`` in at least float32: half-precision outputs of autocast are cast up for the
+    loss, a float64 run (the training golden tests) stays float64."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def main_output(out: Any):

@@ -19,7 +19,7 @@ import torch
 
 from ..evaluation.voc import VOCDetectionEvaluator
 from . import register_task
-from .base import MAIN_OUTPUT, Task, main_output, protocol_section
+from .base import MAIN_OUTPUT, Task, loss_precision, main_output, protocol_section
 
 # the smoke profile's input (H, W): the generated VOC images are 160-320 px, and the CPU
 # must take a ResNet-101 detector through 6 iterations in seconds
@@ -80,7 +80,7 @@ class DetectionTask(Task):
     def loss(self, outputs: Mapping, batch: Mapping, protocol: Mapping) -> dict[str, torch.Tensor]:
         from ..training.losses import centernet_focal_loss, reg_l1_loss
         w = _cfg(protocol, "loss")
-        hm, wh, reg = (t.float() for t in _heads(outputs[MAIN_OUTPUT]))
+        hm, wh, reg = (loss_precision(t) for t in _heads(outputs[MAIN_OUTPUT]))
         ind, mask = batch["ind"], batch["reg_mask"]
         return {"heatmap": w["heatmap_weight"] * centernet_focal_loss(hm, batch["hm"]),
                 "size": w["size_weight"] * reg_l1_loss(wh, ind, mask, batch["wh"]),

@@ -30,7 +30,7 @@ from ..evaluation.base import finite_or_none
 from ..suite import Evaluation
 from ..training.losses import joints_mse
 from . import register_task
-from .base import MAIN_OUTPUT, Task, as_outputs, main_output
+from .base import MAIN_OUTPUT, Task, as_outputs, loss_precision, main_output
 
 #: dataset name (the protocol's ``dataset``) -> (module, class)
 DATASETS = {"coco": ("bench.data.coco", "COCODataset"),
@@ -118,7 +118,7 @@ class PoseTask(Task):
         target = batch["target"].to(main.device, non_blocking=True)
         weight = batch["target_weight"].to(main.device, non_blocking=True) \
             if p.get("use_target_weight", True) else None
-        terms = {"heatmap": joints_mse(main.float(), target, weight)}
+        terms = {"heatmap": joints_mse(loss_precision(main), target, weight)}
         aux = [name for name in outputs if name != MAIN_OUTPUT]
         if aux:
             weights = p.get("aux_weights") or {}
@@ -129,7 +129,7 @@ class PoseTask(Task):
                         f"model's auxiliary output {name!r} (aux_weights: "
                         f"{dict(weights) or 'none'})")
                 terms[f"aux.{name}"] = float(weights[name]) * joints_mse(
-                    outputs[name].float(), target, weight)
+                    loss_precision(outputs[name]), target, weight)
         return terms
 
     # --- evaluation -------------------------------------------------------------------

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import register_task
-from .base import MAIN_OUTPUT, Task, protocol_section
+from .base import MAIN_OUTPUT, Task, loss_precision, protocol_section
 
 # the target oracle's logit for the labelled class (softmax ~ 1 - 1e-8 per class)
 _ORACLE_LOGIT = 20.0
@@ -125,7 +125,7 @@ class SegmentationTask(Task):
         ohem = cfg.get("ohem")
 
         def ce(logits: torch.Tensor) -> torch.Tensor:
-            logits = logits.float()        # the loss runs outside autocast, in float32
+            logits = loss_precision(logits)   # outside autocast, in float32 (or float64)
             if ohem:
                 return ohem_cross_entropy(logits, labels, ignore_index=ignore,
                                           thresh=ohem["threshold"], min_kept=ohem["min_kept"],

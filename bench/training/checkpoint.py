@@ -18,6 +18,7 @@ import torch
 from ..results import atomic_write
 
 LATEST = "latest.pth"
+BEST = "best.pth"            # the best validated weights (Trainer.record_validation)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -37,8 +37,11 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     # (cpu_threads: CPU kernels split their reductions by thread count, and a network at
     # its initialisation amplifies the last bits; a fixed count makes the smoke numbers the
     # same on every machine, so the committed baselines hold anywhere)
+    # (validate_during_training: smoke runs evaluate once, after training, whatever the
+    # protocol's validation interval; the interval's path is tested on its own)
     "smoke": {"epochs": 2, "max_iters_per_epoch": 3, "batch_size": 4, "device": "cpu",
-              "num_workers": 0, "eval_batch_size": 8, "log_interval": 1, "cpu_threads": 2},
+              "num_workers": 0, "eval_batch_size": 8, "log_interval": 1, "cpu_threads": 2,
+              "validate_during_training": False},
     # a fraction of the paper's schedule (epochs and milestones scaled), for ranking
     "short": {"epoch_fraction": 0.1},
     "full": {},
@@ -160,9 +163,46 @@ class Job:
         return {"schedule": _scaled_schedule(schedule, epochs), "epochs": epochs,
                 "iterations": None}
 
+    def _validation(self) -> dict[str, Any]:
+        """The protocol's validation during training, after the profile."""
+        v = dict(self.protocol.get("validation") or {})
+        out = {"interval": int(v.get("interval", 0)), "best_metric": v.get("best_metric"),
+               "mode": v.get("mode", "max")}
+        if not self._profile("validate_during_training", True):
+            out["interval"] = 0
+        return out
+
+    def trainer(self, model, train_set, settings: dict, work_dir, device, info,
+                fingerprint: str = "", num_workers: int = 0, validate_fn=None):
+        """The ``Trainer`` of this job: the task's loss and collate function, the
+        optimiser and schedule of the resolved ``settings`` (``resolved()``)."""
+        from ..tasks import get_task
+        from .loop import Trainer, TrainSettings
+        task = get_task(self.task)
+        validation = self._validation()
+        ts = TrainSettings(
+            epochs=settings["epochs"], iterations=settings.get("iterations"),
+            batch_size=settings["batch_per_process"],
+            lr=settings["lr"], optimizer=settings["optimizer"],
+            schedule=settings["schedule"],
+            max_iters_per_epoch=settings["max_iters_per_epoch"], amp=self.amp,
+            channels_last=self.channels_last, num_workers=num_workers, seed=settings["seed"],
+            log_interval=self._profile("log_interval", 20),
+            sync_bn=bool(self.protocol.get("sync_bn", False)), progress=self.progress,
+            validation_interval=validation["interval"],
+            best_metric=validation["best_metric"], best_mode=validation["mode"])
+        protocol = self.protocol
+        return Trainer(model, train_set, ts, Path(work_dir), device, info, fingerprint,
+                       loss_fn=lambda outputs, batch: task.loss(outputs, batch, protocol),
+                       collate_fn=task.collate_fn(train=True),
+                       log_fn=print if info.is_main else (lambda _m: None),
+                       stop_at_iter=self.stop_at_iter, validate_fn=validate_fn)
+
     def fingerprint(self, world_size: int = 1) -> str:
         """Hash of what determines the result: model, protocol, resolved settings."""
-        payload = {"model": self.model, "overrides": self.overrides, "protocol": self.protocol,
+        # the protocol's fidelity entry documents the recipe and changes no result
+        protocol = {k: v for k, v in self.protocol.items() if k != "fidelity"}
+        payload = {"model": self.model, "overrides": self.overrides, "protocol": protocol,
                    "settings": self.resolved(world_size), "eval_only": self.eval_only,
                    "checkpoint": self.checkpoint}
         text = json.dumps(payload, sort_keys=True, default=str)
@@ -249,7 +289,6 @@ class Job:
         from ..registry import create_model
         from ..tasks import get_task
         from .evaluate import evaluate, evaluate_targets
-        from .loop import Trainer, TrainSettings
 
         task = get_task(self.task)
         workers = self.num_workers if self.num_workers is not None else \
@@ -273,25 +312,24 @@ class Job:
         elif self.protocol.get("pretrained") and not self.eval_only:
             out["pretrained"] = {"path": str(self.protocol["pretrained"]), "loaded": 0,
                                  "why": "smoke runs start from the init"}
-        train_set = None
+        train_set, trainer, val_sets = None, None, []
+        batch_size = task.eval_batch_size(self.protocol)
+        if self._profile("eval_batch_size"):
+            batch_size = min(batch_size, self._profile("eval_batch_size"))
+
+        def validate(model) -> Optional[dict]:
+            if not val_sets:        # built once, when first needed
+                val_sets.append(task.build_dataset(self.protocol, self.data_root, train=False))
+            return evaluate(task, model, val_sets[0], self.protocol, device, info,
+                            amp=self.amp, channels_last=self.channels_last,
+                            num_workers=workers, batch_size=batch_size)
+
         if not self.eval_only:
             train_set = task.build_dataset(self.protocol, self.data_root, train=True,
                                            seed=settings["seed"])
-            ts = TrainSettings(
-                epochs=settings["epochs"], iterations=settings.get("iterations"),
-                batch_size=settings["batch_per_process"],
-                lr=settings["lr"], optimizer=settings["optimizer"],
-                schedule=settings["schedule"],
-                max_iters_per_epoch=settings["max_iters_per_epoch"], amp=self.amp,
-                channels_last=self.channels_last, num_workers=workers, seed=settings["seed"],
-                log_interval=self._profile("log_interval", 20),
-                sync_bn=bool(self.protocol.get("sync_bn", False)), progress=self.progress)
-            protocol = self.protocol
-            trainer = Trainer(model, train_set, ts, work_dir, device, info, fingerprint,
-                              loss_fn=lambda outputs, batch: task.loss(outputs, batch, protocol),
-                              collate_fn=task.collate_fn(train=True),
-                              log_fn=print if info.is_main else (lambda _m: None),
-                              stop_at_iter=self.stop_at_iter)
+            trainer = self.trainer(model, train_set, settings, work_dir, device, info,
+                                   fingerprint, num_workers=workers,
+                                   validate_fn=lambda: validate(trainer.model))
             summary = trainer.train(resume=True)
             out["training"] = summary
             out["train_samples"] = len(train_set)
@@ -301,14 +339,15 @@ class Job:
             model = trainer.model
         else:
             model = model.to(device)
-        val_set = task.build_dataset(self.protocol, self.data_root, train=False)
         t_eval = time.perf_counter()
-        batch_size = task.eval_batch_size(self.protocol)
-        if self._profile("eval_batch_size"):
-            batch_size = min(batch_size, self._profile("eval_batch_size"))
-        metrics = evaluate(task, model, val_set, self.protocol, device, info, amp=self.amp,
-                           channels_last=self.channels_last, num_workers=workers,
-                           batch_size=batch_size)
+        metrics = validate(model)
+        val_set = val_sets[0]
+        if trainer is not None:
+            # the final weights are validated like the epochs before them; the record
+            # keeps the final and the best epoch's numbers (as HRNet's model_best.pth)
+            trainer.record_validation(metrics)
+            out["validation"] = {**self._validation(), "history": trainer.validations,
+                                 "best": trainer.best}
         if info.is_main:
             out["metrics"] = {k: finite_or_none(v) for k, v in metrics.items()}
             out["val_samples"] = len(val_set)

@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader
 
 from ..results import atomic_write_text
 from ..tasks.base import as_outputs
-from .checkpoint import finite_state, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (BEST, atomic_torch_save, finite_state, latest_checkpoint,
+                         load_checkpoint, save_checkpoint)
 from .distributed import DistInfo, all_reduce_mean, barrier
 from .optim import build_optimizer, set_lr
 from .sampler import EpochSampler
@@ -63,6 +64,13 @@ class TrainSettings:
     progress: bool = False
     iterations: Optional[int] = None   # the length in iterations (Lite-HRNet's 160k)
     sync_bn: bool = False              # SyncBatchNorm under DDP
+    # validation during training, as the official recipe does it (``Protocol.validation``):
+    # every ``validation_interval`` epochs (0: none; the job evaluates after training),
+    # the best checkpoint chosen by ``best_metric`` (larger is better unless ``best_mode``
+    # is "min")
+    validation_interval: int = 0
+    best_metric: Optional[str] = None
+    best_mode: str = "max"
 
     def __post_init__(self):
         if self.amp not in AMP_MODES:
@@ -71,6 +79,8 @@ class TrainSettings:
             raise ValueError("give the training length as epochs or as iterations (one of them)")
         if self.batch_size <= 0 or (self.epochs or self.iterations) <= 0:
             raise ValueError("batch_size and the training length must be positive")
+        if self.validation_interval < 0 or self.best_mode not in ("max", "min"):
+            raise ValueError("validation_interval must be >= 0 and best_mode max or min")
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -152,6 +162,12 @@ class Trainer:
     batch)`` returns named loss terms (``outputs``: the model's outputs as a mapping,
     ``bench.tasks.as_outputs``); their sum is minimised.
 
+    ``validate_fn()`` (optional) evaluates the model on every rank and returns the
+    metrics on rank 0 (None elsewhere); it runs every ``settings.validation_interval``
+    epochs, except after the last one (the job evaluates then and hands the metrics to
+    ``record_validation``). The history and the best epoch live in the checkpoint, the
+    best weights in ``best.pth``.
+
     ``fingerprint`` identifies the job: a checkpoint with another fingerprint in
     ``work_dir`` is refused instead of being resumed. ``stop_at_iter`` ends the run
     after that many global iterations, as an interruption would (tests; checkpoints
@@ -162,11 +178,15 @@ class Trainer:
                  work_dir: Path, device: torch.device, dist_info: DistInfo = DistInfo(),
                  fingerprint: str = "", *, loss_fn: Callable[[dict, dict], dict],
                  collate_fn: Optional[Callable] = None,
-                 log_fn: Callable[[str], None] = print, stop_at_iter: Optional[int] = None):
+                 log_fn: Callable[[str], None] = print, stop_at_iter: Optional[int] = None,
+                 validate_fn: Optional[Callable[[], Optional[dict]]] = None):
         self.settings, self.device, self.dist = settings, device, dist_info
         self.work_dir, self.fingerprint = Path(work_dir), fingerprint
         self.dataset, self.log_fn, self.stop_at_iter = dataset, log_fn, stop_at_iter
         self.loss_fn, self.collate_fn = loss_fn, collate_fn
+        self.validate_fn = validate_fn
+        self.validations: list[dict] = []      # {"epoch": n (1-based, done), "metrics"}
+        self.best: Optional[dict] = None       # one of them, by settings.best_metric
 
         # SyncBatchNorm runs on GPUs only: a CPU process group (tests) keeps BN per process
         self.sync_bn = settings.sync_bn and dist_info.distributed and device.type == "cuda"
@@ -215,6 +235,7 @@ class Trainer:
             "epoch_losses": list(self.epoch_losses), "first_losses": list(self.first_losses),
             "current_losses": list(self.current_losses),
             "ema": self._ema, "best_ema": self._best_ema,
+            "validations": list(self.validations), "best": self.best,
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "fingerprint": self.fingerprint,
@@ -247,6 +268,8 @@ class Trainer:
         self.first_losses = list(state.get("first_losses", []))
         self.current_losses = list(state.get("current_losses", []))
         self._ema, self._best_ema = state.get("ema"), state.get("best_ema", math.inf)
+        self.validations = list(state.get("validations", []))
+        self.best = state.get("best")
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"].get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -305,6 +328,54 @@ class Trainer:
             all_reduce_mean(loss.detach().item(), self.device)
         return total, values
 
+    def lr_at(self, global_iter: int) -> float:
+        """The rate of the optimiser step of ``global_iter`` (0-based; every epoch but
+        an iteration recipe's last has ``iters_per_epoch`` steps)."""
+        return self.schedule.lr(global_iter // self.iters_per_epoch, global_iter)
+
+    def train_step(self, batch: dict) -> tuple[float, dict[str, float]]:
+        """One iteration of the schedule: the rate of (epoch, global iteration) set, one
+        optimisation step, the loss checked, the position advanced."""
+        set_lr(self.optimizer, self.lr_at(self.global_iter))
+        loss, terms = self.step(batch)
+        self._check_loss(loss)
+        self.iter_in_epoch += 1
+        self.global_iter += 1
+        return loss, terms
+
+    # -------------------------------------------------------------- validation
+    def _validation_due(self) -> bool:
+        n = self.settings.validation_interval
+        return bool(self.validate_fn and n and self.epoch % n == 0 and self.epoch < self.epochs)
+
+    def record_validation(self, metrics: Optional[dict]) -> None:
+        """Add the metrics of the model as it is after ``self.epoch`` epochs to the
+        history (rank 0: others pass None) and keep its weights in ``best.pth`` when they
+        are the best so far by ``settings.best_metric``."""
+        if metrics is None or not self.dist.is_main:
+            return
+        entry = {"epoch": self.epoch, "global_iter": self.global_iter,
+                 "metrics": {k: float(v) for k, v in metrics.items()
+                             if isinstance(v, (int, float)) and math.isfinite(v)}}
+        self.validations.append(entry)
+        self.log.write(event="validation", epoch=self.epoch, global_iter=self.global_iter,
+                       metrics=entry["metrics"])
+        key = self.settings.best_metric
+        if key is None:
+            return
+        if key not in entry["metrics"]:
+            raise KeyError(f"validation gave no {key!r} to choose the best checkpoint by "
+                           f"(it gave {', '.join(entry['metrics']) or 'nothing finite'})")
+        value = entry["metrics"][key]
+        best = None if self.best is None else self.best["value"]
+        better = best is None or (value > best if self.settings.best_mode == "max" else value < best)
+        if better:
+            path = self.work_dir / BEST
+            atomic_torch_save({"model": _unwrap(self.model).state_dict(), "epoch": self.epoch,
+                               "metrics": entry["metrics"], "fingerprint": self.fingerprint},
+                              path)
+            self.best = {**entry, "metric": key, "value": value, "checkpoint": str(path)}
+
     def train(self, resume: bool = True) -> dict:
         s = self.settings
         if resume and self.try_resume():
@@ -329,14 +400,10 @@ class Trainer:
                             self.global_iter >= self.total_iters:
                         break
                     data_time += time.perf_counter() - t_data
-                    set_lr(self.optimizer, self.schedule.lr(self.epoch, self.global_iter))
-                    loss, terms = self.step(batch)
-                    self._check_loss(loss)
+                    loss, terms = self.train_step(batch)
                     losses.append(loss)
                     if len(self.first_losses) < s.log_interval:
                         self.first_losses.append(loss)
-                    self.iter_in_epoch += 1
-                    self.global_iter += 1
                     images += s.batch_size * self.dist.world_size
                     progress.update(task, f"loss {loss:.3e}")
                     if self.global_iter % s.log_interval == 0 or self.iter_in_epoch == self.iters_per_epoch:
@@ -362,6 +429,9 @@ class Trainer:
                             f"({time.perf_counter() - t_epoch:.1f}s)")
                 self.epoch += 1
                 self.iter_in_epoch = 0
+                if self._validation_due():
+                    self.record_validation(self.validate_fn())
+                    self.train_model.train()
                 self.save(epoch_end=True)
         return self.summary(time.perf_counter() - t_start, images, finished=True)
 
@@ -378,6 +448,7 @@ class Trainer:
             "train_wall_time_s": round(wall, 3),
             "images_per_s": round(images / wall, 2) if wall > 0 else None,
             "resumed_from": self.resumed_from,
+            "validations": list(self.validations), "best": self.best,
             "checkpoint": str(self._last_good) if self._last_good else None,
             "log": str(self.log.path),
         }
