@@ -333,6 +333,9 @@ class Batch(_Frozen):
     different total batch scales the learning rate linearly and records it."""
     per_gpu: int = Field(gt=0)
     gpus: int = Field(1, gt=0)
+    # the last, partial batch of an epoch: dropped (mmpose, HRNet-Semantic-Segmentation,
+    # CenterNet) or trained on (HRNet's and SimpleBaseline's pose loaders set no drop_last)
+    drop_last: bool = True
 
     @property
     def total(self) -> int:
@@ -364,12 +367,18 @@ class Evaluation(_Frozen):
 
 class Validation(_Frozen):
     """Validation during training, as the official recipe runs it: every ``interval``
-    epochs (0: only after training) on the protocol's own evaluation (its boxes, flips,
-    scales), the weights kept as the best by ``best_metric`` (``mode`` max or min). The
-    run record holds the final and the best epoch's numbers."""
+    epochs (0: only after training) on the protocol's evaluation with ``evaluation``'s
+    changes (SimpleBaseline validates on ground-truth boxes without flipping, then
+    reports detector boxes with flipping), the weights kept as the best by
+    ``best_metric`` (``mode`` max or min). The run record holds the final and the best
+    epoch's numbers."""
     interval: int = Field(0, ge=0)
     best_metric: Optional[str] = None
     mode: Literal["max", "min"] = "max"
+    # a value equal to the best so far: the earlier epoch stays (SimpleBaseline's ">")
+    # or the later one wins (HRNet's ">=")
+    ties: Literal["earlier", "later"] = "earlier"
+    evaluation: dict[str, Any] = Field(default_factory=dict)
 
 
 FIDELITY_KINDS = ("official-code", "model-zoo-config", "paper-text", "project")
@@ -449,6 +458,17 @@ class Protocol(_Frozen):
     validation: Validation = Field(default_factory=Validation)
     fidelity: Optional[Fidelity] = None
 
+    @model_validator(mode="after")
+    def _validation_evaluation_fits(self):
+        changes = self.validation.evaluation
+        current = getattr(self, "evaluation", None)
+        if changes and current is not None:
+            # the changes must make a valid evaluation of this task (unknown keys fail)
+            type(current).model_validate({**current.model_dump(), **changes})
+        elif changes:
+            raise ValueError("validation.evaluation needs a protocol with an evaluation")
+        return self
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.in_channels, *self.input_size)
@@ -474,6 +494,9 @@ class PoseProtocol(Protocol):
     sigma: Optional[float] = Field(None, gt=0)        # Gaussian target, heatmap pixels
     unbiased_encoding: bool = False                    # DARK targets
     use_target_weight: bool = True
+    # images as RGB (HRNet COLOR_RGB true, mmpose to_rgb) or as OpenCV's BGR with the RGB
+    # ImageNet statistics (SimpleBaseline's loader, HRNet's resnet configs COLOR_RGB false)
+    color_rgb: bool = True
     augmentation: Augmentation = Field(default_factory=Augmentation)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     # weights of the auxiliary heatmaps a model returns in training mode (GSTO's stage

@@ -451,8 +451,8 @@ def test_samples_equal_the_plain_reference_pipeline(synth):
     cases = [
         (COCODataset(root / "coco", "train2017", train=True, **hrnet), (0, 1, 2, 3)),
         (COCODataset(root / "coco", "val2017", **SMALL), (0,)),
-        (COCODataset(root / "coco", "train2017", train=True, color_rgb=False, seed=3,
-                     **hrnet), (0,)),
+        (COCODataset(root / "coco", "train2017", train=True, seed=3,
+                     **{**hrnet, "color_rgb": False}), (0,)),
         (COCODataset(root / "coco", "train2017", train=True, unbiased_encoding=True,
                      use_joint_weights=True, input_size=(384, 288), heatmap_size=(96, 72),
                      sigma=3, rotation_factor=30, scale_factor=0.25), (0, 1)),

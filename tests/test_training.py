@@ -370,3 +370,33 @@ def test_min_mode_keeps_the_smallest_value(tmp_path):
     assert [v["metrics"] for v in trainer.validations] == [{"loss": 3.0}, {"loss": 1.0},
                                                          {"loss": 2.0}]
     assert load_checkpoint(tmp_path / "best.pth")["epoch"] == 2
+
+
+def test_validation_may_evaluate_otherwise_than_the_final_test(mpii_root, tmp_path):
+    """SimpleBaseline's train.py validates without flipping every epoch, the last one
+    included; the final test (with flipping) is recorded apart from that history."""
+    rec = _validating_job(mpii_root, tmp_path, evaluation={"flip_test": False})()
+    assert rec["status"] == "ok", rec.get("traceback")
+    # epoch 3 is the trainer's own validation: the final test is not added a second time
+    assert [h["epoch"] for h in rec["validation"]["history"]] == [1, 2, 3]
+    assert rec["validation"]["evaluation"] == {"flip_test": False}
+
+
+def test_validation_evaluation_changes_are_checked_against_the_task():
+    from pydantic import ValidationError
+    from bench.suite import PoseProtocol
+    good = load_protocol("mpii_256x256_hrnet").model_dump()
+    with pytest.raises(ValidationError, match="flipp"):
+        PoseProtocol(**{**good, "validation": {"interval": 1, "evaluation": {"flipp": False}}})
+
+
+@pytest.mark.parametrize("ties,best_epoch", [("earlier", 1), ("later", 2)])
+def test_a_tie_keeps_the_earlier_or_the_later_epoch(tmp_path, ties, best_epoch):
+    """SimpleBaseline's train.py replaces the best on '>', HRNet's on '>='."""
+    trainer = Trainer(torch.nn.Linear(1, 1), list(range(8)),
+                      settings(best_metric="AP", best_ties=ties), tmp_path,
+                      torch.device("cpu"), loss_fn=lambda outputs, batch: {})
+    for epoch, value in enumerate((70.0, 70.0, 60.0), start=1):
+        trainer.epoch = epoch
+        trainer.record_validation({"AP": value})
+    assert trainer.best["epoch"] == best_epoch

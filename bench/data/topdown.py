@@ -163,6 +163,8 @@ def dataset_kwargs_from_protocol(protocol, train: bool) -> dict:
         kw["num_joints"] = int(p["num_joints"])
     if p.get("unbiased_encoding") is not None:
         kw["unbiased_encoding"] = bool(p["unbiased_encoding"])
+    if p.get("color_rgb") is not None:
+        kw["color_rgb"] = bool(p["color_rgb"])
     return kw
 
 

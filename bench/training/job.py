@@ -167,7 +167,8 @@ class Job:
         """The protocol's validation during training, after the profile."""
         v = dict(self.protocol.get("validation") or {})
         out = {"interval": int(v.get("interval", 0)), "best_metric": v.get("best_metric"),
-               "mode": v.get("mode", "max")}
+               "mode": v.get("mode", "max"), "ties": v.get("ties", "earlier"),
+               "evaluation": dict(v.get("evaluation") or {})}
         if not self._profile("validate_during_training", True):
             out["interval"] = 0
         return out
@@ -189,8 +190,11 @@ class Job:
             channels_last=self.channels_last, num_workers=num_workers, seed=settings["seed"],
             log_interval=self._profile("log_interval", 20),
             sync_bn=bool(self.protocol.get("sync_bn", False)), progress=self.progress,
+            drop_last=bool((self.protocol.get("batch") or {}).get("drop_last", True)),
             validation_interval=validation["interval"],
-            best_metric=validation["best_metric"], best_mode=validation["mode"])
+            best_metric=validation["best_metric"], best_mode=validation["mode"],
+            best_ties=validation["ties"],
+            validate_last=bool(validation["evaluation"]))
         protocol = self.protocol
         return Trainer(model, train_set, ts, Path(work_dir), device, info, fingerprint,
                        loss_fn=lambda outputs, batch: task.loss(outputs, batch, protocol),
@@ -312,24 +316,29 @@ class Job:
         elif self.protocol.get("pretrained") and not self.eval_only:
             out["pretrained"] = {"path": str(self.protocol["pretrained"]), "loaded": 0,
                                  "why": "smoke runs start from the init"}
-        train_set, trainer, val_sets = None, None, []
-        batch_size = task.eval_batch_size(self.protocol)
-        if self._profile("eval_batch_size"):
-            batch_size = min(batch_size, self._profile("eval_batch_size"))
+        train_set, trainer, val_sets = None, None, {}
+        validation = self._validation()
+        # validation during training may evaluate otherwise than the final test
+        during = {**self.protocol, "evaluation": {**(self.protocol.get("evaluation") or {}),
+                                                  **validation["evaluation"]}}
 
-        def validate(model) -> Optional[dict]:
-            if not val_sets:        # built once, when first needed
-                val_sets.append(task.build_dataset(self.protocol, self.data_root, train=False))
-            return evaluate(task, model, val_sets[0], self.protocol, device, info,
+        def validate(model, protocol: dict) -> Optional[dict]:
+            key = json.dumps(protocol.get("evaluation"), sort_keys=True, default=str)
+            if key not in val_sets:     # each evaluation's dataset built once, when needed
+                val_sets[key] = task.build_dataset(protocol, self.data_root, train=False)
+            batch_size = task.eval_batch_size(protocol)
+            if self._profile("eval_batch_size"):
+                batch_size = min(batch_size, self._profile("eval_batch_size"))
+            return evaluate(task, model, val_sets[key], protocol, device, info,
                             amp=self.amp, channels_last=self.channels_last,
-                            num_workers=workers, batch_size=batch_size)
+                            num_workers=workers, batch_size=batch_size), val_sets[key]
 
         if not self.eval_only:
             train_set = task.build_dataset(self.protocol, self.data_root, train=True,
                                            seed=settings["seed"])
             trainer = self.trainer(model, train_set, settings, work_dir, device, info,
                                    fingerprint, num_workers=workers,
-                                   validate_fn=lambda: validate(trainer.model))
+                                   validate_fn=lambda: validate(trainer.model, during)[0])
             summary = trainer.train(resume=True)
             out["training"] = summary
             out["train_samples"] = len(train_set)
@@ -340,12 +349,13 @@ class Job:
         else:
             model = model.to(device)
         t_eval = time.perf_counter()
-        metrics = validate(model)
-        val_set = val_sets[0]
+        metrics, val_set = validate(model, self.protocol)
         if trainer is not None:
-            # the final weights are validated like the epochs before them; the record
-            # keeps the final and the best epoch's numbers (as HRNet's model_best.pth)
-            trainer.record_validation(metrics)
+            # the final weights are validated like the epochs before them (by the final
+            # evaluation itself when validation evaluates the same way); the record keeps
+            # the final and the best epoch's numbers (as HRNet's model_best.pth)
+            if not validation["evaluation"]:
+                trainer.record_validation(metrics)
             out["validation"] = {**self._validation(), "history": trainer.validations,
                                  "best": trainer.best}
         if info.is_main:

@@ -68,9 +68,13 @@ class TrainSettings:
     # every ``validation_interval`` epochs (0: none; the job evaluates after training),
     # the best checkpoint chosen by ``best_metric`` (larger is better unless ``best_mode``
     # is "min")
+    drop_last: bool = True             # False: the epoch's partial last batch is a step
     validation_interval: int = 0
     best_metric: Optional[str] = None
     best_mode: str = "max"
+    best_ties: str = "earlier"         # "later": an equal value replaces the best (>=)
+    validate_last: bool = False        # also after the last epoch (validation settings of
+                                       # its own; otherwise the job's final evaluation is it)
 
     def __post_init__(self):
         if self.amp not in AMP_MODES:
@@ -79,8 +83,10 @@ class TrainSettings:
             raise ValueError("give the training length as epochs or as iterations (one of them)")
         if self.batch_size <= 0 or (self.epochs or self.iterations) <= 0:
             raise ValueError("batch_size and the training length must be positive")
-        if self.validation_interval < 0 or self.best_mode not in ("max", "min"):
-            raise ValueError("validation_interval must be >= 0 and best_mode max or min")
+        if self.validation_interval < 0 or self.best_mode not in ("max", "min") or \
+                self.best_ties not in ("earlier", "later"):
+            raise ValueError("validation_interval must be >= 0, best_mode max or min and "
+                             "best_ties earlier or later")
 
 
 def autocast_context(device: torch.device, amp: str):
@@ -164,8 +170,8 @@ class Trainer:
 
     ``validate_fn()`` (optional) evaluates the model on every rank and returns the
     metrics on rank 0 (None elsewhere); it runs every ``settings.validation_interval``
-    epochs, except after the last one (the job evaluates then and hands the metrics to
-    ``record_validation``). The history and the best epoch live in the checkpoint, the
+    epochs, after the last one only with ``settings.validate_last`` (otherwise the job's
+    final evaluation is that validation and goes to ``record_validation``). The history and the best epoch live in the checkpoint, the
     best weights in ``best.pth``.
 
     ``fingerprint`` identifies the job: a checkpoint with another fingerprint in
@@ -204,7 +210,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
         self.sampler = EpochSampler(len(dataset), shuffle=True, seed=settings.seed,
                                     rank=dist_info.rank, world_size=dist_info.world_size)
-        full = self.sampler.shard_size // settings.batch_size
+        full = self.sampler.shard_size // settings.batch_size if settings.drop_last else \
+            -(-self.sampler.shard_size // settings.batch_size)
         if full == 0:
             raise ValueError(f"the training set has {len(dataset)} samples, fewer than one "
                              f"batch of {settings.batch_size} per process")
@@ -287,7 +294,8 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, start=start * self.settings.batch_size)
         return DataLoader(self.dataset, batch_size=self.settings.batch_size,
                           sampler=self.sampler, num_workers=self.settings.num_workers,
-                          drop_last=True, pin_memory=self.device.type == "cuda",
+                          drop_last=self.settings.drop_last,
+                          pin_memory=self.device.type == "cuda",
                           persistent_workers=False, collate_fn=self.collate_fn)
 
     def _diverged_message(self, what: str) -> str:
@@ -346,7 +354,8 @@ class Trainer:
     # -------------------------------------------------------------- validation
     def _validation_due(self) -> bool:
         n = self.settings.validation_interval
-        return bool(self.validate_fn and n and self.epoch % n == 0 and self.epoch < self.epochs)
+        return bool(self.validate_fn and n and self.epoch % n == 0
+                    and (self.epoch < self.epochs or self.settings.validate_last))
 
     def record_validation(self, metrics: Optional[dict]) -> None:
         """Add the metrics of the model as it is after ``self.epoch`` epochs to the
@@ -368,7 +377,11 @@ class Trainer:
                            f"(it gave {', '.join(entry['metrics']) or 'nothing finite'})")
         value = entry["metrics"][key]
         best = None if self.best is None else self.best["value"]
-        better = best is None or (value > best if self.settings.best_mode == "max" else value < best)
+        if best is not None and value == best:
+            better = self.settings.best_ties == "later"
+        else:
+            better = best is None or (value > best if self.settings.best_mode == "max"
+                                      else value < best)
         if better:
             path = self.work_dir / BEST
             atomic_torch_save({"model": _unwrap(self.model).state_dict(), "epoch": self.epoch,
