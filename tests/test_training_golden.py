@@ -56,7 +56,8 @@ def _job(golden: dict, batch_size: int, protocol_changes: dict | None = None):
     protocol = load_protocol(h["protocol"]).model_dump(mode="json")
     if protocol_changes:
         protocol = _deep_merge(protocol, protocol_changes)
-    return Job(model=h["model"], overrides=dict(h.get("overrides", {})), protocol=protocol,
+    overrides = {**protocol.get("model_overrides", {}), **h.get("overrides", {})}
+    return Job(model=h["model"], overrides=overrides, protocol=protocol,
                work_dir="unused", profile="full", batch_size=batch_size, device="cpu",
                num_workers=0)
 
@@ -116,8 +117,16 @@ def _trajectory_keys(path: Path) -> list[str]:
     return sorted(k for k in _load(path) if k.startswith("trajectory"))
 
 
-CASES = [pytest.param(p, k, id=f"{p.stem.removeprefix('training_')}-{k}")
+def _marks(path: Path) -> list:
+    """A golden file listing ``known_differences`` (found, not yet made HRBench's
+    default) must still fail: strict xfail, so a fix shows up as an unexpected pass."""
+    known = _load(path).get("known_differences")
+    return [pytest.mark.xfail(strict=True, reason="; ".join(known))] if known else []
+
+
+CASES = [pytest.param(p, k, id=f"{p.stem.removeprefix('training_')}-{k}", marks=_marks(p))
          for p in GOLDEN_FILES for k in _trajectory_keys(p)]
+SCHEDULES = [pytest.param(p, id=p.stem, marks=_marks(p)) for p in GOLDEN_FILES]
 
 
 def max_rel_diff(golden: dict, key: str, result: dict) -> float:
@@ -133,7 +142,7 @@ def test_golden_files_exist_for_every_required_recipe():
     Lite-HRNet recipe, HRNetV2 Cityscapes with OHEM, CenterNet on VOC."""
     have = {p.stem for p in GOLDEN_FILES}
     for prefix in ("training_hrnet_coco", "training_hrnet_mpii", "training_simple_baseline_coco",
-                   "training_centernet_voc"):
+                   "training_hrnetv2_cityscapes_ohem", "training_centernet_voc"):
         assert any(name.startswith(prefix) for name in have), (prefix, sorted(have))
 
 
@@ -157,7 +166,7 @@ def test_trajectory_equals_official_training(path, key, trajectories):
     assert worst[0][1] <= STATE_RTOL, f"state after {t['steps']} steps differs: {worst}"
 
 
-@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SCHEDULES)
 def test_schedule_equals_official_over_the_whole_run(path, tmp_path):
     """The rate at every epoch's first step and at every recorded iteration (warm-up,
     milestones, the ends of the run), at the paper's batch (no scaling)."""
