@@ -80,6 +80,10 @@ def test_list_commands(capsys):
     assert cli.main(["list", "protocols", "coco_256x192_lite*"]) == 0
     assert capsys.readouterr().out.split()[:5] == ["coco_256x192_lite_hrnet", "pose", "coco",
                                                    "256x192", "trainable"]
+    # each protocol's training fidelity (bench.suite.Fidelity.summary)
+    assert cli.main(["list", "protocols", "coco_256x192_hrnet"]) == 0
+    assert ("official-code: leoxiaobin/deep-high-resolution-net.pytorch@6f69e4676ad8d43d0d61b64"
+            "b1b9726f0c369e7b1, steps 10, max rel diff 1e-09") in capsys.readouterr().out
     assert cli.main(["list", "models", "litehrnet_[0-9][0-9]"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [
         "litehrnet_18", "litehrnet_30"]

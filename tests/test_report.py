@@ -75,7 +75,8 @@ def suite(tmp_path):
     suites = tmp_path / "suites"
     (suites / "protocols").mkdir(parents=True)
     (suites / "protocols" / "coco_test.yaml").write_text(
-        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n"
+        "fidelity: {kind: paper-text, source: 'Sec. 4.1 says Adam', covers: 'no code'}\n")
     (suites / "demo_table1.yaml").write_text(SUITE)
     return load_suite(suites / "demo_table1.yaml", check_models=False)
 
@@ -178,6 +179,8 @@ def test_html_report_and_index(suite, records, tmp_path):
     assert "counts the stem twice" in html
     assert "Lite-HRNet&#39;s tools/summary_network.py" in html     # convention description
     assert "−1 (only falling short fails)" in html                  # AP tolerance
+    # the accuracy column shows its protocol's training fidelity, the others do not
+    assert html.count("paper-text: Sec. 4.1 says Adam (no code)") == 1
     srcs = [s.split('"')[0] for s in html.split('<img class="plot" src="')[1:]]
     assert len(srcs) == 4 and all((out / s).is_file() for s in srcs)
     assert not [p for p in out.rglob(".*")]                         # no temp files left
@@ -236,7 +239,8 @@ def test_a_row_restricted_to_some_columns_leaves_the_others_not_applicable(tmp_p
     suites = tmp_path / "suites"
     (suites / "protocols").mkdir(parents=True)
     (suites / "protocols" / "coco_test.yaml").write_text(
-        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n"
+        "fidelity: {kind: paper-text, source: 'Sec. 4.1 says Adam', covers: 'no code'}\n")
     text = SUITE.replace("    model: litehrnet_18\n", "    model: litehrnet_18\n    columns: [params]\n")
     text = text.replace("published: {params: 1.1, coco.mflops: 205.2, coco.AP: 64.8, params_loose: 1.1}",
                         "published: {params: 1.1}")
@@ -407,7 +411,8 @@ def _seeded(suite_text: str, tmp_path: Path):
     suites = tmp_path / "seeded"
     (suites / "protocols").mkdir(parents=True)
     (suites / "protocols" / "coco_test.yaml").write_text(
-        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n"
+        "fidelity: {kind: paper-text, source: 'Sec. 4.1 says Adam', covers: 'no code'}\n")
     (suites / "demo_table1.yaml").write_text(suite_text)
     return load_suite(suites / "demo_table1.yaml", check_models=False)
 
