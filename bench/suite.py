@@ -313,6 +313,9 @@ class Schedule(_Frozen):
     power: float = Field(0.9, gt=0)                    # poly: lr (1 - it/total)^power
     min_lr: float = Field(0.0, ge=0)
     warmup: Optional[Warmup] = None
+    # poly: the rate of step g is that of g - lag (HRNet-Semantic-Segmentation sets the rate
+    # after optimizer.step(), so its steps 0 and 1 share the first rate)
+    rate_lag: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _milestones_in_range(self):

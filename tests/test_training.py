@@ -400,3 +400,20 @@ def test_a_tie_keeps_the_earlier_or_the_later_epoch(tmp_path, ties, best_epoch):
         trainer.epoch = epoch
         trainer.record_validation({"AP": value})
     assert trainer.best["epoch"] == best_epoch
+
+
+def test_a_lagged_poly_rate_runs_one_step_behind():
+    """HRNet-Semantic-Segmentation sets the rate after optimizer.step(): steps 0 and 1 run
+    at the base rate, step g at the rate of g - 1."""
+    plain = build_schedule({"epochs": 10, "policy": "poly", "power": 0.9}, 0.01, 50)
+    lagged = build_schedule({"epochs": 10, "policy": "poly", "power": 0.9, "rate_lag": 1},
+                            0.01, 50)
+    assert lagged.lr(0, 0) == lagged.lr(0, 1) == plain.lr(0, 0) == 0.01
+    assert [lagged.lr(g // 50, g) for g in range(2, 500)] == \
+        [plain.lr((g - 1) // 50, g - 1) for g in range(2, 500)]
+
+
+def test_the_seg_spec_sets_every_batchnorm_momentum():
+    model = create_model("hrnetv2_w18_small_v2_seg", bn_momentum=0.01)
+    momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.01}

@@ -116,6 +116,9 @@ class HRNetV2SegSpec(HRNetBackboneSpec):
     # and tested with ALIGN_CORNERS False (every experiments/*/seg_hrnet_w48_*.yaml, and
     # PyTorch's default on the branches that do not pass it)
     align_corners: bool = True
+    # every BatchNorm's momentum: seg_hrnet.py of the pytorch-v1.1 and master branches uses
+    # 0.01 (BN_MOMENTUM), the HRNet-OCR branch 0.1 (this default)
+    bn_momentum: float = BN_MOMENTUM
 
 
 class HighResolutionModule(nn.Module):
@@ -238,6 +241,9 @@ class HRNetV2Segmentation(HighResolutionNet):
         # the official init_weights: every conv N(0, 0.001^2), BN 1/0 (biases keep
         # PyTorch's default init there; zero here, which only shifts the first logits)
         init_pose_weights(self)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = spec.bn_momentum
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The HRNetV2 representation: all branches at 1/4 resolution, concatenated."""

@@ -44,8 +44,10 @@ class PolyWarmupSchedule:
     min_lr: float = 0.0
     warmup_iters: int = 0
     warmup_ratio: float = 0.001
+    lag: int = 0                   # step g runs at the rate of step max(g - lag, 0)
 
     def lr(self, epoch: int, iteration: int) -> float:
+        iteration = max(iteration - self.lag, 0)
         progress = min(iteration, self.total_iters) / max(self.total_iters, 1)
         regular = (self.base_lr - self.min_lr) * (1 - progress) ** self.power + self.min_lr
         if iteration < self.warmup_iters:
@@ -67,6 +69,6 @@ def build_schedule(schedule, base_lr: float, iters_per_epoch: int):
         total = int(s["iterations"]) if s.get("iterations") else int(s["epochs"]) * iters_per_epoch
         return PolyWarmupSchedule(base_lr, total,
                                   float(s.get("power", 0.9)), float(s.get("min_lr", 0.0)),
-                                  **warmup)
+                                  **warmup, lag=int(s.get("rate_lag", 0)))
     return StepWarmupSchedule(base_lr, tuple(s.get("milestones", ())),
                               float(s.get("gamma", 0.1)), **warmup)
