@@ -277,10 +277,18 @@ class HalfBody(_Frozen):
     num_joints: int = Field(8, ge=1)       # more visible joints than this are needed
 
 
+class BoxCenterJitter(_Frozen):
+    """mmpose 0.x's COCO training boxes: with probability ``prob`` a box's centre moves by
+    ``factor x (U(0, 1) - 0.5) x (w, h)``, drawn once when the dataset is built."""
+    prob: float = Field(ge=0, le=1)
+    factor: float = Field(ge=0)
+
+
 class Augmentation(_Frozen):
     """Training augmentation; an entry left out is switched off (no silent default)."""
     flip_prob: float = Field(0.0, ge=0, le=1)
     half_body: Optional[HalfBody] = None
+    box_center_jitter: Optional[BoxCenterJitter] = None   # COCO only (boxes)
     rotation: float = Field(0.0, ge=0, le=180)        # degrees, N(0, r) clipped to 2r
     rotation_prob: float = Field(0.6, ge=0, le=1)
     scale: float = Field(0.0, ge=0, lt=1)             # zoom N(1, s) clipped to 1 +- s
@@ -489,6 +497,13 @@ class Protocol(_Frozen):
         return out
 
 
+class PoseLoss(_Frozen):
+    # the heatmap MSE is mse_factor x the mean squared error: HRNet's JointsMSELoss (and
+    # SimpleBaseline's, DARK's) halves it, mmpose's JointsMSELoss (Lite-HRNet and the
+    # mmpose baselines) does not. Under Adam the factor only acts through eps.
+    mse_factor: float = Field(0.5, gt=0)
+
+
 class PoseProtocol(Protocol):
     """Top-down pose: heatmap targets, pose augmentation, detector or GT boxes."""
     task: Literal["pose"] = "pose"
@@ -502,10 +517,18 @@ class PoseProtocol(Protocol):
     color_rgb: bool = True
     augmentation: Augmentation = Field(default_factory=Augmentation)
     evaluation: Evaluation = Field(default_factory=Evaluation)
+    loss: PoseLoss = Field(default_factory=PoseLoss)
     # weights of the auxiliary heatmaps a model returns in training mode (GSTO's stage
     # predictors, Sec. 3.2.2: 0.2 / 0.3 / 0.5)
     aux_weights: dict[str, float] = Field(
         default_factory=lambda: {"stage1": 0.2, "stage2": 0.3, "stage3": 0.5})
+
+    @model_validator(mode="after")
+    def _jitter_needs_boxes(self):
+        if self.augmentation.box_center_jitter is not None and self.dataset != "coco":
+            raise ValueError(f"augmentation.box_center_jitter moves COCO person boxes; "
+                             f"dataset {self.dataset!r} has none")
+        return self
 
 
 class SegAugmentation(_Frozen):

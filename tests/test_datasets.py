@@ -358,6 +358,57 @@ def test_from_protocol(synth):
     assert load_gt_valid(mval.gt_file)["pos_gt_src"].shape[-1] == len(mval)
 
 
+def test_jitter_box_centers_moves_a_share_of_the_centres_within_bounds():
+    from bench.data.coco import jitter_box_centers
+    records = [make_record(f"{i}.jpg", (100.0 + i, 50.0), 1.0, np.zeros((17, 2)), np.ones(17),
+                           clean_bbox=(0.0, 0.0, 40.0 + i % 7, 80.0)) for i in range(2000)]
+    moved = jitter_box_centers(records, 0.3, 0.4, seed=3)
+    shifts = np.array([m["center"] - r["center"] for m, r in zip(moved, records)])
+    sizes = np.array([r["clean_bbox"][2:] for r in records])
+    hit = np.any(shifts != 0, axis=1)
+    assert 0.27 < hit.mean() < 0.33                           # prob 0.3
+    assert np.all(np.abs(shifts) <= 0.2 * sizes + 1e-4)       # 0.4 x (U - 0.5) x (w, h)
+    assert np.abs(shifts[hit] / sizes[hit]).max() > 0.19
+    assert all(m["center"].dtype == np.float32 for m in moved)
+    again = jitter_box_centers(records, 0.3, 0.4, seed=3)     # drawn from the seed only
+    assert all(np.array_equal(a["center"], m["center"]) for a, m in zip(again, moved))
+    assert not all(np.array_equal(a["center"], m["center"])
+                   for a, m in zip(jitter_box_centers(records, 0.3, 0.4, seed=4), moved))
+    assert all(np.array_equal(r["center"], np.float32([100.0 + i, 50.0]))
+               for i, r in enumerate(records))                # the input is not changed
+    still = jitter_box_centers(records, 0.0, 0.4)
+    assert all(np.array_equal(a["center"], r["center"]) for a, r in zip(still, records))
+
+
+def test_mmpose_recipes_jitter_training_boxes_only(synth):
+    from bench.suite import load_protocol
+    root, _ = synth
+    lite = load_protocol("coco_256x192_lite_hrnet")
+    assert lite.augmentation.box_center_jitter.prob == 0.3
+    jittered = COCODataset.from_protocol(lite, root, train=True, seed=1)
+    plain = COCODataset.from_protocol(load_protocol("coco_256x192_hrnet"), root, train=True)
+    assert len(jittered) == len(plain)
+    moved = [not np.array_equal(a["center"], b["center"])
+             for a, b in zip(jittered.records, plain.records)]
+    assert any(moved) and not all(moved)
+    for a, b in zip(jittered.records, plain.records):
+        assert np.array_equal(a["scale"], b["scale"])          # only the centre moves
+    gt_val = COCODataset.from_protocol(lite, root, train=False, use_gt_bbox=True)
+    plain_val = COCODataset(root / "coco", "val2017", use_gt_bbox=True)
+    assert all(np.array_equal(a["center"], b["center"])
+               for a, b in zip(gt_val.records, plain_val.records))
+
+
+def test_box_center_jitter_needs_person_boxes():
+    from pydantic import ValidationError
+
+    from bench.suite import load_protocol
+    mpii = load_protocol("mpii_256x256_lite_hrnet").model_dump(mode="json")
+    mpii["augmentation"]["box_center_jitter"] = {"prob": 0.3, "factor": 0.4}
+    with pytest.raises(ValidationError, match="box_center_jitter.*'mpii'"):
+        type(load_protocol("mpii_256x256_lite_hrnet")).model_validate(mpii)
+
+
 def test_missing_paths_raise_file_not_found(tmp_path, synth):
     root, _ = synth
     with pytest.raises(FileNotFoundError, match="person_keypoints_val2017.json"):

@@ -96,6 +96,25 @@ def test_auxiliary_heatmaps_add_weighted_terms(task):
         task.loss(outputs, batch, {"name": "old"})
 
 
+def test_mse_factor_is_the_protocols(task):
+    """HRNet's JointsMSELoss halves the mean squared error (the default); mmpose's, which
+    the Lite-HRNet recipes train with, does not (``loss: {mse_factor: 1.0}``)."""
+    out, batch = _loss_case()
+    aux = _loss_case(1)[0]
+    outputs = {"out": out, "stage1": aux}
+    w = batch["target_weight"].reshape(2, 3, 1, 1)
+    by_hand = ((out - batch["target"]) * w).pow(2).sum() / out.numel()
+    half = task.loss(outputs, batch, {"name": "hrnet", "aux_weights": {"stage1": 0.2}})
+    whole = task.loss(outputs, batch, {"name": "mmpose", "aux_weights": {"stage1": 0.2},
+                                       "loss": {"mse_factor": 1.0}})
+    assert half["heatmap"].item() == pytest.approx(0.5 * by_hand.item(), rel=1e-6)
+    assert whole["heatmap"].item() == pytest.approx(by_hand.item(), rel=1e-6)
+    assert whole["aux.stage1"].item() == pytest.approx(2 * half["aux.stage1"].item(), rel=1e-6)
+    lite = load_protocol("coco_256x192_lite_hrnet").model_dump(mode="json")
+    hrnet = load_protocol("coco_256x192_hrnet").model_dump(mode="json")
+    assert (lite["loss"]["mse_factor"], hrnet["loss"]["mse_factor"]) == (1.0, 0.5)
+
+
 # --------------------------------------------------------------------------- data, codec
 def test_build_dataset_passes_the_training_seed(task, data_root):
     train = task.build_dataset(protocol("mpii"), data_root, train=True, seed=11)

@@ -144,7 +144,8 @@ def test_golden_files_exist_for_every_required_recipe():
     Lite-HRNet recipe, HRNetV2 Cityscapes with OHEM, CenterNet on VOC."""
     have = {p.stem for p in GOLDEN_FILES}
     for prefix in ("training_hrnet_coco", "training_hrnet_mpii", "training_simple_baseline_coco",
-                   "training_hrnetv2_cityscapes_ohem", "training_centernet_voc"):
+                   "training_lite_hrnet_coco", "training_hrnetv2_cityscapes_ohem",
+                   "training_centernet_voc"):
         assert any(name.startswith(prefix) for name in have), (prefix, sorted(have))
 
 

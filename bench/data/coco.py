@@ -126,6 +126,22 @@ def load_coco_gt_records(coco, image_dir, aspect_ratio: float, num_joints: int =
     return records
 
 
+def jitter_box_centers(records: list[dict], prob: float, factor: float, seed: int = 0
+                       ) -> list[dict]:
+    """mmpose 0.x's training boxes (``TopDownCocoDataset._xywh2cs``): each record's centre
+    moves, with probability ``prob``, by ``factor x (U(0, 1) - 0.5) x (w, h)`` of its
+    cleaned box; drawn once (the same boxes every epoch), from ``seed``."""
+    rng = np.random.default_rng([int(seed), 0x6A6974])
+    out = []
+    for record in records:
+        if rng.random() < prob:
+            _, _, w, h = record["clean_bbox"]
+            shift = factor * (rng.random(2) - 0.5) * np.array([w, h])
+            record = dict(record, center=(record["center"] + shift).astype(np.float32))
+        out.append(record)
+    return out
+
+
 def load_coco_detection_records(detection_file, coco, image_dir, aspect_ratio: float,
                                 num_joints: int = 17, score_threshold: float = 0.0,
                                 padding: float = PADDING) -> list[dict]:
@@ -161,6 +177,8 @@ class COCODataset(TopDownDataset):
             under ``root``); used when not ``train`` and not ``use_gt_bbox``.
         box_score_threshold: drop detections scoring below it (reference 0.0).
         use_joint_weights: HRNet's per-joint loss weights (off in all recipes here).
+        box_center_jitter: ``(prob, factor)`` of ``jitter_box_centers`` for training
+            (mmpose's recipes: ``(0.3, 0.4)``); None: HRNet's fixed centres.
         **kwargs: ``TopDownDataset`` arguments (sizes, sigma, augmentation, seed).
     """
 
@@ -174,7 +192,7 @@ class COCODataset(TopDownDataset):
     def __init__(self, root, image_set: str = "val2017", train: bool = False,
                  use_gt_bbox: bool = True, detection_file=None,
                  box_score_threshold: float = 0.0, use_joint_weights: bool = False,
-                 **kwargs):
+                 box_center_jitter: tuple[float, float] | None = None, **kwargs):
         self.root = Path(root)
         self.image_set = _split_name(image_set)
         self.ann_file = require_path(coco_ann_file(self.root, self.image_set),
@@ -193,6 +211,9 @@ class COCODataset(TopDownDataset):
         aspect = float(input_size[1]) / float(input_size[0])
         if self.use_gt_bbox:
             records = load_coco_gt_records(self.coco, self.image_dir, aspect)
+            if train and box_center_jitter is not None:
+                records = jitter_box_centers(records, *box_center_jitter,
+                                             seed=kwargs.get("seed", 0))
         else:
             records = load_coco_detection_records(self.detection_file, self.coco,
                                                   self.image_dir, aspect,

@@ -141,7 +141,7 @@ def dataset_kwargs_from_protocol(protocol, train: bool) -> dict:
 
     Reads ``input_size``/``heatmap_size`` ([H, W]), ``num_joints``, ``sigma`` and, for
     training, ``augmentation`` (``flip_prob``, ``half_body: {prob, num_joints}``,
-    ``rotation``, ``rotation_prob``, ``scale``). A missing augmentation entry switches
+    ``rotation``, ``rotation_prob``, ``scale``; COCO's ``box_center_jitter``). A missing augmentation entry switches
     that augmentation off (e.g. the MPII recipes have no half body), rather than
     silently applying a default the protocol did not ask for.
     """
@@ -159,6 +159,9 @@ def dataset_kwargs_from_protocol(protocol, train: bool) -> dict:
         kw["rotation_factor"] = float(aug.get("rotation", 0.0))
         kw["rotation_prob"] = float(aug.get("rotation_prob", 0.6))
         kw["scale_factor"] = float(aug.get("scale", 0.0))
+        if aug.get("box_center_jitter"):
+            jitter = aug["box_center_jitter"]
+            kw["box_center_jitter"] = (float(jitter["prob"]), float(jitter["factor"]))
     if p.get("num_joints") is not None:
         kw["num_joints"] = int(p["num_joints"])
     if p.get("unbiased_encoding") is not None:

@@ -4,7 +4,8 @@ GSTO and FlatteNet on COCO and MPII; LSP-extended for the CPU sanity runs).
 * data: ``COCODataset`` / ``MPIIDataset`` / ``LSPDataset`` from the protocol
   (``bench.data``); each dataset owns one ``MSRAHeatmapCodec`` (``dataset.codec``) that
   makes its targets and decodes the predictions made on its crops;
-* loss: HRNet's JointsMSELoss on the main heatmaps (``heatmap``), plus one term per
+* loss: JointsMSELoss on the main heatmaps (``heatmap``; HRNet's half or mmpose's whole
+  mean squared error, the protocol's ``loss.mse_factor``), plus one term per
   auxiliary heatmap output (GSTO's stage predictors, ``aux.<name>``), weighted by the
   protocol's ``aux_weights``;
 * prediction: the flip test of HRNet / mmpose (the mirrored crop's heatmaps flipped
@@ -107,7 +108,7 @@ class PoseTask(Task):
     # --- training ---------------------------------------------------------------------
     def loss(self, outputs: Mapping[str, Any], batch: Mapping[str, Any],
              protocol: Mapping) -> dict[str, torch.Tensor]:
-        """``heatmap``: JointsMSE of the main heatmaps (cast to float32, as the trainer
+        """``heatmap``: JointsMSE (``loss.mse_factor`` x the mean) of the main heatmaps (cast to float32, as the trainer
         did outside autocast) against ``batch['target']``, joints weighted by
         ``batch['target_weight']`` when the protocol's ``use_target_weight`` (default
         True); ``aux.<name>``: the same loss of each auxiliary heatmap output times
@@ -118,7 +119,8 @@ class PoseTask(Task):
         target = batch["target"].to(main.device, non_blocking=True)
         weight = batch["target_weight"].to(main.device, non_blocking=True) \
             if p.get("use_target_weight", True) else None
-        terms = {"heatmap": joints_mse(loss_precision(main), target, weight)}
+        factor = float((p.get("loss") or {}).get("mse_factor", 0.5))
+        terms = {"heatmap": joints_mse(loss_precision(main), target, weight, factor)}
         aux = [name for name in outputs if name != MAIN_OUTPUT]
         if aux:
             weights = p.get("aux_weights") or {}
@@ -129,7 +131,7 @@ class PoseTask(Task):
                         f"model's auxiliary output {name!r} (aux_weights: "
                         f"{dict(weights) or 'none'})")
                 terms[f"aux.{name}"] = float(weights[name]) * joints_mse(
-                    loss_precision(outputs[name]), target, weight)
+                    loss_precision(outputs[name]), target, weight, factor)
         return terms
 
     # --- evaluation -------------------------------------------------------------------

@@ -8,10 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def joints_mse(pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None = None
-               ) -> torch.Tensor:
+def joints_mse(pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None = None,
+               factor: float = 0.5) -> torch.Tensor:
     """HRNet's JointsMSELoss: 0.5 x mean squared error over batch, joints and pixels, each
-    joint's heatmaps multiplied by its target weight (0 for unlabelled joints).
+    joint's heatmaps multiplied by its target weight (0 for unlabelled joints). mmpose's
+    JointsMSELoss is the same without the half: ``factor=1.0``.
 
     The reference loops over joints, averages each joint's MSE over batch and pixels, and
     averages over joints; with equal sizes that is one mean over everything.
@@ -22,7 +23,7 @@ def joints_mse(pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Te
     if target_weight is not None:
         w = target_weight.reshape(*target_weight.shape[:2], *([1] * (pred.dim() - 2)))
         diff = diff * w
-    return 0.5 * diff.pow(2).mean()
+    return factor * diff.pow(2).mean()
 
 
 class JointsMSELoss(nn.Module):
