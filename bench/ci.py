@@ -26,6 +26,10 @@ class SuiteGate:
     wall_time_s: float = 0.0
     smoke_failures: list[str] = field(default_factory=list)   # --profile smoke --check
     smoke_gated: bool = False        # whether the smoke baseline was compared
+    # jobs that failed or were refused ({"job", "error", "kind", "record"}) and rows whose
+    # measurement failed ({"row", "error", "record"}): listed whether or not --check
+    failed_jobs: list[dict] = field(default_factory=list)
+    failed_rows: list[dict] = field(default_factory=list)
 
 
 def _number(value: Any) -> str:
@@ -75,9 +79,10 @@ def junit_tree(gates: Sequence[SuiteGate]) -> ET.ElementTree:
     """<testsuites> with one <testsuite> per suite and one <testcase> per gated cell
     (named ``row :: column``); a cell outside its tolerance or not measured has a
     <failure> whose message gives published, measured, tolerance and the row note. With
-    the smoke profile one more case per suite stands for the smoke baseline."""
+    the smoke profile one more case per suite stands for the smoke baseline; each failed
+    job and each row whose measurement failed is a case with an <error>."""
     root = ET.Element("testsuites", name="hrbench")
-    total = failed_total = 0
+    total = failed_total = errors_total = 0
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     for gate in gates:
         suite = gate.suite
@@ -109,15 +114,33 @@ def junit_tree(gates: Sequence[SuiteGate]) -> ET.ElementTree:
                                         message=f"{len(gate.smoke_failures)} smoke metric(s) "
                                                 "left the committed baseline")
                 failure.text = "\n".join(gate.smoke_failures)
+        errors = 0
+        for f in gate.failed_jobs:        # a job that failed is an error, not a verdict
+            case = ET.SubElement(element, "testcase", classname=f"hrbench.{suite.suite}.jobs",
+                                 name=f"job {f['job']}", time="0")
+            error = ET.SubElement(case, "error", type=f.get("kind", "failed"),
+                                  message=str(f["error"]))
+            error.text = f"{f['job']}: {f['error']} (record: {f.get('record')})"
+            tests += 1
+            errors += 1
+        for f in gate.failed_rows:
+            case = ET.SubElement(element, "testcase", classname=f"hrbench.{suite.suite}.rows",
+                                 name=f"row {f['row']}", time="0")
+            error = ET.SubElement(case, "error", type="measurement failed",
+                                  message=str(f["error"]))
+            error.text = f"{f['row']}: {f['error']} (record: {f.get('record')})"
+            tests += 1
+            errors += 1
         element.set("tests", str(tests))
         element.set("failures", str(failures))
-        element.set("errors", "0")
+        element.set("errors", str(errors))
         element.set("skipped", "0")
         total += tests
         failed_total += failures
+        errors_total += errors
     root.set("tests", str(total))
     root.set("failures", str(failed_total))
-    root.set("errors", "0")
+    root.set("errors", str(errors_total))
     return ET.ElementTree(root)
 
 
@@ -158,7 +181,10 @@ def summary(gates: Sequence[SuiteGate], exit_code: int, argv: Sequence[str] = ()
         suites[gate.suite.suite] = {
             "suite_file": gate.suite.path, "paper": gate.suite.paper, "table": gate.suite.table,
             "profile": gate.profile,
-            "passed": failed == 0 and not gate.smoke_failures,
+            "passed": failed == 0 and not gate.smoke_failures and not gate.failed_jobs
+                      and not gate.failed_rows,
+            "failed_jobs": [dict(f) for f in gate.failed_jobs],
+            "failed_rows": [dict(f) for f in gate.failed_rows],
             "rows_run": len(ran), "gated_cells": len(judged), "failed_cells": failed,
             "smoke_baseline": ({"compared": True, "failures": list(gate.smoke_failures)}
                                if gate.smoke_gated else {"compared": False, "failures": []}),

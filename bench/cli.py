@@ -15,7 +15,7 @@ import fnmatch
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import results as res
 from .complexity.cache import MeasurementCache
@@ -28,6 +28,37 @@ from .suite import Suite, SuiteError, find_suites, load_suite
 
 COMMANDS = ("run", "list", "report")
 LISTABLE = ("models", "suites", "protocols", "conventions")
+
+# exit statuses of ``hrbench run`` (README, "Exit status"); when several apply, the
+# largest is returned
+EXIT_OK = 0
+EXIT_GATE = 1          # --check: a gated cell outside its tolerance, or not measured
+EXIT_INPUT = 2         # a bad suite file or argument: nothing ran, nothing was touched
+EXIT_FAILED = 3        # a job failed or was refused, or a row's measurement failed
+EXIT_STORAGE = 4       # a record, report, checkpoint or log could not be written
+EXIT_PREEMPTED = 5     # stopped by SIGTERM/SIGUSR2 after a checkpoint: run it again
+
+
+class _Parser(argparse.ArgumentParser):
+    """A mistaken argument is one line (and exit 2), not the usage block."""
+
+    def error(self, message):
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+def _count(minimum: int):
+    """An argparse type: a whole number of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"{value} is not allowed: it must be {'positive' if minimum == 1 else f'at least {minimum}'}")
+        return value
+    parse.__name__ = "positive whole number" if minimum == 1 else "whole number"
+    return parse
 
 
 def _seed(text: str) -> int:
@@ -51,8 +82,7 @@ def _prog() -> str:
 
 def build_parser(add_help: bool = True, prog: str | None = None) -> argparse.ArgumentParser:
     """The ``run`` command's options."""
-    p = argparse.ArgumentParser(prog=prog or "run_suite.py", description=RUN_DESCRIPTION,
-                                add_help=add_help)
+    p = _Parser(prog=prog or "run_suite.py", description=RUN_DESCRIPTION, add_help=add_help)
     p.add_argument("suites", nargs="+", metavar="SUITE",
                    help="suite YAML files, or names (globs) of the bundled suites, e.g. "
                         "lite_hrnet_table6 or 'lite_hrnet_*' (hrbench list suites)")
@@ -96,23 +126,28 @@ def build_parser(add_help: bool = True, prog: str | None = None) -> argparse.Arg
                         "records, reporter code) are unchanged since the last")
     p.add_argument("-q", "--quiet", action="store_true", help="no table in the terminal")
     t = p.add_argument_group("training (profiles smoke, short, full)")
-    t.add_argument("--rerun", action="store_true", help="run jobs again even when done")
+    t.add_argument("--rerun", action="store_true",
+                   help="run jobs again even when done; the finished run's record and "
+                        "checkpoints are replaced only if the new run succeeds")
     t.add_argument("--launcher", default="local", choices=LAUNCHERS,
                    help="local (this process), torchrun (DDP on this node), slurm (submitit)")
-    t.add_argument("--gpus", type=int, default=1, help="GPUs per node for torchrun / slurm")
-    t.add_argument("--nodes", type=int, default=1, help="nodes per job (slurm)")
+    t.add_argument("--gpus", type=_count(1), default=1, help="GPUs per node for torchrun / slurm")
+    t.add_argument("--nodes", type=_count(1), default=1, help="nodes per job (slurm)")
     t.add_argument("--slurm-partition", default=None)
     t.add_argument("--slurm-account", default=None)
-    t.add_argument("--slurm-time", type=int, default=72 * 60, help="minutes per job")
-    t.add_argument("--batch-size", type=int, default=None,
+    t.add_argument("--slurm-time", type=_count(1), default=72 * 60, help="minutes per job")
+    t.add_argument("--batch-size", type=_count(1), default=None,
                    help="images per GPU (default: the protocol's; the learning rate is "
                         "scaled linearly when the total batch differs, and recorded)")
     t.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"), help="mixed precision")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N for training and latency (default: cuda when available)")
-    t.add_argument("--workers", type=int, default=None, help="data loader workers per process")
-    t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    t.add_argument("--workers", type=_count(0), default=None,
+                   help="data loader workers per process (0: load in the main process)")
+    t.add_argument("--epochs", type=_count(1), default=None,
+                   help="override the profile's epochs (the run is recorded beside the one "
+                        "of the protocol's own settings, e.g. <model>.smoke.epochs=1.json)")
     t.add_argument("--progress", action="store_true", help="progress bars")
     t.add_argument("--seeds", type=_seed, nargs="+", default=None, metavar="SEED",
                    help="run every training job once per seed (e.g. --seeds 0 1 2); accuracy "
@@ -126,10 +161,81 @@ def build_parser(add_help: bool = True, prog: str | None = None) -> argparse.Arg
     return p
 
 
-def _all_profile_records(suite: Suite, results_dir: Path) -> list[dict]:
+JOB_PROFILES = ("smoke", "short", "full", "released")   # profiles that run jobs
+TRAINING_PROFILES = ("smoke", "short", "full")
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options set away from their defaults, by flag."""
+    defaults = {"epochs": None, "batch_size": None, "seeds": None, "amp": "off",
+                "channels_last": False, "workers": None, "progress": False, "rerun": False,
+                "launcher": "local", "gpus": 1, "nodes": 1, "slurm_partition": None,
+                "slurm_account": None, "slurm_time": 72 * 60, "data_root": None,
+                "weights_dir": None, "baseline": None, "update_baseline": False}
+    return {"--" + k.replace("_", "-"): getattr(args, k) for k, default in defaults.items()
+            if getattr(args, k) != default}
+
+
+def argument_error(args: argparse.Namespace, suites: Sequence[Suite]) -> str | None:
+    """Why the run's arguments cannot be right (one line), before anything runs: an
+    option its profile or launcher does not use, a folder that is not there, a --rows
+    glob that matches no row, a seed given twice. None: they can."""
+    given = _given(args)
+    profile = args.profile
+    only = {"--epochs": TRAINING_PROFILES, "--batch-size": TRAINING_PROFILES,
+            "--seeds": TRAINING_PROFILES, "--amp": TRAINING_PROFILES,
+            "--channels-last": TRAINING_PROFILES, "--data-root": ("short", "full", "released"),
+            "--weights-dir": ("released",), "--baseline": ("smoke",),
+            "--update-baseline": ("smoke",)}
+    for flag in ("--workers", "--progress", "--rerun", "--launcher", "--gpus", "--nodes",
+                 "--slurm-partition", "--slurm-account", "--slurm-time"):
+        only[flag] = JOB_PROFILES
+    why_not = {"complexity": "measures only and runs no job",
+               "smoke": "trains on the data it generates under <work-dir>/smoke_data",
+               "released": "scores the released weights as the authors did (float32, their "
+                           "batch), training nothing"}
+    for flag, profiles in only.items():
+        if flag in given and profile not in profiles:
+            return (f"{flag} does not apply to --profile {profile}, which "
+                    f"{why_not.get(profile, 'does not use it')} (it applies to "
+                    f"{', '.join(profiles)})")
+    if args.update_baseline:
+        for flag in ("--epochs", "--batch-size", "--amp", "--channels-last"):
+            if flag in given:
+                return (f"--update-baseline with {flag}: the smoke baseline holds the "
+                        "protocols' own smoke settings")
+    if args.gpus > 1 and args.launcher == "local":
+        return (f"--gpus {args.gpus} needs --launcher torchrun or slurm (the local launcher "
+                "runs one process)")
+    for flag in ("--nodes", "--slurm-partition", "--slurm-account", "--slurm-time"):
+        if flag in given and args.launcher != "slurm":
+            return f"{flag} applies to --launcher slurm only (this run: {args.launcher})"
+    for flag, folder in (("--data-root", args.data_root), ("--weights-dir", args.weights_dir)):
+        if folder is not None and not Path(folder).expanduser().is_dir():
+            what = "is not a folder" if Path(folder).expanduser().exists() else "does not exist"
+            return f"{flag} {folder} {what}"
+    if args.baseline is not None and not args.update_baseline and not Path(args.baseline).is_file():
+        return f"--baseline {args.baseline} does not exist (--update-baseline writes one)"
+    if args.seeds:
+        twice = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+        if twice:
+            return (f"--seeds {' '.join(map(str, args.seeds))}: seed "
+                    f"{', '.join(map(str, twice))} given more than once")
+    if args.rows:
+        names = [row.name for suite in suites for row in suite.rows if row.built]
+        if not any(fnmatch.fnmatch(n, args.rows) for n in names):
+            listed = "; ".join(f"{suite.suite}: " + ", ".join(repr(r.name) for r in suite.rows
+                                                              if r.built) for suite in suites)
+            return f"--rows {args.rows!r} matches no row ({listed})"
+    return None
+
+
+def _all_profile_records(suite: Suite, results_dir: Path, variants: bool = False) -> list[dict]:
     """Every profile's records of the suite, for the report (a cell shows the
-    furthest-going profile that measured it)."""
-    return [r for profile in PROFILES for r in res.suite_records(suite.suite, profile, results_dir)]
+    furthest-going profile that measured it); ``variants``: also the runs with other
+    settings (the report lists them apart, never against the paper)."""
+    return [r for profile in PROFILES
+            for r in res.suite_records(suite.suite, profile, results_dir, variants=variants)]
 
 
 def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
@@ -148,20 +254,64 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     except (SuiteError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    refused = argument_error(args, suites)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return EXIT_INPUT
     if args.profile == "released" and args.weights_dir is None:
         print("error: --profile released needs --weights-dir (the folder holding the "
               "authors' released weights; README: 'Score the released weights')", file=sys.stderr)
-        return 2
-    if args.update_baseline and args.profile != "smoke":
-        print("error: --update-baseline needs --profile smoke", file=sys.stderr)
         return 2
     job_options = {k: v for k, v in {
         "batch_size": args.batch_size, "amp": args.amp, "channels_last": args.channels_last,
         "device": args.device, "num_workers": args.workers, "epochs": args.epochs,
         "progress": args.progress}.items() if v not in (None, False, "off")}
     cache = MeasurementCache(args.cache_dir, enabled=not args.no_cache)
+    from .results import StorageError
+    from .training.preemption import Preempted
+    gates: list = []
+    try:
+        exit_code = _run_suites(args, suites, cache, launch, job_options, gates)
+    except Preempted as stop:
+        print(f"interrupted: {stop}; the finished suites' records are written; the same "
+              f"command resumes from the checkpoint", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except StorageError as err:
+        print(f"error: {err} (nothing half-written: the earlier file, if any, is intact)",
+              file=sys.stderr)
+        return EXIT_STORAGE
+    failed = [(gate.suite.suite, f) for gate in gates for f in gate.failed_jobs]
+    broken = [(gate.suite.suite, f) for gate in gates for f in gate.failed_rows]
+    for name, f in failed:
+        print(f"FAILED JOB {name}: {f['job']}: {f['error']} (record: {f.get('record')})",
+              file=sys.stderr)
+    for name, f in broken:
+        print(f"FAILED ROW {name}: {f['row']!r}: {f['error']} (record: {f.get('record')})",
+              file=sys.stderr)
+    if failed or broken:
+        storage = any(f.get("kind") == "storage" for _, f in failed)
+        exit_code = max(exit_code, EXIT_STORAGE if storage else EXIT_FAILED)
+        print(f"{len(failed)} job(s) and {len(broken)} row(s) failed", file=sys.stderr)
+    try:
+        _write_ci_outputs(args, gates, exit_code, argv)
+    except StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_STORAGE
+    return exit_code
+
+
+def _write_ci_outputs(args, gates, exit_code: int, argv) -> None:
+    if args.junit_xml or args.summary_json:
+        from .ci import write_junit, write_summary
+        if args.junit_xml:
+            print(f"junit: {write_junit(args.junit_xml, gates)}")
+        if args.summary_json:
+            print(f"summary: {write_summary(args.summary_json, gates, exit_code, argv)}")
+
+
+def _run_suites(args, suites, cache, launch, job_options, gates: list) -> int:
+    """Run, show and gate each suite (appending to ``gates``); the gate's exit code."""
     exit_code = 0
-    gates = []
     for suite in suites:
         hits, misses = cache.hits, cache.misses
         # the smoke gate measures the code at hand: its jobs always run again
@@ -174,9 +324,20 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         from . import report
         shown = _all_profile_records(suite, args.results_dir)
         if not args.quiet:
-            print(report.render_terminal(suite, shown, profile=args.profile))
+            # a run with other settings shows its own records (the report keeps those of
+            # the protocols' own settings, and lists the others apart)
+            variant = getattr(run, "variant", None)
+            here = shown if variant is None else \
+                [r for r in shown if r.get("profile") != args.profile] + list(run.records)
+            print(report.render_terminal(suite, here, profile=args.profile))
+        if getattr(run, "variant", None):
+            print(f"settings {run.variant}: recorded beside the protocols' own "
+                  f"({', '.join(str(p.name) for p in run.record_paths[:2])}"
+                  f"{', ...' if len(run.record_paths) > 2 else ''})")
         if not args.no_report:
-            page = report.render_suite_report(suite, shown, args.reports_dir, force=args.force_report)
+            page = report.render_suite_report(
+                suite, _all_profile_records(suite, args.results_dir, variants=True),
+                args.reports_dir, force=args.force_report)
             print(f"report: {page.path}" + ("" if page.rendered else " (unchanged)"))
         print(f"{suite.suite}: {len(run.records)} rows in {run.wall_time_s:.1f}s "
               f"(cache: {cache.hits - hits} hits, {cache.misses - misses} misses); records in "
@@ -209,12 +370,6 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         from . import report
         # once, after every suite: drawn again only when some page's summary changed
         report.render_index_cached(args.reports_dir, force=args.force_report)
-    if args.junit_xml or args.summary_json:
-        from .ci import write_junit, write_summary
-        if args.junit_xml:
-            print(f"junit: {write_junit(args.junit_xml, gates)}")
-        if args.summary_json:
-            print(f"summary: {write_summary(args.summary_json, gates, exit_code, argv)}")
     return exit_code
 
 
@@ -271,7 +426,9 @@ def _suite_gate(suite: Suite, profile: str, run, smoke_failures: list[str]):
     return SuiteGate(suite=suite, profile=profile, records=list(run.records),
                      wall_time_s=float(getattr(run, "wall_time_s", 0.0) or 0.0),
                      smoke_failures=list(smoke_failures),
-                     smoke_gated=profile == "smoke")
+                     smoke_gated=profile == "smoke",
+                     failed_jobs=list(getattr(run, "failed_jobs", []) or []),
+                     failed_rows=list(getattr(run, "failed_rows", []) or []))
 
 
 # --- hrbench list -------------------------------------------------------------------------
@@ -382,7 +539,7 @@ def report_command(args: argparse.Namespace) -> int:
         return 2
     try:
         for suite in suites:
-            shown = _all_profile_records(suite, args.results_dir)
+            shown = _all_profile_records(suite, args.results_dir, variants=True)
             if not shown:
                 print(f"{suite.suite}: no records in {args.results_dir / suite.suite}")
             page = report.render_suite_report(suite, shown, args.reports_dir, force=args.force)
@@ -399,7 +556,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def build_command_parser() -> argparse.ArgumentParser:
     prog = _prog()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=prog, description="HRBench: reproduce, measure and gate the tables of "
         "high-resolution network papers, and your own models under the same protocols.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

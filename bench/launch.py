@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .results import atomic_write_text, read_record
+from .results import atomic_write_text, latest_run_record
 
 LAUNCHERS = ("local", "torchrun", "slurm")
 
@@ -65,14 +65,36 @@ class SlurmEntry:
 
     def __call__(self):
         import submitit
+
+        from .training.preemption import Preempted
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        return self.job()
+        try:
+            return self.job()
+        except Preempted as stop:
+            requeue_after_checkpoint(stop)
+            raise
 
     def checkpoint(self, *args, **kwargs):
         import submitit
         return submitit.helpers.DelayedSubmission(SlurmEntry(self.job))
+
+
+def requeue_after_checkpoint(stop) -> None:
+    """The job stopped on a signal with its checkpoint written (``Preempted``): hand the
+    signal to submitit's own handler, which requeues the job (through ``checkpoint``)
+    and ends the process. While the job ran, HRBench's handler only set a flag, so the
+    checkpoint is taken at an iteration boundary rather than wherever the signal hit.
+    submitit requeues on SIGUSR2 (Slurm's warning before preemption or the time limit);
+    a SIGTERM is handed to that same handler."""
+    import signal
+    usr2 = getattr(signal, "SIGUSR2", None)
+    for signum in (usr2, stop.signum):
+        handler = signal.getsignal(signum) if signum is not None else None
+        if callable(handler):
+            handler(signum, None)
+            return
 
 
 def _job_file(job) -> Path:
@@ -85,7 +107,7 @@ def _torchrun(job, cfg: LaunchConfig) -> Optional[dict]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={cfg.nproc_per_node}", "-m", "bench.launch", str(_job_file(job))]
     proc = subprocess.run(cmd)
-    record = read_record(Path(job.record_path)) if job.record_path else None
+    record = latest_run_record(Path(job.record_path)) if job.record_path else None
     if proc.returncode != 0 and (record is None or record.get("status") == "ok"):
         raise RuntimeError(f"torchrun exited with {proc.returncode} for {job.model_key} "
                            f"({' '.join(cmd)})")
@@ -119,7 +141,7 @@ def _slurm(jobs: Sequence, cfg: LaunchConfig) -> list[Optional[dict]]:
             result = sub.result()
             out.append(result[0] if isinstance(result, list) else result)
         except Exception as err:
-            record = read_record(Path(job.record_path)) if job.record_path else None
+            record = latest_run_record(Path(job.record_path)) if job.record_path else None
             if record is None:
                 raise RuntimeError(f"job {sub.job_id} for {job.model_key} failed: {err}") from err
             out.append(record)
@@ -131,7 +153,13 @@ def run_jobs(jobs: Sequence, cfg: LaunchConfig = LaunchConfig()) -> list[Optiona
     if cfg.launcher == "slurm":
         return _slurm(jobs, cfg)
     if cfg.launcher == "torchrun":
-        return [_torchrun(job, cfg) for job in jobs]
+        out = []
+        for job in jobs:        # one launch failing does not stop the others
+            try:
+                out.append(_torchrun(job, cfg))
+            except RuntimeError as err:
+                out.append({"status": "failed", "error": str(err), "record_path": job.record_path})
+        return out
     return [job() for job in jobs]
 
 
@@ -141,8 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m bench.launch JOB.json", file=sys.stderr)
         return 2
+    from .training.preemption import Preempted
     job = Job.from_json(Path(args[0]).read_text())
-    record = job()
+    try:
+        record = job()
+    except Preempted as stop:
+        print(f"interrupted: {stop}; run the same job again to resume", file=sys.stderr)
+        return 5
     return 0 if record is None or record.get("status") == "ok" else 1
 
 

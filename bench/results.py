@@ -27,21 +27,51 @@ CELL_NOT_MEASURED = "not_measured"
 CELL_ERROR = "error"
 
 
+class StorageError(OSError):
+    """A file HRBench writes (record, report, checkpoint, log) could not be written: a
+    full disk, a read-only folder, a permission error. Names the path and the cause."""
+
+    def __init__(self, path, cause: OSError | str):
+        self.path = Path(path)
+        self.cause = cause.strerror or str(cause) if isinstance(cause, OSError) else str(cause)
+        errno_ = cause.errno if isinstance(cause, OSError) else None
+        super().__init__(errno_, f"cannot write {self.path}: {self.cause}")
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.cause}"
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write`` on a temporary binary file in the same folder, fsync, then rename
-    into place: a crash leaves either the old file or the new one, never half of one."""
+    into place: a crash leaves either the old file or the new one, never half of one. A
+    failing write (an ``OSError``) leaves the old file and raises ``StorageError``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except StorageError:
+        _discard(tmp)
         raise
+    except OSError as err:
+        _discard(tmp)
+        raise StorageError(path, err) from err
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp) -> None:
+    if tmp is not None:
+        try:
+            Path(tmp).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -64,16 +94,69 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=,-]+", "_", text).strip("_")
 
 
-def row_record_path(suite: str, row_key: str, profile: str, root: Path = RESULTS_DIR) -> Path:
-    return Path(root) / safe_name(suite) / f"{safe_name(row_key)}.{profile}.json"
+def _variant(variant: str | None) -> str:
+    return f".{safe_name(variant)}" if variant else ""
+
+
+def row_record_path(suite: str, row_key: str, profile: str, root: Path = RESULTS_DIR,
+                    variant: str | None = None) -> Path:
+    """``<suite>/<row_key>.<profile>.json``: the record of the protocol's own settings; a
+    run with other settings (``variant``, e.g. ``epochs=1``) adds ``.<variant>``, so it
+    lives beside that record instead of replacing it."""
+    return Path(root) / safe_name(suite) / f"{safe_name(row_key)}.{profile}{_variant(variant)}.json"
 
 
 def run_record_path(protocol: str, model_key: str, profile: str, root: Path = RESULTS_DIR,
-                    seed: int | None = None) -> Path:
-    """``runs/<protocol>/<model_key>.<profile>.json``; a run with another seed than the
-    protocol's own (``--seeds``) adds ``.seed<N>`` before ``.json``."""
-    tail = "" if seed is None else f".seed{int(seed)}"
+                    seed: int | None = None, variant: str | None = None) -> Path:
+    """``runs/<protocol>/<model_key>.<profile>.json``; a run with other settings adds
+    ``.<variant>``, one with another seed than the protocol's own (``--seeds``) adds
+    ``.seed<N>``, before ``.json``."""
+    tail = _variant(variant) + ("" if seed is None else f".seed{int(seed)}")
     return Path(root) / "runs" / safe_name(protocol) / f"{safe_name(model_key)}.{profile}{tail}.json"
+
+
+def attempt_path(record_path: Path) -> Path:
+    """Where a failed attempt is kept while a good record stays at ``record_path``."""
+    record_path = Path(record_path)
+    return record_path.with_name(record_path.name.removesuffix(".json") + ".attempt.json")
+
+
+def store_run_record(path: Path, record: dict[str, Any]) -> Path:
+    """Write a run's record without ever replacing finished work by less: a successful
+    run goes to ``path`` (and clears an earlier failed attempt); a failed one goes to
+    ``attempt_path(path)`` when ``path`` holds a good record, else to ``path``. Returns
+    the path written."""
+    path = Path(path)
+    attempt = attempt_path(path)
+    if record.get("status") == "ok":
+        write_record(path, record)
+        attempt.unlink(missing_ok=True)
+        return path
+    try:
+        previous = read_record(path)
+    except ValueError:
+        previous = None
+    if previous is not None and previous.get("status") == "ok":
+        write_record(attempt, record)
+        return attempt
+    write_record(path, record)
+    attempt.unlink(missing_ok=True)
+    return path
+
+
+def latest_run_record(path: Path) -> dict[str, Any] | None:
+    """The newer of the record at ``path`` and its failed attempt: what the last run of
+    that job ended with (launchers that run jobs in other processes read it)."""
+    found = [r for r in (read_record(path), last_attempt(path)) if r is not None]
+    return max(found, key=lambda r: str(r.get("finished_at") or "")) if found else None
+
+
+def last_attempt(path: Path) -> dict[str, Any] | None:
+    """The failed attempt recorded beside the good record at ``path`` (None if none)."""
+    try:
+        return read_record(attempt_path(path))
+    except ValueError:
+        return None
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -107,10 +190,17 @@ def write_record(path: Path, record: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def suite_records(suite: str, profile: str, root: Path = RESULTS_DIR) -> Iterator[dict[str, Any]]:
+def suite_records(suite: str, profile: str, root: Path = RESULTS_DIR,
+                  variants: bool = False) -> Iterator[dict[str, Any]]:
+    """The suite's row records of ``profile``: those of the protocols' own settings, and
+    with ``variants`` also those of runs with other settings (``settings_variant``)."""
     folder = Path(root) / safe_name(suite)
-    for path in sorted(folder.glob(f"*.{profile}.json")):
+    paths = sorted(folder.glob(f"*.{profile}.json"))
+    if variants:
+        paths += sorted(set(folder.glob(f"*.{profile}.*.json")) - set(paths))
+    for path in paths:
         rec = read_record(path)
-        if rec is not None:
+        if rec is not None and (path.name.endswith(f".{profile}.json")
+                                or rec.get("settings_variant")):
             rec["_path"] = str(path)
             yield rec

@@ -128,8 +128,9 @@ rows:
     from bench.runner import main
     code = main([str(path), "--check", "-q", "--results-dir", str(tmp_path / "results"),
                  "--cache-dir", str(tmp_path / "cache"), "--no-report"])
-    assert code == 1
-    assert "column 'typo'" in capsys.readouterr().err
+    assert code == 3                # the row failed (exit 3 outranks the gate's 1)
+    err = capsys.readouterr().err
+    assert "column 'typo'" in err and "FAILED ROW measures_demo: 'ShuffleNet'" in err
 
 
 BAD_COLUMNS = [

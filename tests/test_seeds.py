@@ -36,7 +36,7 @@ def test_the_protocols_own_seed_keeps_the_plain_record_path(table6, tmp_path):
     plain, seeded = build_job(row, protocol, ctx, None), build_job(row, protocol, ctx, None, seed=2)
     assert plain.seed is None and plain.record_path.endswith("litehrnet_18.smoke.json")
     assert seeded.seed == 2 and seeded.record_path.endswith("litehrnet_18.smoke.seed2.json")
-    assert seeded.work_dir == str(tmp_path / "work/smoke/coco_256x192_lite_hrnet/litehrnet_18/seed2")
+    assert seeded.work_dir == str(tmp_path / "work/smoke/coco_256x192_lite_hrnet/litehrnet_18.seed2")
     assert seeded.resolved()["seed"] == 2 and plain.resolved()["seed"] == 0
     assert seeded.fingerprint() != plain.fingerprint()
     # asking for seed 0 explicitly is the plain job: its records stay "done"

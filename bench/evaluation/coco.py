@@ -286,8 +286,8 @@ class CocoKeypointEvaluator(Evaluator):
 
     def dump(self, path: str | os.PathLike) -> None:
         """Write the post-processed results as a COCO result JSON (test-dev submissions)."""
-        with open(path, "w") as f:
-            json.dump(self.coco_results(), f)
+        from ..results import atomic_write_text
+        atomic_write_text(path, json.dumps(self.coco_results()))
 
 
 __all__ = ["COCO_SIGMAS", "STATS_NAMES", "PREDICTION_KEYS", "oks_iou", "oks_nms",

@@ -15,7 +15,7 @@ from ..compare import NOT_MEASURED
 from ..results import atomic_write_json, atomic_write_text, safe_name
 from ..suite import ACCURACY_MEASURES, Suite, discover_suites, load_suite
 from .plots import plot_suite
-from .tables import (canonical_cell, canonical_columns, cell_verdicts, column_titles,
+from .tables import (settings_text, canonical_cell, canonical_columns, cell_verdicts, column_titles,
                      conventions_used, fmt, fmt_stat, folded_columns, pipeline_checks, records_by_row,
                      tolerance_text, verdict_summary)
 
@@ -35,6 +35,8 @@ def _env() -> Environment:
 def _cell(v: dict, col) -> dict[str, Any]:
     d = v["digits"]
     tip = f"{v['status']}: {v['reason']}" if v["reason"] else v["status"]
+    if v.get("note"):
+        tip += f"; {v['note']}"
     if v["allowed"] is not None:
         tip += f"; allowed {fmt(v['allowed'], d + 1)}"
     if v["printed_match"]:
@@ -46,13 +48,15 @@ def _cell(v: dict, col) -> dict[str, Any]:
     return {"published": fmt(v["published"], d) or "–",
             "measured": fmt_stat(v["measured"], d + 1, v["std"], v["n"]),
             "delta": fmt(v["delta"], d + 1, signed=True), "status": v["status"],
-            "css": CSS[v["status"]], "reason": v["reason"], "tip": tip, "canonical": False}
+            "css": CSS[v["status"]], "reason": v["reason"], "tip": tip, "canonical": False,
+            "note": v.get("note") or ""}
 
 
 def _provenance(rec: dict) -> dict[str, Any]:
     p = rec.get("provenance") or {}
     packages = p.get("packages") or {}
     return {"row": rec.get("row", ""), "profile": rec.get("profile", ""),
+            "settings": settings_text(rec),
             "status": rec.get("status", ""), "error": rec.get("error") or "",
             "commit": (p.get("commit") or "unknown"), "dirty": p.get("dirty"),
             "device": p.get("device") or "", "cpu": p.get("cpu") or "", "host": p.get("host") or "",
@@ -63,8 +67,12 @@ def _provenance(rec: dict) -> dict[str, Any]:
 
 
 def _context(suite: Suite, records: list[dict], plots: list[str]) -> dict[str, Any]:
+    # runs with other settings than the protocols' (--epochs, --batch-size, --amp) are
+    # listed with the pipeline checks and in the provenance, never set against the paper
+    every = records
+    records = [r for r in records if not r.get("settings_variant")]
     verdicts = cell_verdicts(suite, records)
-    checks = pipeline_checks(suite, records)
+    checks = pipeline_checks(suite, every)
     titles = column_titles(suite)
     canon = canonical_columns(suite, verdicts)
     by_row = records_by_row(suite, records)
@@ -113,7 +121,7 @@ def _context(suite: Suite, records: list[dict], plots: list[str]) -> dict[str, A
             "not_measured": _not_measured(suite, verdicts, titles, bool(checks)),
             "newest": newest_record(records),
             "profiles": sorted({r.get("profile") for r in records if r.get("profile")}),
-            "provenance": [_provenance(r) for r in records if r.get("suite", suite.suite) == suite.suite]}
+            "provenance": [_provenance(r) for r in every if r.get("suite", suite.suite) == suite.suite]}
 
 
 def _fidelity(suite: Suite, col) -> str:
@@ -166,6 +174,7 @@ def _pipeline(suite: Suite, checks: list[dict], titles: dict[str, str]) -> dict[
             target = ", ".join(f"{m} {v:.1f}" for m, v in run["target"].items()
                                if isinstance(v, (int, float)) and not m.startswith("IoU."))
             runs.append({"key": key, "status": run["status"], "error": run["error"],
+                         "last_attempt": run["last_attempt"],
                          "loss": loss, "target": target, "seeds": ", ".join(map(str, run["seeds"]))})
         rows.append({"row": c["row"], "profile": c["profile"], "status": c["status"],
                      "cells": cells, "runs": runs})
@@ -188,7 +197,7 @@ def render_suite_html(suite: Suite, records: Iterable[dict], out_dir="reports") 
     name = safe_name(suite.suite)
     assets = out_dir / name
     assets.mkdir(parents=True, exist_ok=True)
-    pngs = plot_suite(suite, records, assets)
+    pngs = plot_suite(suite, [r for r in records if not r.get("settings_variant")], assets)
     for stale in set(assets.glob("*.png")) - set(pngs):
         stale.unlink()
     ctx = _context(suite, records, [f"{quote(name)}/{quote(p.name)}" for p in pngs])

@@ -156,6 +156,8 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
                               and (col.tolerance is not None
                                    or (k is not None and (measured is None or std_allowed is not None)))),
                 "canonical": (cell or {}).get("canonical"),
+                # a good number whose latest attempt failed: "last attempt failed: why"
+                "note": (cell or {}).get("note") or "",
                 "profile": (cell or {}).get("profile") or (rec.get("profile") if rec else None),
                 # what the cell is compared with: "paper" or "model zoo" (released
                 # weights), and the paper's own value
@@ -181,6 +183,23 @@ def _accuracy_reason(recs: list[dict], cid: str, reason: str) -> str:
     return reason
 
 
+def settings_text(rec: dict) -> str:
+    """What a row record's training runs ran with: the protocols' own settings or the
+    options given (``settings_variant``), with epochs (or iterations), the batch per
+    process x processes and AMP where not off; "" for a record without runs."""
+    runs = [run.get("settings") for run in (rec.get("runs") or {}).values() if run.get("settings")]
+    variant = rec.get("settings_variant")
+    if not runs:
+        return variant or ""
+    parts = []
+    for st in runs[:1]:
+        length = (f"{st['iterations']} iterations" if st.get("iterations")
+                  else f"{st.get('epochs')} epochs")
+        parts.append(f"{length}, batch {st.get('batch_per_process')} x {st.get('world_size')}"
+                     + (f", amp {st['amp']}" if st.get("amp") not in (None, "off") else ""))
+    return f"{variant or 'protocol settings'} ({'; '.join(parts)})"
+
+
 def pipeline_checks(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]:
     """The accuracy that runs of the pipeline-check profiles (smoke, short) measured, one
     entry per (row, profile) in suite order: shown apart from the published values, never
@@ -194,7 +213,8 @@ def pipeline_checks(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any
     out = []
     for row in suite.rows:
         for rec in sorted(by_row.get(row.key, []), key=_profile_rank):
-            if rec.get("profile") in COMPARED_PROFILES:
+            # runs with other settings are checks too, whatever their profile
+            if rec.get("profile") in COMPARED_PROFILES and not rec.get("settings_variant"):
                 continue
             cells = {}
             for cid in accuracy:
@@ -211,14 +231,20 @@ def pipeline_checks(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any
                 targets = run.get("target_metrics") or {}
                 measures = [c.measure for c in suite.columns.values()
                             if not c.is_complexity and c.protocol == key]
+                attempt = run.get("last_attempt") or {}
                 runs[key] = {"status": run.get("status"), "error": run.get("error") or "",
+                             "last_attempt": (f"last attempt failed: {attempt.get('error')}"
+                                              if attempt.get("status") == "failed" else ""),
                              "first_loss": training.get("first_loss"),
                              "final_loss": training.get("final_loss"),
                              # the target oracle on the suite's own measures
                              "target": {m: targets[m] for m in measures if m in targets},
                              "seeds": sorted(run.get("seeds") or {}, key=str)}
             if cells or runs:
-                out.append({"row": row.name, "row_key": row.key, "profile": rec.get("profile"),
+                profile = rec.get("profile")
+                if rec.get("settings_variant"):
+                    profile = f"{profile} ({rec['settings_variant']})"
+                out.append({"row": row.name, "row_key": row.key, "profile": profile,
                             "status": rec.get("status"), "cells": cells, "runs": runs})
     return out
 

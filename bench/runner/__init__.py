@@ -31,7 +31,11 @@ from .context import (BASELINES_DIR, PROFILES, REPORTS_DIR, SMOKE_DATA_SEED, WOR
                       RowModels, RunContext, input_shapes, model_overrides)
 from .gate import failure_line, gate_failures
 from .jobs import (accuracy_protocols, build_job, job_protocol, missing_data, run_key,
-                   run_training, smoke_data_root)
+                   run_training, smoke_data_root, variant_tag)
+
+#: profiles whose runs take settings beyond the protocol's (released scores the weights
+#: as the authors did: the command line refuses training options for it)
+VARIANT_PROFILES = ("smoke", "short", "full")
 from .released import recorded_rows, released_rows, run_released
 from .smoke_gate import (SMOKE_TOLERANCE, baseline_path, smoke_gate_failures, smoke_metrics,
                          write_smoke_baseline)
@@ -42,7 +46,7 @@ __all__ = [
     "baseline_path", "build_job", "failure_line", "gate_failures", "input_shapes",
     "job_protocol", "main", "measure_complexity", "measure_row", "missing_data",
     "model_overrides", "run_key", "run_suite", "run_training", "smoke_data_root",
-    "smoke_gate_failures", "smoke_metrics", "write_smoke_baseline",
+    "smoke_gate_failures", "smoke_metrics", "variant_tag", "write_smoke_baseline",
 ]
 
 
@@ -52,6 +56,11 @@ class SuiteRun:
     records: list[dict]
     record_paths: list[Path]
     wall_time_s: float
+    # jobs that failed or were refused ({"job", "error", "kind", "record"}) and rows
+    # whose measurement failed ({"row", "error", "record"})
+    failed_jobs: list = dataclasses.field(default_factory=list)
+    failed_rows: list = dataclasses.field(default_factory=list)
+    variant: str | None = None
 
 
 def run_suite(suite: Suite | str | Path, profile: str = "complexity",
@@ -76,7 +85,9 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
                      work_dir=Path(work_dir), rerun=rerun, launch=launch or LaunchConfig(),
                      job_options=dict(job_options or {}),
                      weights_dir=Path(weights_dir) if weights_dir else None,
-                     seeds=tuple(dict.fromkeys(int(s) for s in seeds or ())))
+                     seeds=tuple(dict.fromkeys(int(s) for s in seeds or ())),
+                     variant=variant_tag(job_options or {}) if profile in VARIANT_PROFILES
+                     else None)
     t0 = time.perf_counter()
     # rows of methods this project does not build keep their published cells in the
     # report; there is nothing to measure for them
@@ -88,16 +99,20 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
         selected = recorded_rows(suite, selected, ctx)
     elif profile in TRAIN_PROFILES:
         run_training(suite, selected, ctx, log)
-    records, paths = [], []
+    records, paths, failed_rows = [], [], []
     for row in selected:
-        path = res.row_record_path(suite.suite, row.key, profile, ctx.results_dir)
+        path = res.row_record_path(suite.suite, row.key, profile, ctx.results_dir, ctx.variant)
         record = measure_row(suite, row, ctx, previous=res.read_record(path))
         res.write_record(path, record)
         records.append(record)
         paths.append(path)
+        if record.get("status") != "ok":
+            failed_rows.append({"row": row.name, "error": record.get("error"),
+                                "record": str(path)})
         if progress:
             progress(row, record)
-    return SuiteRun(suite, records, paths, time.perf_counter() - t0)
+    return SuiteRun(suite, records, paths, time.perf_counter() - t0,
+                    failed_jobs=list(ctx.failed), failed_rows=failed_rows, variant=ctx.variant)
 
 
 

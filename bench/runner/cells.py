@@ -303,7 +303,7 @@ def _one_run(col: Column, protocol: Protocol, row: Row, ctx: RunContext, profile
              seed: int | None) -> tuple[float | None, str, Path]:
     """(value, why there is none, record path) of one seed's run for an accuracy cell."""
     key = run_key(row, protocol)
-    path = run_record(row, protocol, profile, ctx.results_dir, seed)
+    path = run_record(row, protocol, profile, ctx.results_dir, seed, ctx.variant)
     run = f"the {profile} run of {key}" + ("" if seed is None else f" (seed {seed})")
     value, why = res.run_metric(res.read_record(path), col.measure, f"{run} on {protocol.name}")
     if value is not None or why:
@@ -350,6 +350,17 @@ def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) ->
     mean = statistics.fmean(values)
     out = {**cell, "status": res.CELL_MEASURED, "value": mean, "raw": mean,
            "source": str(found[0][2]), "profile": profile}
+    if ctx.variant:
+        out["settings"] = ctx.variant
+    # the good record stays when a later attempt failed: the cell shows both
+    failures = [(s, res.last_attempt(p)) for s, _, p in found]
+    failures = [(s, a) for s, a in failures if a is not None and a.get("status") != "ok"]
+    if failures:
+        s, attempt = failures[0]
+        out["last_attempt"] = {"status": attempt.get("status"), "error": attempt.get("error"),
+                               "finished_at": attempt.get("finished_at"),
+                               "record": str(res.attempt_path(found[0][2]))}
+        out["note"] = f"last attempt failed: {attempt.get('error')}"
     if ctx.seeds:
         out.update(n=len(values), std=statistics.stdev(values) if len(values) > 1 else None,
                    seeds=[s for s, _, _ in found], values=values,
@@ -409,7 +420,7 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
     if ctx.profile in TRAIN_PROFILES:
         for key, protocol in accuracy_protocols(suite, row).items():
             # the run of the protocol's own seed (the one the smoke baseline holds) ...
-            path = run_record(row, protocol, ctx.profile, ctx.results_dir)
+            path = run_record(row, protocol, ctx.profile, ctx.results_dir, None, ctx.variant)
             if ctx.profile == "released" and key in row.released:
                 from .released import record_path     # the weights' own forward and protocol
                 path = record_path(row, key, protocol, ctx.results_dir)
@@ -424,11 +435,14 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
                 runs[key]["seed"] = protocol.seed
                 runs[key]["seeds"] = {
                     str(protocol.seed if seed is None else seed): _run_summary(
-                        run_record(row, protocol, ctx.profile, ctx.results_dir, seed), ctx)
+                        run_record(row, protocol, ctx.profile, ctx.results_dir, seed,
+                                   ctx.variant), ctx)
                     for seed in seeds}
     return {
         "suite": suite.suite, "suite_file": suite.path, "table": suite.table,
         "row": row.name, "row_key": row.key, "profile": ctx.profile,
+        # None: the protocols' own settings; else the options this run was given
+        "settings_variant": ctx.variant,
         "model": {"name": row.model.name, "overrides": row.model.overrides, "key": row.model.key,
                   "summary": spec.summary() if hasattr(spec, "summary") else "",
                   "spec": dataclasses.asdict(spec)},
@@ -445,8 +459,13 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
 def _run_summary(path: Path, ctx: RunContext) -> dict:
     """What a row record keeps of one training run's record."""
     rec = res.read_record(path) or {}
+    attempt = res.last_attempt(path)
     return {"record": str(path), "status": rec.get("status") or "not run",
             "error": rec.get("error") or ctx.skipped.get(str(path)),
+            "last_attempt": None if attempt is None else {
+                "status": attempt.get("status"), "error": attempt.get("error"),
+                "finished_at": attempt.get("finished_at"),
+                "record": str(res.attempt_path(path))},
             "fingerprint": rec.get("fingerprint"), "settings": rec.get("settings"),
             "training": _log_summary(rec.get("training")), "metrics": rec.get("metrics"),
             "target_metrics": rec.get("target_metrics")}

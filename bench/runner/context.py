@@ -45,6 +45,11 @@ class RunContext:
     seeds: tuple = ()
     # run record path -> why its job did not run (missing dataset, no recipe)
     skipped: dict = dataclasses.field(default_factory=dict)
+    # the settings beyond the protocols' (bench.runner.jobs.variant_tag): None for the
+    # protocols' own; records and work dirs of other settings carry the tag
+    variant: str | None = None
+    # jobs of this run that failed or were refused: {"job", "error", "kind", "record"}
+    failed: list = dataclasses.field(default_factory=list)
 
 
 def model_overrides(row: Row, protocol: Protocol | None) -> dict[str, Any]:

@@ -3,13 +3,16 @@
 Slurm).
 
 A job whose record exists with status ok and the same fingerprint (model, protocol,
-resolved settings) is done and not rerun (``--rerun`` forces it); an interrupted one
-resumes from its latest checkpoint in ``--work-dir``. ``smoke`` trains on data generated
+resolved settings) is done and not rerun; an interrupted one resumes from its latest
+checkpoint in ``--work-dir``. Finished work is never replaced by less: options beyond
+the protocol's (``variant_tag``) get records and work dirs of their own; a finished
+record with another fingerprint is not replaced without ``--rerun``, and ``--rerun``
+replaces it only when the new run succeeds (``Job.staged``). ``smoke`` trains on data generated
 in the official formats (each task's ``write_smoke_data``) under ``<work-dir>/smoke_data``;
 ``short`` and ``full`` need ``--data-root``, and a missing dataset gives one message
 naming the expected path (``missing_data``). With ``--seeds`` each job runs once per
 seed (``job_seeds``); the protocol's own seed keeps the plain record path, another seed
-adds ``.seed<N>`` to it and ``seed<N>/`` to the work dir. It knows no architecture and no
+adds ``.seed<N>`` to it and to the work dir. It knows no architecture and no
 task: the job (``bench.training.job``) and the registry do.
 """
 from __future__ import annotations
@@ -53,7 +56,7 @@ def smoke_data_root(ctx: RunContext, tasks: Sequence[str] = ("pose",)) -> Path:
         marker = root / f"WRITTEN.{name}"
         if not marker.is_file() or marker.read_text().strip() != str(SMOKE_DATA_SEED):
             get_task(name).write_smoke_data(root, seed=SMOKE_DATA_SEED)
-            marker.write_text(str(SMOKE_DATA_SEED))
+            res.atomic_write_text(marker, str(SMOKE_DATA_SEED))
     return root
 
 
@@ -94,11 +97,35 @@ def job_seeds(protocol: Protocol, seeds: Sequence[int] = ()) -> list[int | None]
     return list(dict.fromkeys(out))
 
 
+#: job options that change a run's result, in the order a settings tag names them
+#: (device, workers and progress bars do not: the data order depends on seeds only)
+VARIANT_OPTIONS = (("epochs", "epochs={}"), ("batch_size", "batch={}"), ("amp", "amp={}"),
+                   ("channels_last", "channels_last"))
+
+
+def variant_tag(job_options: dict) -> str | None:
+    """Names the settings a run was given beyond its protocol's (``epochs=1,batch=8``):
+    its records and work dirs carry the tag, beside those of the protocol's own settings,
+    so that neither replaces nor resumes the other. None: the protocol's own settings."""
+    parts = [fmt.format(job_options[key]) for key, fmt in VARIANT_OPTIONS
+             if job_options.get(key) not in (None, False, "off")]
+    return ",".join(parts) or None
+
+
 def run_record(row: Row, protocol: Protocol, profile: str, results_dir: Path,
-               seed: int | None = None) -> Path:
-    """Where the row's run of ``protocol`` under ``profile`` (and ``seed``) is recorded."""
+               seed: int | None = None, variant: str | None = None) -> Path:
+    """Where the row's run of ``protocol`` under ``profile`` (``seed``, ``variant``) is
+    recorded."""
     return res.run_record_path(protocol.name, run_key(row, protocol), profile, results_dir,
-                               seed=seed)
+                               seed=seed, variant=variant)
+
+
+def work_dir_of(ctx: RunContext, protocol: Protocol, key: str, seed: int | None = None) -> Path:
+    """``<work>/<profile>/<protocol>/<key>[.<variant>][.seed<N>]``: siblings, so that
+    replacing one run's folder (--rerun) never touches another's."""
+    tail = (f".{res.safe_name(ctx.variant)}" if ctx.variant else "") + \
+        ("" if seed is None else f".seed{seed}")
+    return ctx.work_dir / ctx.profile / res.safe_name(protocol.name) / (res.safe_name(key) + tail)
 
 
 def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None,
@@ -106,28 +133,74 @@ def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | N
     from ..training.job import Job
     key = run_key(row, protocol)
     protocol = job_protocol(row, protocol)
-    work_dir = ctx.work_dir / ctx.profile / res.safe_name(protocol.name) / res.safe_name(key)
     return Job(
         model=row.model.name, overrides=model_overrides(row, protocol), model_key=key,
         protocol=protocol.model_dump(mode="json"), profile=ctx.profile,
         data_root=None if data_root is None else str(data_root),
-        work_dir=str(work_dir if seed is None else work_dir / f"seed{seed}"),
+        work_dir=str(work_dir_of(ctx, protocol, key, seed)),
         record_path=str(res.run_record_path(protocol.name, key, ctx.profile, ctx.results_dir,
-                                            seed=seed)),
+                                            seed=seed, variant=ctx.variant)),
         **ctx.job_options, **({} if seed is None else {"seed": seed}))
+
+
+def settings_differences(record: dict, job, world: int) -> list[str]:
+    """What a recorded run and ``job`` differ in (setting names), for the refusal."""
+    ours = job.resolved(world)
+    theirs = record.get("settings") or {}
+    out = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
+    if {k: v for k, v in (record.get("protocol") or {}).items() if k != "fidelity"} != \
+            {k: v for k, v in job.protocol.items() if k != "fidelity"}:
+        out.append("protocol")
+    if (record.get("model") or {}).get("overrides") != job.overrides:
+        out.append("model overrides")
+    return out or ["the code's version of the recipe"]
 
 
 def done_already(job, path: Path, ctx: RunContext, world: int, **same) -> bool:
     """Whether ``path`` records a successful run of ``job`` as it is now (same fingerprint
     and the ``same`` record fields), so that it need not run again. With ``--rerun``
-    never, and the job's work folder (its checkpoints) is cleared for a fresh start."""
+    never: the job then trains in a fresh staging folder and replaces the work dir and
+    the record only when it succeeds (``Job.staged``)."""
     if ctx.rerun:
-        shutil.rmtree(job.work_dir, ignore_errors=True)
+        shutil.rmtree(job.staging_dir, ignore_errors=True)
+        job.staged = True
         return False
     record = res.read_record(path)
     return bool(record and record.get("status") == "ok"
                 and record.get("fingerprint") == job.fingerprint(world)
                 and all(record.get(k) == v for k, v in same.items()))
+
+
+def recorded_with_other_settings(job, path: Path, ctx: RunContext, world: int) -> str | None:
+    """Why ``job`` must not run without --rerun: ``path`` holds a good record of the same
+    (row, protocol, profile) with another fingerprint, which the run would replace."""
+    if ctx.rerun:
+        return None
+    record = res.read_record(path)
+    if not record or record.get("status") != "ok" or record.get("fingerprint") == job.fingerprint(world):
+        return None
+    return (f"{path} holds a finished run with other settings (differing in "
+            f"{', '.join(settings_differences(record, job, world))}); not replaced: --rerun "
+            f"runs it again and replaces it only if the new run succeeds")
+
+
+def job_outcomes(jobs: Sequence, records: Sequence) -> list[dict]:
+    """One entry per job that did not succeed: what ran, why it failed, where recorded."""
+    failed = []
+    for job, record in zip(jobs, records):
+        if record is not None and record.get("status") == "ok":
+            continue
+        error = (record or {}).get("error") or "no run record was written"
+        failed.append({"job": job_label(job), "error": error,
+                       "kind": (record or {}).get("error_kind", "failed"),
+                       "record": (record or {}).get("record_path") or job.record_path})
+    return failed
+
+
+def job_label(job) -> str:
+    name = job.protocol.get("name", "?")
+    extra = [job.profile] + [f"seed {job.seed}"] * (job.seed is not None)
+    return f"{job.model_key} on {name} ({', '.join(extra)})"
 
 
 def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) -> list:
@@ -142,7 +215,7 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
     for row, protocol, seed in ((row, protocol, seed) for row in rows
                                 for protocol in accuracy_protocols(suite, row).values()
                                 for seed in job_seeds(protocol, ctx.seeds)):
-        path = str(run_record(row, protocol, ctx.profile, ctx.results_dir, seed))
+        path = str(run_record(row, protocol, ctx.profile, ctx.results_dir, seed, ctx.variant))
         if path in seen:
             continue
         seen.add(path)
@@ -168,10 +241,16 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
             log(f"done already: {row.model.key} on {protocol.name} ({ctx.profile}{seeded}); "
                 f"--rerun to run it again")
             continue
+        other = recorded_with_other_settings(job, Path(path), ctx, world)
+        if other:
+            log(f"not run: {other}")
+            ctx.failed.append({"job": job_label(job), "error": other, "kind": "refused",
+                               "record": path})
+            continue
         todo.append(job)
     if todo:
         from ..launch import run_jobs
         log(f"{suite.suite}: {len(todo)} {ctx.profile} job(s) via {ctx.launch.launcher}")
-        run_jobs(todo, ctx.launch)
+        ctx.failed.extend(job_outcomes(todo, run_jobs(todo, ctx.launch)))
     return todo
 

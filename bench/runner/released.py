@@ -21,8 +21,8 @@ from typing import Sequence
 from .. import results as res
 from ..suite import Column, Protocol, ReleasedWeights, Row, Suite
 from .context import RunContext
-from .jobs import (accuracy_protocols, build_job, done_already, missing_data, run_key,
-                   unsupported_task)
+from .jobs import (accuracy_protocols, build_job, done_already, job_outcomes, missing_data,
+                   run_key, unsupported_task)
 
 PROFILE = "released"
 
@@ -139,7 +139,7 @@ def run_released(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
         from ..launch import run_jobs
         log(f"{suite.suite}: {len(todo)} {PROFILE} job(s) (evaluation of the authors' "
             f"weights) via {ctx.launch.launcher}")
-        run_jobs(todo, ctx.launch)
+        ctx.failed.extend(job_outcomes(todo, run_jobs(todo, ctx.launch)))
     return todo
 
 

@@ -26,10 +26,14 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Optional
+
+from . import preemption
+from ..results import StorageError, store_run_record
 
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     # a few iterations on generated data: proves the path, never compared with papers
@@ -95,6 +99,9 @@ class Job:
     checkpoint: Optional[str] = None        # weights to evaluate (official ones included)
     progress: bool = False
     stop_at_iter: Optional[int] = None      # simulate an interruption (tests)
+    # --rerun: train in staging_dir, and only when the run succeeds let it replace
+    # work_dir (the finished run's checkpoints stay until then)
+    staged: bool = False
 
     # ------------------------------------------------------------ settings
     @property
@@ -219,6 +226,27 @@ class Job:
     def from_json(cls, text: str) -> "Job":
         return cls(**json.loads(text))
 
+    @property
+    def staging_dir(self) -> str:
+        return str(self.work_dir) + ".rerun"
+
+    @property
+    def train_dir(self) -> str:
+        """Where this attempt trains: the work dir, or its staging dir under --rerun."""
+        return self.staging_dir if self.staged else str(self.work_dir)
+
+    def _promote_staging(self, record: dict) -> dict:
+        """The staged rerun succeeded: it becomes the work dir (the old one goes away
+        only after the new one is in place), and the record names the final paths."""
+        final, stage = Path(self.work_dir), Path(self.staging_dir)
+        replaced = final.with_name(final.name + ".replaced")
+        shutil.rmtree(replaced, ignore_errors=True)
+        if final.exists():
+            os.replace(final, replaced)
+        os.replace(stage, final)
+        shutil.rmtree(replaced, ignore_errors=True)
+        return json.loads(json.dumps(record, default=str).replace(str(stage), str(final)))
+
     # ------------------------------------------------------------ running
     def __call__(self) -> Optional[dict]:
         """Run the job (on every rank of a group); returns the record on rank 0."""
@@ -231,7 +259,8 @@ class Job:
             per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
             torch.set_num_threads(max(1, self._profile("cpu_threads") // per_node))
         try:
-            return self._call(device_pref)
+            with preemption.catching():
+                return self._call(device_pref)
         finally:
             torch.set_num_threads(threads)
 
@@ -266,9 +295,16 @@ class Job:
             record.update(self._run(settings, info, device, record["fingerprint"]))
             record["status"] = "ok"
             record["error"] = None
+        except preemption.Preempted:
+            # not a failure: the checkpoint is written and a resumed run continues; the
+            # records stay as they were
+            raise
         except Exception as err:
             record["status"] = "failed"
             record["error"] = f"{type(err).__name__}: {err}"
+            if isinstance(err, StorageError):
+                record["error_kind"] = "storage"
+                record["error_path"] = str(err.path)
             record["traceback"] = traceback.format_exc(limit=8)
             failure = err
         else:
@@ -276,9 +312,10 @@ class Job:
         record["provenance"] = {**provenance(), "device_used": str(device)}
         record["finished_at"] = now_iso()
         record["wall_time_s"] = round(time.perf_counter() - t0, 3)
+        if info.is_main and failure is None and self.staged and not self.eval_only:
+            record = self._promote_staging(record)
         if info.is_main and self.record_path:
-            from ..results import write_record
-            write_record(Path(self.record_path), record)
+            record["record_path"] = str(store_run_record(Path(self.record_path), record))
         if failure is not None and info.distributed:
             # the other ranks may be waiting in a collective: end the whole group
             raise failure
@@ -299,7 +336,7 @@ class Job:
             self._profile("num_workers", 2)
         model = create_model(self.model, **self.overrides)
         out: dict[str, Any] = {"task": task.name}
-        work_dir = Path(self.work_dir)
+        work_dir = Path(self.train_dir)
         if self.checkpoint:
             from ..checkpoints import load_official_checkpoint
             from ..checkpoints import file_sha256

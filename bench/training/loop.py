@@ -29,13 +29,15 @@ from typing import Any, Callable, Optional
 import torch
 from torch.utils.data import DataLoader
 
-from ..results import atomic_write_text
+from ..results import StorageError, atomic_write_text
 from ..tasks.base import as_outputs
 from .checkpoint import (BEST, atomic_torch_save, finite_state, latest_checkpoint,
                          load_checkpoint, save_checkpoint)
+from . import preemption
 from .distributed import DistInfo, all_reduce_mean, barrier
 from .optim import build_optimizer, set_lr
 from .sampler import EpochSampler
+from .preemption import Preempted
 from .schedule import build_schedule
 
 AMP_MODES = ("off", "bf16", "fp16")
@@ -110,9 +112,12 @@ class JsonlLog:
     def write(self, **entry: Any) -> None:
         if not self.enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"time": round(time.time(), 3), **entry}) + "\n")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"time": round(time.time(), 3), **entry}) + "\n")
+        except OSError as err:
+            raise StorageError(self.path, err) from err
 
     def entries(self) -> list[dict]:
         if not self.path.is_file():
@@ -265,7 +270,8 @@ class Trainer:
         if self.fingerprint and state.get("fingerprint") != self.fingerprint:
             raise RuntimeError(
                 f"{path} belongs to another job (fingerprint {state.get('fingerprint')!r}, "
-                f"this job {self.fingerprint!r}); use another work dir or delete it")
+                f"this job {self.fingerprint!r}): a run with other settings; hrbench --rerun "
+                f"starts afresh (keeping it until the new run succeeds), or use another work dir")
         _unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -428,6 +434,13 @@ class Trainer:
                     if self.stop_at_iter is not None and self.global_iter >= self.stop_at_iter:
                         self.save(epoch_end=False)
                         return self.summary(time.perf_counter() - t_start, images, finished=False)
+                    signum = self._preemption_signal()
+                    if signum is not None:
+                        self.save(epoch_end=False)
+                        self.log.write(event="preempted", global_iter=self.global_iter,
+                                       signal=signum)
+                        raise Preempted(signum, self.global_iter,
+                                        str(self._last_good) if self._last_good else None)
                     if s.checkpoint_interval and self.global_iter % s.checkpoint_interval == 0 \
                             and self.iter_in_epoch < self.iters_per_epoch:
                         self.save(epoch_end=False)
@@ -447,6 +460,18 @@ class Trainer:
                     self.train_model.train()
                 self.save(epoch_end=True)
         return self.summary(time.perf_counter() - t_start, images, finished=True)
+
+    def _preemption_signal(self) -> Optional[int]:
+        """The stop signal if any process of the group received one: the ranks agree
+        (one all-reduce per step), so all of them stop at the same boundary."""
+        signum = preemption.requested()
+        if not self.dist.distributed:
+            return signum
+        import torch.distributed as dist
+        flag = torch.tensor([signum or 0], dtype=torch.int64,
+                            device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item()) or None
 
     def summary(self, wall: float, images: int, finished: bool) -> dict:
         first = self.first_losses
