@@ -324,6 +324,12 @@ class Schedule(_Frozen):
     # poly: the rate of step g is that of g - lag (HRNet-Semantic-Segmentation sets the rate
     # after optimizer.step(), so its steps 0 and 1 share the first rate)
     rate_lag: int = Field(0, ge=0)
+    # poly: what the rate's iteration counts. steps: every optimiser step. samples:
+    # HRNet-Semantic-Segmentation's epoch_iters = floor(train samples / total batch) per
+    # epoch, restarting at epoch x epoch_iters (its padded DistributedSampler takes one
+    # step more per epoch on 4 GPUs: that step shares the next epoch's first rate), the
+    # lag counted within the epoch
+    rate_epoch: Literal["steps", "samples"] = "steps"
 
     @model_validator(mode="after")
     def _milestones_in_range(self):
@@ -336,6 +342,9 @@ class Schedule(_Frozen):
             raise ValueError(f"milestones must be strictly increasing, got {ms}")
         if ms and (ms[0] <= 0 or ms[-1] >= self.epochs):
             raise ValueError(f"milestones must lie in 1..{self.epochs - 1}, got {ms}")
+        if self.rate_epoch == "samples" and (self.policy != "poly" or self.epochs is None):
+            raise ValueError("rate_epoch: samples counts a poly rate over epochs "
+                             "(policy: poly with epochs)")
         return self
 
 

@@ -413,6 +413,25 @@ def test_a_lagged_poly_rate_runs_one_step_behind():
         [plain.lr((g - 1) // 50, g - 1) for g in range(2, 500)]
 
 
+def test_a_poly_counting_samples_restarts_each_epoch_at_the_counted_length():
+    """HRNet-Seg on 4 GPUs: 5 steps per epoch (padded shards) over a poly that counts
+    floor(samples / batch) = 4 per epoch; step i of epoch e runs at the rate of
+    e * 4 + max(i - 1, 0) of a poly over 3 x 4 iterations."""
+    sched = build_schedule({"epochs": 3, "policy": "poly", "power": 0.9, "rate_lag": 1,
+                            "rate_epoch": "samples"}, 0.01, 5, counted_epoch=4)
+    poly = lambda it: 0.01 * (1 - it / 12) ** 0.9          # noqa: E731
+    expected = [poly(e * 4 + max(i - 1, 0)) for e in range(3) for i in range(5)]
+    assert [sched.lr(g // 5, g) for g in range(15)] == pytest.approx(expected, rel=1e-15)
+    assert sched.lr(1, 5) == sched.lr(1, 6) == poly(4) and sched.lr(0, 4) == poly(3)
+    with pytest.raises(ValueError, match="needs the counted epoch length"):
+        build_schedule({"epochs": 3, "policy": "poly", "rate_epoch": "samples"}, 0.01, 5)
+    from pydantic import ValidationError
+
+    from bench.suite import Schedule
+    with pytest.raises(ValidationError, match="rate_epoch: samples counts a poly rate"):
+        Schedule(epochs=3, milestones=(1,), rate_epoch="samples")
+
+
 def test_the_seg_spec_sets_every_batchnorm_momentum():
     model = create_model("hrnetv2_w18_small_v2_seg", bn_momentum=0.01)
     momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}

@@ -170,7 +170,7 @@ def test_trajectory_equals_official_training(path, key, trajectories):
 
 
 @pytest.mark.parametrize("path", SCHEDULES)
-def test_schedule_equals_official_over_the_whole_run(path, tmp_path):
+def test_schedule_equals_official_over_the_whole_run(path, tmp_path, monkeypatch):
     """The rate at every epoch's first step and at every recorded iteration (warm-up,
     milestones, the ends of the run), at the paper's batch (no scaling)."""
     import torch
@@ -179,15 +179,20 @@ def test_schedule_equals_official_over_the_whole_run(path, tmp_path):
     golden = _load(path)
     s = golden["schedule"]
     ref = _job(golden, batch_size=None).protocol["batch"]
-    # the paper's total batch in one process: the iterations per epoch of the official
-    # loader over the real training set (its last partial batch kept or dropped as the
-    # protocol's batch.drop_last says)
-    job = _job(golden, batch_size=int(ref["per_gpu"]) * int(ref["gpus"]))
-    settings = job.resolved(world_size=1)
+    # the paper's total batch: the iterations per epoch of the official loader over the
+    # real training set (its last partial batch kept or dropped as the protocol's
+    # batch.drop_last says). One process (DataParallel) unless the official loader ran on
+    # several ranks (schedule "ranks": DistributedSampler): then the trainer of rank 0
+    # of as many, which pads the shards the same way (no process group: DDP left out)
+    ranks = int(s.get("ranks", 1))
+    job = _job(golden, batch_size=int(ref["per_gpu"]) * int(ref["gpus"]) // ranks)
+    settings = job.resolved(world_size=ranks)
     assert settings["lr"] == pytest.approx(s["base_lr"], rel=LR_RTOL)
     assert not settings["lr_scaled"]
+    if ranks > 1:
+        monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda m, **_: m)
     trainer = job.trainer(torch.nn.Linear(1, 1), _Length(s["train_samples"]), settings,
-                          tmp_path, torch.device("cpu"), DistInfo())
+                          tmp_path, torch.device("cpu"), DistInfo(world_size=ranks))
     assert trainer.iters_per_epoch == s["iters_per_epoch"]
     assert trainer.epochs == s["epochs"] == len(s["per_epoch"])
     ours = [trainer.lr_at(e * s["iters_per_epoch"]) for e in range(s["epochs"])]

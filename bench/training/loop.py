@@ -225,7 +225,11 @@ class Trainer:
         # an iteration-based recipe runs whole epochs until its iteration count
         self.total_iters = settings.iterations or settings.epochs * self.iters_per_epoch
         self.epochs = -(-self.total_iters // self.iters_per_epoch)
-        self.schedule = build_schedule(settings.schedule, settings.lr, self.iters_per_epoch)
+        # HRNet-Seg's poly counts floor(samples / total batch) per epoch (rate_epoch)
+        counted = min(len(dataset) // (settings.batch_size * dist_info.world_size),
+                      self.iters_per_epoch)
+        self.schedule = build_schedule(settings.schedule, settings.lr, self.iters_per_epoch,
+                                       counted_epoch=counted or None)
         self.log = JsonlLog(self.work_dir / "log.jsonl", enabled=dist_info.is_main)
         self.epoch, self.iter_in_epoch, self.global_iter = 0, 0, 0
         self.epoch_losses: list[float] = []

@@ -45,9 +45,17 @@ class PolyWarmupSchedule:
     warmup_iters: int = 0
     warmup_ratio: float = 0.001
     lag: int = 0                   # step g runs at the rate of step max(g - lag, 0)
+    # rate_epoch "samples": the counter is epoch x counted_epoch + max(i - lag, 0) for the
+    # i-th step of an epoch of steps_per_epoch steps (total_iters = epochs x counted_epoch)
+    counted_epoch: int | None = None
+    steps_per_epoch: int | None = None
 
     def lr(self, epoch: int, iteration: int) -> float:
-        iteration = max(iteration - self.lag, 0)
+        if self.counted_epoch is not None:
+            within = iteration - epoch * self.steps_per_epoch
+            iteration = epoch * self.counted_epoch + max(within - self.lag, 0)
+        else:
+            iteration = max(iteration - self.lag, 0)
         progress = min(iteration, self.total_iters) / max(self.total_iters, 1)
         regular = (self.base_lr - self.min_lr) * (1 - progress) ** self.power + self.min_lr
         if iteration < self.warmup_iters:
@@ -56,9 +64,12 @@ class PolyWarmupSchedule:
         return regular
 
 
-def build_schedule(schedule, base_lr: float, iters_per_epoch: int):
+def build_schedule(schedule, base_lr: float, iters_per_epoch: int,
+                   counted_epoch: int | None = None):
     """A protocol's ``schedule`` (mapping or ``bench.suite.Schedule``) -> an object with
-    ``lr(epoch, global_iteration)``. ``base_lr`` is the rate after batch scaling."""
+    ``lr(epoch, global_iteration)``. ``base_lr`` is the rate after batch scaling;
+    ``counted_epoch`` the iterations per epoch a ``rate_epoch: samples`` poly counts
+    (floor(train samples / total batch))."""
     s = schedule.model_dump() if hasattr(schedule, "model_dump") else dict(schedule)
     warm = s.get("warmup") or {}
     if warm and warm.get("type", "linear") != "linear":
@@ -66,9 +77,16 @@ def build_schedule(schedule, base_lr: float, iters_per_epoch: int):
     warmup = {"warmup_iters": int(warm.get("iters", 0)),
               "warmup_ratio": float(warm.get("ratio", 0.001))} if warm else {}
     if s.get("policy", "step") == "poly":
-        total = int(s["iterations"]) if s.get("iterations") else int(s["epochs"]) * iters_per_epoch
+        by_samples = s.get("rate_epoch", "steps") == "samples"
+        if by_samples and not counted_epoch:
+            raise ValueError("rate_epoch: samples needs the counted epoch length "
+                             "(train samples // total batch)")
+        per_epoch = counted_epoch if by_samples else iters_per_epoch
+        total = int(s["iterations"]) if s.get("iterations") else int(s["epochs"]) * per_epoch
         return PolyWarmupSchedule(base_lr, total,
                                   float(s.get("power", 0.9)), float(s.get("min_lr", 0.0)),
-                                  **warmup, lag=int(s.get("rate_lag", 0)))
+                                  **warmup, lag=int(s.get("rate_lag", 0)),
+                                  counted_epoch=counted_epoch if by_samples else None,
+                                  steps_per_epoch=iters_per_epoch if by_samples else None)
     return StepWarmupSchedule(base_lr, tuple(s.get("milestones", ())),
                               float(s.get("gamma", 0.1)), **warmup)
