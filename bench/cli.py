@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from . import results as res
 from .complexity.cache import MeasurementCache
 from .launch import LAUNCHERS, LaunchConfig
-from .paths import PROTOCOLS_DIR, SUITES_DIR, output_dirs
+from .paths import PROTOCOLS_DIR, SUITES_DIR, OutsideRootError, output_dirs, work_path
 from .runner import (PROFILES, failure_line, gate_failures, run_suite, smoke_gate_failures,
                      write_smoke_baseline)
 from .runner.smoke_gate import baseline_path, find_baseline
@@ -250,7 +250,7 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         suites = [load_suite(path) for spec in args.suites for path in find_suites(spec)]
         launch = LaunchConfig(args.launcher, args.gpus, args.nodes, args.slurm_partition,
                               args.slurm_account, args.slurm_time,
-                              slurm_folder=str(args.work_dir / "slurm"))
+                              slurm_folder=str(work_path(args.work_dir, "slurm")))
     except (SuiteError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -280,6 +280,9 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         print(f"error: {err} (nothing half-written: the earlier file, if any, is intact)",
               file=sys.stderr)
         return EXIT_STORAGE
+    except OutsideRootError as err:     # a name the loader let through (bench.paths)
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
     failed = [(gate.suite.suite, f) for gate in gates for f in gate.failed_jobs]
     broken = [(gate.suite.suite, f) for gate in gates for f in gate.failed_rows]
     for name, f in failed:

@@ -38,3 +38,55 @@ def is_shipped_suite(path: Path | str) -> bool:
         return Path(path).resolve().parent == SUITES_DIR.resolve()
     except OSError:
         return False
+
+
+# --- where HRBench writes: one function per output folder (issue 29) -----------------------
+#
+# Every path HRBench writes is built by one of these from its folder (the root) and the
+# names under it: results_path, report_path, work_path, cache_path. Each resolves the
+# path (``..`` and ``.`` folded, the root made absolute with its symlinks followed) and
+# refuses anything outside the root, so a name that slipped past the suite loader's
+# checks (bench.names) still cannot write elsewhere. Symbolic links *inside* a root are
+# the user's own (a suite cannot create one) and are not followed. The path returned is
+# ``root / parts`` as given (relative stays relative).
+
+class OutsideRootError(ValueError):
+    """A path HRBench was about to write lies outside the folder it must stay in."""
+
+    def __init__(self, path, root, folder: str):
+        self.path, self.root, self.folder = str(path), str(root), folder
+        super().__init__(f"refusing to write {path}: it lies outside the {folder} {root} "
+                         "(a name that is not a plain file name: see docs/suites.md)")
+
+
+def _confined(folder: str, root, parts) -> Path:
+    import os
+    base = Path(root).expanduser()
+    absolute_root = base.resolve()
+    path = base.joinpath(*map(str, parts))
+    target = os.path.normpath(os.path.join(absolute_root, *map(str, parts)))
+    if any(Path(str(p)).is_absolute() for p in parts) or (
+            target != str(absolute_root)
+            and not target.startswith(str(absolute_root).rstrip(os.sep) + os.sep)):
+        raise OutsideRootError(path, absolute_root, folder)
+    return path
+
+
+def results_path(root, *parts) -> Path:
+    """A result record, smoke baseline or run record under the results folder ``root``."""
+    return _confined("results folder", root, parts)
+
+
+def report_path(root, *parts) -> Path:
+    """A report page, plot, summary or fingerprint under the reports folder ``root``."""
+    return _confined("reports folder", root, parts)
+
+
+def work_path(root, *parts) -> Path:
+    """A job's work dir, checkpoint or log, smoke data or Slurm folder under ``root``."""
+    return _confined("work folder", root, parts)
+
+
+def cache_path(root, *parts) -> Path:
+    """A measurement cache entry under the cache folder ``root``."""
+    return _confined("cache folder", root, parts)

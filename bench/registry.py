@@ -284,6 +284,12 @@ def resolve_spec(name: str, **overrides: Any) -> Any:
             check()
         except ValueError as err:
             raise BadOverrideError(f"model {name!r}: {err}") from None
+        except (TypeError, KeyError, AttributeError, IndexError) as err:
+            # an override of the wrong type (a number where the spec expects a list, ...)
+            # that the spec's own checks trip over: a suite's error, not a crash
+            given = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))[:200]
+            raise BadOverrideError(f"model {name!r}: an override has the wrong type "
+                                   f"({type(err).__name__}: {err}; given: {given})") from None
     return spec
 
 

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
+from .paths import results_path
+
 SCHEMA_VERSION = 1
 # relative to the working directory: the library never writes into the installed
 # package (the command line passes absolute folders under --out, bench.paths)
@@ -103,7 +105,8 @@ def row_record_path(suite: str, row_key: str, profile: str, root: Path = RESULTS
     """``<suite>/<row_key>.<profile>.json``: the record of the protocol's own settings; a
     run with other settings (``variant``, e.g. ``epochs=1``) adds ``.<variant>``, so it
     lives beside that record instead of replacing it."""
-    return Path(root) / safe_name(suite) / f"{safe_name(row_key)}.{profile}{_variant(variant)}.json"
+    return results_path(root, safe_name(suite),
+                        f"{safe_name(row_key)}.{profile}{_variant(variant)}.json")
 
 
 def run_record_path(protocol: str, model_key: str, profile: str, root: Path = RESULTS_DIR,
@@ -112,7 +115,8 @@ def run_record_path(protocol: str, model_key: str, profile: str, root: Path = RE
     ``.<variant>``, one with another seed than the protocol's own (``--seeds``) adds
     ``.seed<N>``, before ``.json``."""
     tail = _variant(variant) + ("" if seed is None else f".seed{int(seed)}")
-    return Path(root) / "runs" / safe_name(protocol) / f"{safe_name(model_key)}.{profile}{tail}.json"
+    return results_path(root, "runs", safe_name(protocol),
+                        f"{safe_name(model_key)}.{profile}{tail}.json")
 
 
 def attempt_path(record_path: Path) -> Path:

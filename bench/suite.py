@@ -17,11 +17,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
+                      field_validator, model_validator)
 
 from .complexity.conventions import CONVENTIONS
 from .paths import PROTOCOLS_DIR, SUITES_DIR
+from .yaml_limits import (InputLimitError, UnreadableValue, check_events, construct_checked,
+                          read_limited)
+from .names import MAX_KEY_LENGTH, check_model_name, check_name, name_problem
+
+# a name that becomes part of a path (bench.names: one pattern, stated in docs/suites.md)
+Name = Annotated[str, AfterValidator(check_name)]
 
 
 # receptive_field / contributing_fraction: measured from a gradient on the built module
@@ -102,7 +108,7 @@ class Tolerance(_Frozen):
 
 
 class Column(_Frozen):
-    id: str
+    id: Name                                # the key in ``columns`` (plot file names)
     label: str = ""
     unit: Unit = ""
     measure: str
@@ -167,8 +173,17 @@ class Column(_Frozen):
 
 
 class ModelRef(_Frozen):
-    name: str
+    name: Annotated[str, AfterValidator(check_model_name)]
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _key_fits_a_file_name(self):
+        from .results import safe_name
+        if len(safe_name(self.key)) > MAX_KEY_LENGTH:
+            raise ValueError(f"the model key (name and overrides, which names its run "
+                             f"records and work dirs) has {len(safe_name(self.key))} "
+                             f"characters, more than {MAX_KEY_LENGTH}")
+        return self
 
     @property
     def key(self) -> str:
@@ -204,7 +219,7 @@ class ReleasedWeights(_Frozen):
         if not v.strip() or "/" in v or "\\" in v:
             raise ValueError(f"{v!r}: give the file name alone (the weights are looked up "
                              "by name under --weights-dir)")
-        return v
+        return check_name(v)
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -269,7 +284,21 @@ class Row(_Frozen):
 
     @property
     def key(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+        return _row_key(self.name)
+
+    @field_validator("name")
+    @classmethod
+    def _key_is_a_name(cls, v):
+        problem = name_problem(_row_key(v))
+        if problem:
+            raise ValueError(f"the row's key (its record's file name, made of the name's "
+                             f"letters and digits) would be {_row_key(v)!r}: {problem}")
+        return v
+
+
+def _row_key(name: str) -> str:
+    """A row's key: its name lower-cased, every run of other characters one ``-``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 class HalfBody(_Frozen):
@@ -292,6 +321,9 @@ class Augmentation(_Frozen):
     rotation: float = Field(0.0, ge=0, le=180)        # degrees, N(0, r) clipped to 2r
     rotation_prob: float = Field(0.6, ge=0, le=1)
     scale: float = Field(0.0, ge=0, lt=1)             # zoom N(1, s) clipped to 1 +- s
+    # whose sample pipeline: HRNet's JointsDataset (half body, zoom, rotation, flip last)
+    # or mmpose 0.x's (flip first); see bench.data.topdown
+    order: Literal["mmpose", "hrnet"] = "mmpose"
 
 
 class Optimizer(_Frozen):
@@ -449,7 +481,7 @@ class Protocol(_Frozen):
     batch and GPU count) and seeds. Each task's protocol adds its own fields
     (``PoseProtocol``, ``SegmentationProtocol``); a file says which by ``task:``.
     The complexity profile reads only the shapes; training reads the rest."""
-    name: str
+    name: Name                           # names its run records and work dirs
     task: str
     dataset: str
     input_size: tuple[int, int]          # (H, W)
@@ -465,7 +497,7 @@ class Protocol(_Frozen):
     # BatchNorm synchronised across GPUs under DDP (HRNetV2's Cityscapes recipe); per GPU
     # otherwise, as the pose recipes
     sync_bn: bool = False
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)       # what numpy's generators accept (--seeds too)
     # the protocol file this one extends (``base:``; its fields, then this file's)
     base: Optional[str] = None
     # why no local run can score this protocol: an evaluation server holds the labels
@@ -541,9 +573,17 @@ class PoseProtocol(Protocol):
 
 
 class SegAugmentation(_Frozen):
-    """Training augmentation of the segmentation recipes; left out = off."""
+    """Training augmentation of the segmentation recipes; left out = off
+    (bench.data.segmentation's module docstring says what each entry does)."""
     scale_range: Optional[tuple[float, float]] = None  # long side x U(lo, hi)
+    # HRNet-Semantic-Segmentation's SCALE_FACTOR: long side x (0.5 + k / 10), k uniform
+    # in 0..scale_factor (its base_dataset.py gen_sample); instead of scale_range
+    scale_factor: Optional[int] = Field(None, ge=0)
     flip_prob: float = Field(0.0, ge=0, le=1)
+    # image padding below the crop size: pixel 0 before normalisation, or 0 after it
+    pad_image: Literal["black", "mean"] = "black"
+    resize_to_crop: bool = False       # image and label resized to crop_size first (LIP)
+    flip_first: bool = False           # flip before resizing, not after the crop (LIP)
 
     @field_validator("scale_range")
     @classmethod
@@ -551,6 +591,13 @@ class SegAugmentation(_Frozen):
         if v is not None and not 0 < v[0] <= v[1]:
             raise ValueError(f"scale_range must be 0 < low <= high, got {list(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _one_scale_rule(self):
+        if self.scale_range is not None and self.scale_factor is not None:
+            raise ValueError("give scale_range (continuous) or scale_factor (0.1 grid), "
+                             "not both")
+        return self
 
 
 class Ohem(_Frozen):
@@ -575,6 +622,12 @@ class SegLoss(_Frozen):
 class SlidingWindow(_Frozen):
     crop: tuple[int, int]                              # (H, W)
     stride: tuple[int, int]
+    # window placement (bench.tasks.segmentation_inference.window_boxes): "shift" (last
+    # windows shifted back, image zero-padded to the crop), "hrnet" (HRNet-Semantic-
+    # Segmentation's BaseDataset: image and edge windows padded with black), or
+    # "hrnet_cityscapes" (its Cityscapes override: whole image at scales <= 1, shifted-back
+    # windows above); the two hrnet styles need ensemble: hrnet
+    style: Literal["shift", "hrnet", "hrnet_cityscapes"] = "shift"
 
     @model_validator(mode="after")
     def _stride_within_crop(self):
@@ -595,12 +648,22 @@ class SegEvaluation(_Frozen):
     image_size: Optional[tuple[PositiveInt, PositiveInt]] = None
     sliding_window: Optional[SlidingWindow] = None
     batch_size: int = Field(1, gt=0)
+    # how views are combined (bench.tasks.segmentation_inference): "softmax_mean" (mean of
+    # the views' softmax) or "hrnet" (HRNet-Semantic-Segmentation: exp of the mean of the
+    # plain and flipped logits per window, summed over scales)
+    ensemble: Literal["softmax_mean", "hrnet"] = "softmax_mean"
+    # bilinear resizes of the scores; None: loss.align_corners
+    align_corners: Optional[bool] = None
 
     @model_validator(mode="after")
     def _one_size_rule(self):
         if self.base_size is not None and self.image_size is not None:
             raise ValueError("give base_size (long side, aspect kept) or image_size "
                              "(exact size), not both")
+        if (self.sliding_window is not None and self.sliding_window.style != "shift"
+                and self.ensemble != "hrnet"):
+            raise ValueError(f"sliding_window.style {self.sliding_window.style!r} is "
+                             f"HRNet-Semantic-Segmentation's; it needs ensemble: hrnet")
         return self
 
     @field_validator("scales")
@@ -690,7 +753,7 @@ Row.model_rebuild()   # Row refers to Protocol, defined after it
 
 
 class Suite(_Frozen):
-    suite: str
+    suite: Name                         # names its records folder and report page
     paper: str
     table: Union[int, str]
     title: str
@@ -784,8 +847,9 @@ def _field_on_line(text: str, line: int) -> str:
     """The dotted key path whose key or value starts on ``line`` (the deepest), for
     locating a problem found before the YAML could be read; "" when none is found."""
     try:
+        check_events(text)              # no alias bomb is expanded to find the field
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, InputLimitError):
         return ""
     if node is None:
         return ""
@@ -824,28 +888,35 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _compose_and_construct(text: str, loader_class) -> tuple[Any, Any]:
-    """One parse: the node tree (for line numbers) and the data built from it."""
+    """One parse: the node tree (for line numbers) and the data built from it, after the
+    event stream is checked against the size, depth and alias limits (bench.yaml_limits:
+    InputLimitError) so that nothing large is ever composed or expanded."""
+    check_events(text, loader_class)
     loader = loader_class(text)
     try:
         node = loader.get_single_node()
-        return node, (loader.construct_document(node) if node is not None else None)
+        return node, (construct_checked(loader, node) if node is not None else None)
     finally:
         loader.dispose()
 
 
 def _read_yaml(path: Path, texts: dict | None = None) -> tuple[Any, dict[tuple, int]]:
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path)        # at most MAX_FILE_BYTES + 1 bytes are read
+    except InputLimitError as err:
+        raise SuiteError(path, None, "", err.message) from None
     except OSError as err:
         raise SuiteError(path, None, "", f"cannot read: {err.strerror}") from None
     text = _decode(path, raw)
     try:
-        node, data = _compose_and_construct(text, _FAST_LOADER)
-    except yaml.YAMLError:
-        node = None      # the pure-Python parser below reports it with exact positions
-    try:
+        try:
+            node, data = _compose_and_construct(text, _FAST_LOADER)
+        except yaml.YAMLError:
+            node = None  # the pure-Python parser below reports it with exact positions
         if node is None:
             node, data = _compose_and_construct(text, yaml.SafeLoader)
+    except (InputLimitError, UnreadableValue) as err:
+        raise SuiteError(path, err.line, err.field, err.message) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
@@ -965,7 +1036,7 @@ def load_protocol(name: str, protocols_dir: ProtocolDirs = PROTOCOLS_DIR) -> Pro
     path, positions, _ = sources[0]
     data.setdefault("name", name)
     task = data.get("task")
-    if task not in PROTOCOL_TYPES:
+    if not isinstance(task, str) or task not in PROTOCOL_TYPES:     # (a list is unhashable)
         owner = next(((p, pos) for p, pos, own in sources if "task" in own), (path, positions))
         what = "missing" if task is None else f"unknown task {task!r}"
         raise SuiteError(owner[0], _line_for(owner[1], ("task",)), "task",
@@ -995,6 +1066,8 @@ def _load_protocol_map(path: Path, positions: dict, raw: Any, where: tuple,
     out = {}
     for key, name in raw.items():
         loc = where + (key,)
+        if name_problem(key):           # protocol keys name plot files
+            raise SuiteError(path, _line_for(positions, loc), _dotted(loc), name_problem(key))
         if not isinstance(name, str):
             raise SuiteError(path, _line_for(positions, loc), _dotted(loc), "expected a protocol name")
         try:

@@ -463,6 +463,8 @@ def _reference_sample(ds, index):
     joints, visible = rec["joints"].astype(np.float64), rec["visible"].astype(np.float64)
     center, scale = rec["center"].astype(np.float64), rec["scale"].astype(np.float64)
     rotation, flipped = 0.0, False
+    if ds.order == "hrnet":
+        return _reference_sample_hrnet(ds, index, image, joints, visible)
     if ds.train:
         rng = np.random.default_rng([ds.seed, ds.epoch, index])
         if ds.flip_prob > 0 and T.sample_flip(rng, ds.flip_prob):
@@ -488,6 +490,44 @@ def _reference_sample(ds, index):
             flipped)
 
 
+def _reference_sample_hrnet(ds, index, image, joints, visible):
+    """``order='hrnet'`` plainly (what tests/golden/samples_hrnet_*.json pins): half body
+    (float32 box), zoom (float64 scale), rotation (its probability first), flip last
+    with the centre mirrored in its own dtype, three-point crop matrix."""
+    from bench.data import transforms as T
+    rec = ds.records[index]
+    center, scale = rec["center"].copy(), rec["scale"].copy()
+    rotation, flipped = 0.0, False
+    if ds.train:
+        rng = np.random.default_rng([ds.seed, ds.epoch, index])
+        if ds.half_body_prob > 0 and ds.upper_body_ids:
+            half = T.half_body_transform(joints, visible, ds.upper_body_ids,
+                                         ds.lower_body_ids, ds.aspect_ratio,
+                                         ds.half_body_num_joints, ds.half_body_prob,
+                                         rng=rng, box_dtype=np.float32)
+            if half is not None:
+                center, scale = half
+        zoom = np.clip(rng.standard_normal() * ds.scale_factor + 1, 1 - ds.scale_factor,
+                       1 + ds.scale_factor)
+        scale = scale * np.float64(zoom)
+        if rng.random() <= ds.rotation_prob:
+            rotation = float(np.clip(rng.standard_normal() * ds.rotation_factor,
+                                     -2 * ds.rotation_factor, 2 * ds.rotation_factor))
+        if ds.flip_prob > 0 and rng.random() <= ds.flip_prob:
+            flipped, width = True, image.shape[1]
+            image = image[:, ::-1]
+            joints, visible = T.fliplr_joints(joints, visible, width, ds.flip_pairs)
+            center = center.copy()
+            center[0] = width - center[0] - 1
+    M = T.get_affine_transform_points(center, scale, rotation, ds.image_size_wh)
+    crop = cv2.warpAffine(np.ascontiguousarray(image), M, ds.image_size_wh,
+                          flags=cv2.INTER_LINEAR)
+    target, weight = _reference_targets(T.affine_transform(joints, M), visible, ds)
+    x = (crop.astype(np.float32) / 255.0 - ds.mean) / ds.std
+    return (np.ascontiguousarray(x.transpose(2, 0, 1)), target, weight.reshape(-1, 1),
+            center, scale, float(rotation), flipped)
+
+
 def test_samples_equal_the_plain_reference_pipeline(synth):
     """Every sample (image tensor, targets, weights, meta) is what the straightforward
     pipeline computes, for the HRNet COCO recipe over several epochs (flips, half body,
@@ -507,6 +547,7 @@ def test_samples_equal_the_plain_reference_pipeline(synth):
         (COCODataset(root / "coco", "train2017", train=True, unbiased_encoding=True,
                      use_joint_weights=True, input_size=(384, 288), heatmap_size=(96, 72),
                      sigma=3, rotation_factor=30, scale_factor=0.25), (0, 1)),
+        (MPIIDataset(root / "mpii", "train", train=True, order="hrnet"), (0, 1)),
         (MPIIDataset(root / "mpii", "train", train=True, input_size=(256, 256),
                      heatmap_size=(64, 64), sigma=2), (0, 1)),
     ]
@@ -526,6 +567,7 @@ def test_samples_equal_the_plain_reference_pipeline(synth):
                 m = s["meta"]
                 np.testing.assert_array_equal(m["center"], center)
                 np.testing.assert_array_equal(m["scale"], scale)
+                assert m["center"].dtype == center.dtype and m["scale"].dtype == scale.dtype
                 assert m["rotation"] == rotation and m["flipped"] == flipped
                 assert m["index"] == i and m["image_file"] == ds.records[i]["image_file"]
                 np.testing.assert_array_equal(m["joints"], ds.records[i]["joints"])
@@ -644,3 +686,47 @@ def test_real_lsp_extended():
         s = va[i]
         vis_i = va.records[i]["visible"] > 0
         assert (s["target_weight"].numpy()[vis_i, 0] == 1).all()
+
+
+def test_augmentation_order_option(synth):
+    """``augmentation.order``: 'hrnet' for the protocols citing HRNet's / SimpleBaseline's
+    JointsDataset, 'mmpose' otherwise; it is validated, reaches the dataset at training
+    and evaluation, selects MPII's record precision and the draw order."""
+    import pydantic
+
+    from bench.data.draws import ReplayDraws
+    from bench.data.topdown import dataset_kwargs_from_protocol
+    from bench.suite import load_protocol
+    root, _ = synth
+    for name, order in (("coco_256x192_hrnet", "hrnet"), ("coco_384x288_hrnet", "hrnet"),
+                        ("coco_384x288_hrnet_testdev", "hrnet"),
+                        ("mpii_256x256_hrnet", "hrnet"), ("mpii_256x256_hrnet_test", "hrnet"),
+                        ("coco_256x192_simple_baseline", "hrnet"),
+                        ("mpii_256x256_simple_baseline", "hrnet"),
+                        ("coco_256x192_lite_hrnet", "mmpose"),
+                        ("mpii_256x256_lite_hrnet", "mmpose")):
+        p = load_protocol(name)
+        for train in (True, False):
+            assert dataset_kwargs_from_protocol(p, train)["order"] == order, name
+    bad = load_protocol("coco_256x192_hrnet").model_dump(mode="json")
+    bad["augmentation"]["order"] = "detectron"
+    with pytest.raises(pydantic.ValidationError):
+        type(load_protocol("coco_256x192_hrnet")).model_validate(bad)
+    with pytest.raises(ValueError, match="order"):
+        TopDownDataset([], order="detectron")
+    # MPII: float64 records (HRNet) or float32 (mmpose)
+    assert MPIIDataset(root / "mpii", "valid", order="hrnet").records[0]["center"].dtype \
+        == np.float64
+    assert MPIIDataset(root / "mpii", "valid").records[0]["center"].dtype == np.float32
+    # the draws each order asks for: hrnet skips the angle when the rotation is off
+    draws = {"flip": [0.9], "half_body": [0.9], "scale": [0.1], "rotation_prob": [0.9]}
+    for order, extra in (("hrnet", {}), ("mmpose", {"rotation": [0.2]})):
+        ds = COCODataset(root / "coco", "train2017", train=True, order=order,
+                         half_body_prob=0.3, rotation_factor=40, scale_factor=0.3)
+        i = next(k for k, r in enumerate(ds.records) if r["visible"].sum() > 8)
+        replay = ReplayDraws({**draws, **extra})
+        ds.draws_for = lambda _: replay
+        s = ds[i]
+        assert replay.unused() == {} and s["meta"]["rotation"] == 0.0
+        assert not s["meta"]["flipped"]
+        assert s["meta"]["scale"].dtype == (np.float64 if order == "hrnet" else np.float32)

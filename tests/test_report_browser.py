@@ -5,6 +5,7 @@ Chromium, chromedriver or selenium is missing (.ci/run installs Debian's chromiu
 chromium-driver where apt-get is available)."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -185,3 +186,65 @@ def test_committed_reports_load_cleanly(browser, page):
     assert all(i["complete"] and i["width"] > 0 for i in images), images
     if page != "index.html":
         assert images
+
+
+# --- markup in a suite from someone else's repository stays text (issue 29) ---------------
+
+SCRIPT = '<script>window.__hrbench_script = 1; alert("script")</script>'
+IMG = '"><img src=x onerror="window.__hrbench_img = 1; alert(1)">'
+HOSTILE = f"""
+suite: hostile_demo
+paper: lite_hrnet
+table: 98
+title: {json.dumps(f"Title {SCRIPT} {IMG}")}
+protocols: {{coco: coco_test}}
+columns:
+  params: {{label: {json.dumps(f"#Params {IMG}")}, unit: M, measure: params, tolerance: {{abs: 0.05}}}}
+rows:
+  - name: {json.dumps(f"Row {SCRIPT}")}
+    model: litehrnet_18
+    published: {{params: 1.1}}
+    note: {json.dumps(f"Note {SCRIPT} {IMG}")}
+  - name: {json.dumps(f"Row two {IMG}")}
+    model: litehrnet_30
+    published: {{params: 1.8}}
+    note: {json.dumps(f"Second note {IMG}")}
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_pages(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    suites = root / "suites"
+    (suites / "protocols").mkdir(parents=True)
+    (suites / "protocols" / "coco_test.yaml").write_text(
+        "task: pose\ndataset: coco\ninput_size: [256, 192]\nnum_joints: 17\n")
+    (suites / "hostile_demo.yaml").write_text(HOSTILE)
+    suite = load_suite(suites / "hostile_demo.yaml", check_models=False)
+    records = [_record(row.name, row.key, "complexity", {"params": _measured(v)})
+               for row, v in zip(suite.rows, (1.13, 1.76))]
+    for rec in records:
+        rec["suite"] = "hostile_demo"
+    out = root / "reports"
+    return {"suite": render_suite_html(suite, records, out), "index": render_index(out, suites)}
+
+
+@pytest.mark.parametrize("page", ["suite", "index"])
+def test_script_and_onerror_markup_in_titles_notes_and_row_names_run_nothing(
+        browser, hostile_pages, page):
+    assert _load(browser, hostile_pages[page]) == []      # no console error: no img src=x load
+    assert browser.execute_script("return [window.__hrbench_script, window.__hrbench_img]") == [None, None]
+    assert _no_alert(browser)
+    # no element came from the markup: no script holding it, no image with its source
+    assert browser.execute_script(
+        "return Array.from(document.scripts).filter(s => s.text.includes('__hrbench')).length") == 0
+    assert browser.execute_script(
+        "return Array.from(document.images).filter(i => i.getAttribute('src') === 'x' "
+        "|| i.hasAttribute('onerror')).length") == 0
+    text = browser.find_element("tag name", "body").text
+    assert f"Title {SCRIPT} {IMG}" in text                 # shown as the text it is
+    if page == "suite":
+        assert f"Row {SCRIPT}" in text and f"Row two {IMG}" in text
+        assert f"Note {SCRIPT} {IMG}" in text and f"Second note {IMG}" in text
+        assert f"#Params {IMG}" in text
+        assert f"Title {SCRIPT} {IMG}" in browser.title

@@ -130,8 +130,12 @@ def test_evaluation_item_is_the_whole_normalised_image(synth):
     ds = _dataset(synth, "pascal_context", "val", train=False)
     item = ds[1]
     image = ds.load_image(1)
-    expected = (image.astype(np.float32) / 255.0 - np.float32(IMAGENET_MEAN)) / \
-        np.float32(IMAGENET_STD)
+    # x / 255 in float32, mean and std subtracted / divided in float64, float32 results
+    # (the arithmetic of HRNet-Semantic-Segmentation's input_transform, which the golden
+    # samples of test_samples_golden_seg_train check bit for bit)
+    expected = image.astype(np.float32) / 255.0
+    expected -= np.asarray(IMAGENET_MEAN)
+    expected /= np.asarray(IMAGENET_STD)
     np.testing.assert_array_equal(item["image"].numpy(), expected.transpose(2, 0, 1))
     np.testing.assert_allclose(_unnormalise(item["image"]), image, atol=1e-3)
     np.testing.assert_array_equal(item["label"].numpy(), ds.load_label(1))
@@ -177,20 +181,115 @@ def test_random_scale_sets_the_long_side(synth):
     assert len(sides) > 1 and all(128 <= s <= 512 for s in sides)
 
 
-def test_padding_is_mean_colour_and_ignore(synth):
+def test_padding_is_black_or_mean_colour_and_ignore(synth):
     # 128x256 scaled by 0.5 -> 64x128, padded at the bottom/right to the 96x160 crop
     ds = _dataset(synth, "cityscapes", crop_size=(96, 160), scale_range=(0.5, 0.5))
     item = ds[0]
     image, label = item["image"], item["label"]
-    assert torch.all(image[:, 64:] == 0) and torch.all(image[:, :, 128:] == 0)
+    # default 'black': pixel 0 before normalisation, i.e. -mean / std after it
+    black = torch.from_numpy(ds.normalise(np.zeros((1, 1, 3), np.uint8))[0, 0])[:, None, None]
+    np.testing.assert_allclose(black.flatten().numpy(),
+                               -np.asarray(IMAGENET_MEAN) / np.asarray(IMAGENET_STD), rtol=1e-6)
+    assert torch.all(image[:, 64:] == black) and torch.all(image[:, :, 128:] == black)
     assert torch.all(label[64:] == 255) and torch.all(label[:, 128:] == 255)
     assert (label[:64, :128] != 255).float().mean() > 0.5
     assert image[:, :64, :128].abs().sum() > 0
+    mean = _dataset(synth, "cityscapes", crop_size=(96, 160), scale_range=(0.5, 0.5),
+                    pad_image="mean")[0]["image"]
+    assert torch.all(mean[:, 64:] == 0) and torch.all(mean[:, :, 128:] == 0)
+    assert torch.equal(mean[:, :64, :128], image[:, :64, :128])
+    with pytest.raises(ValueError, match="pad_image"):
+        _dataset(synth, "cityscapes", pad_image="grey")
     custom = _dataset(synth, "cityscapes", crop_size=(96, 160), scale_range=(0.5, 0.5),
                       ignore_label=250)
     assert torch.all(custom[0]["label"][64:] == 250)
     with pytest.raises(ValueError, match="ignore_label"):
         _dataset(synth, "cityscapes", ignore_label=3)
+
+
+class _Recorder:
+    """SampleDraws stand-in: fixed answers, a log of (method, name, args)."""
+
+    def __init__(self, integers=0, uniform=1.0, random=0.25):
+        self.values = {"integers": integers, "uniform": uniform, "random": random}
+        self.log = []
+
+    def integers(self, name, low, high):
+        self.log.append(("integers", name, low, high))
+        return min(max(self.values["integers"], low), high - 1)
+
+    def uniform(self, name, low, high, size=None):
+        self.log.append(("uniform", name, low, high))
+        return self.values["uniform"]
+
+    def random(self, name):
+        self.log.append(("random", name))
+        return self.values["random"]
+
+
+def test_scale_factor_grid_and_continuous_range(synth):
+    # scale_factor (HRNet's SCALE_FACTOR): 0.5 + k / 10 for k in 0..scale_factor
+    ds = _dataset(synth, "cityscapes", crop_size=None, base_size=200, scale_factor=16,
+                  flip_prob=0.5)
+    assert ds.scale_range is None and ds.scale_factor == 16
+    for k, long_side in ((0, 100), (5, 200), (16, 420)):
+        rec = _Recorder(integers=k)
+        ds.draws_for = lambda _: rec
+        assert max(ds[0]["label"].shape) == long_side
+        # k, then the fair coin of flip_prob 0.5 (0 = flip, the np.random.choice(2) way)
+        assert rec.log == [("integers", "scale", 0, 17), ("integers", "flip", 0, 2)]
+    # the continuous option: U(scale_range); other flip probabilities draw U(0, 1)
+    ds = _dataset(synth, "cityscapes", crop_size=(32, 48), base_size=200,
+                  scale_range=(0.5, 2.0), flip_prob=0.3)
+    rec = _Recorder(uniform=1.37)
+    ds.draws_for = lambda _: rec
+    ds[0]
+    assert rec.log == [("uniform", "scale", 0.5, 2.0), ("integers", "crop_x", 0, 274 - 48 + 1),
+                       ("integers", "crop_y", 0, 137 - 32 + 1), ("random", "flip")]
+    with pytest.raises(ValueError, match="not both"):
+        _dataset(synth, "cityscapes", scale_range=(0.5, 1.0), scale_factor=16)
+    with pytest.raises(ValueError, match="scale_factor"):
+        _dataset(synth, "cityscapes", scale_factor=-1)
+    from bench.suite import SegAugmentation
+    assert SegAugmentation(scale_factor=11).scale_factor == 11
+    with pytest.raises(ValueError, match="not both"):
+        SegAugmentation(scale_range=(0.5, 2.0), scale_factor=16)
+    with pytest.raises(ValueError, match="not both"):
+        CityscapesDataset.kwargs_from_protocol(
+            {"augmentation": {"scale_range": [0.5, 2], "scale_factor": 16}}, train=True)
+
+
+def test_lip_flip_first_and_resize_to_crop(synth):
+    # LIP's order: flip (with the label swap) on the image as read, resize to the crop
+    # size whatever the aspect ratio, then scale, pad and crop
+    kw = dict(crop_size=(40, 40), base_size=40, scale_factor=11, flip_prob=0.5,
+              resize_to_crop=True, flip_first=True)
+    ds = _dataset(synth, "lip", **kw)
+    rec = _Recorder(integers=0)
+    ds.draws_for = lambda _: rec
+    item = ds[0]
+    assert [e[1] for e in rec.log] == ["flip", "scale", "crop_x", "crop_y"]
+    # flipped (coin 0), square 40x40 resized to long side 20, padded to 40x40
+    raw = ds.load_image(0)[:, ::-1]
+    lbl = ds.flip_label(ds.load_label(0))
+    small = cv2.resize(cv2.resize(raw, (40, 40), interpolation=cv2.INTER_LINEAR), (20, 20),
+                       interpolation=cv2.INTER_LINEAR)
+    small_lbl = cv2.resize(cv2.resize(lbl, (40, 40), interpolation=cv2.INTER_NEAREST),
+                           (20, 20), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(item["image"].numpy()[:, :20, :20],
+                                  ds.normalise(small).transpose(2, 0, 1))
+    np.testing.assert_array_equal(item["label"].numpy()[:20, :20], small_lbl)
+    assert torch.all(item["label"][20:] == 255) and torch.all(item["label"][:, 20:] == 255)
+    p = _protocol("lip", crop_size=[40, 40], base_size=40,
+                  augmentation={"scale_factor": 11, "flip_prob": 0.5, "flip_first": True,
+                                "resize_to_crop": True})
+    from_p = LIPDataset.from_protocol(p, synth, train=True)
+    assert (from_p.flip_first, from_p.resize_to_crop, from_p.scale_factor,
+            from_p.scale_range, from_p.pad_image) == (True, True, 11, None, "black")
+    val = LIPDataset.from_protocol(p, synth, train=False)
+    assert (val.flip_first, val.resize_to_crop, val.scale_factor) == (False, False, None)
+    with pytest.raises(ValueError, match="crop_size"):
+        _dataset(synth, "lip", crop_size=None, resize_to_crop=True)
 
 
 def test_determinism(synth):

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.tasks.segmentation_inference import (_scaled_size, _slide, predict_labels,
-                                                predict_probabilities)
+from bench.tasks.segmentation_inference import (_scaled_size, _slide, predict_hrnet_scores,
+                                                predict_labels, predict_probabilities,
+                                                predict_scores, window_boxes)
 from bench.training.losses import (HRNET_CITYSCAPES_CLASS_WEIGHTS, ohem_cross_entropy,
                                    pixel_cross_entropy)
 
@@ -319,3 +320,88 @@ def test_output_mapping_and_wrong_class_count():
 def test_inference_builds_no_graph():
     model = PixelModel()
     assert not predict_probabilities(model, _image(), 3).requires_grad
+
+
+# --- HRNet-Semantic-Segmentation's ensemble (ensemble: hrnet; its golden test is
+# tests/test_samples_golden_seg_inference.py) ---------------------------------------------
+
+
+def test_window_boxes_shift_and_pad_styles():
+    # 7 wide, crop 4, stride 2: ceil(3 / 2) + 1 = 3 windows
+    assert window_boxes(1, 7, (1, 4), (1, 2), "shift") == [(0, 1, 0, 4), (0, 1, 2, 6), (0, 1, 3, 7)]
+    assert window_boxes(1, 7, (1, 4), (1, 2), "hrnet") == [(0, 1, 0, 4), (0, 1, 2, 6), (0, 1, 4, 7)]
+    assert window_boxes(3, 5, (4, 8), (4, 8), "hrnet_cityscapes") == [(0, 3, 0, 5)]
+    with pytest.raises(ValueError, match="unknown window style"):
+        window_boxes(4, 4, (2, 2), (1, 1), "bogus")
+
+
+def test_hrnet_scores_are_exp_of_the_flip_mean():
+    img = torch.zeros(1, 3, 1, 3)
+    i = torch.arange(3.0)
+    # plain (i, 0); mirrored flipped back and swapped: (0, 2 - i); mean then exp
+    s = predict_hrnet_scores(PositionModel(), img, 2, flip=True, flip_pairs=((0, 1),))
+    torch.testing.assert_close(s[0, :, 0], torch.stack([(i / 2).exp(), ((2 - i) / 2).exp()]))
+    # scales add up (not averaged): two identical views give twice the score
+    s2 = predict_hrnet_scores(PositionModel(), img, 2, scales=(1.0, 1.0))
+    torch.testing.assert_close(s2[0, 0, 0], 2 * i.exp())
+    assert torch.equal(predict_scores(PositionModel(), img, 2, ensemble="hrnet", flip=True,
+                                      flip_pairs=((0, 1),)), s)
+
+
+def test_hrnet_style_pads_the_image_and_edge_windows_with_pad_value():
+    seen = []
+
+    class Recorder(PixelModel):
+        def forward(self, x):
+            seen.append(x.clone())
+            return super().forward(x)
+
+    img = _image(5, 7)
+    pad = (-2.0, -1.0, 0.5)
+    predict_hrnet_scores(Recorder(), img, 3, sliding_window=((8, 8), (5, 5), "hrnet"),
+                         pad_value=pad)
+    assert len(seen) == 1 and seen[0].shape[-2:] == (8, 8)      # one padded forward
+    assert torch.equal(seen[0][:, :, :5, :7], img)
+    for c, v in enumerate(pad):
+        assert (seen[0][:, c, 5:] == v).all() and (seen[0][:, c, :, 7:] == v).all()
+    seen.clear()
+    predict_hrnet_scores(Recorder(), _image(9, 9), 3, sliding_window=((6, 6), (4, 4), "hrnet"),
+                         pad_value=pad)
+    # windows at 0 and 4 in each direction; those at 4 hold 5 pixels, padded to 6
+    assert [tuple(x.shape[-2:]) for x in seen] == [(6, 6)] * 4
+    assert (seen[-1][:, 0, 5:] == -2.0).all()
+
+
+def test_hrnet_cityscapes_style_whole_image_up_to_scale_one():
+    seen = []
+
+    class Recorder(PixelModel):
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return super().forward(x)
+
+    window = ((4, 8), (4, 8), "hrnet_cityscapes")
+    predict_hrnet_scores(Recorder(), _image(6, 12), 3, scales=(1.0, 1.5), sliding_window=window)
+    # scale 1: the whole 6 x 12 image though it exceeds the crop; 1.5 (9 x 18): 3 x 3
+    # windows shifted back to fit, none padded
+    assert seen == [(6, 12)] + [(4, 8)] * 9
+
+
+def test_protocol_ensemble_option_reaches_inference():
+    from bench.suite import SegEvaluation
+    from bench.tasks.segmentation import SegmentationTask
+    ev = SegEvaluation(ensemble="hrnet", align_corners=False,
+                       sliding_window={"crop": [8, 8], "stride": [5, 5], "style": "hrnet"})
+    ds = type("D", (), {"flip_pairs": ((1, 2),), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.5, 1.0)})
+    task = SegmentationTask()
+    args = task._inference_args(ds, {"evaluation": ev.model_dump()})
+    assert args["ensemble"] == "hrnet" and args["align_corners"] is False
+    assert args["sliding_window"] == ((8, 8), (5, 5), "hrnet")
+    assert args["pad_value"] == (-2.0, -1.0, -0.5)
+    # no override: the loss's align_corners; the default ensemble has no padding value
+    args = task._inference_args(ds, {"evaluation": {}, "loss": {"align_corners": False}})
+    assert args["ensemble"] == "softmax_mean" and args["align_corners"] is False
+    assert "pad_value" not in args
+    # the smoke profile shrinks the window and keeps its style
+    smoke = task.smoke_protocol({"crop_size": [480, 480], "evaluation": ev.model_dump()})
+    assert smoke["evaluation"]["sliding_window"]["style"] == "hrnet"

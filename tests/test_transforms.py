@@ -247,3 +247,40 @@ def test_flipped_image_warp_equals_the_reference_flip_then_warp():
                              flags=cv2.INTER_LINEAR)
         out = cv2.warpAffine(T.fliplr_image(img), M, (48, 64), flags=cv2.INTER_LINEAR)
         np.testing.assert_array_equal(out, ref)
+
+
+def test_three_point_affine_is_the_closed_form_up_to_float32():
+    """``get_affine_transform_points`` (HRNet's construction from float32 points) is the
+    closed-form similarity up to the float32 round-off of its points, forward and
+    inverse, for float32 and float64 centres and scales."""
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        for dtype in (np.float32, np.float64):
+            c = rng.uniform(0, 640, 2).astype(dtype)
+            s = rng.uniform(0.2, 3, 2).astype(dtype)
+            rot = float(rng.normal(0, 40))
+            for inv in (False, True):
+                a = T.get_affine_transform_points(c, s, rot, (192, 256), inv=inv)
+                b = T.get_affine_transform(c, s, rot, (192, 256), inv=inv)
+                assert a.shape == (2, 3) and a.dtype == np.float64
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_named_draws_of_the_sampling_helpers():
+    """Each helper asks for its draws by name; ``prob_first`` (HRNet's rotation) draws the
+    angle only when the rotation applies."""
+    from bench.data.draws import ReplayDraws
+    d = ReplayDraws({"rotation_prob": [0.7, 0.5], "rotation": [0.5]})
+    assert T.sample_rotation(d, 40, 0.6, prob_first=True) == 0.0
+    assert T.sample_rotation(d, 40, 0.6, prob_first=True) == 20.0
+    assert d.unused() == {}
+    d = ReplayDraws({"rotation": [3.0], "rotation_prob": [0.1]})
+    assert T.sample_rotation(d, 40, 0.6) == 80.0 and d.unused() == {}
+    d = ReplayDraws({"flip": [0.5], "scale": [-9.0]})
+    assert T.sample_flip(d, 0.5) is True
+    assert T.sample_scale_factor(d, 0.25) == 0.75 and d.unused() == {}
+    # default path: the same stream as calling the generator directly
+    g1, g2 = np.random.default_rng(3), np.random.default_rng(3)
+    r = T.sample_rotation(g1, 30, 0.6)
+    x, u = g2.standard_normal(), g2.random()
+    assert r == (float(np.clip(x * 30, -60, 60)) if u <= 0.6 else 0.0)

@@ -112,7 +112,8 @@ class MeasurementCache:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
+        from ..paths import cache_path
+        return cache_path(self.root, key[:2], f"{key}.json")
 
     def get_or_compute(self, compute: Callable[[], Any], **parts: Any) -> tuple[Any, bool]:
         """Return (value, from_cache)."""

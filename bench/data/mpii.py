@@ -56,8 +56,10 @@ def _split_name(split: str) -> str:
     return {"val": "valid", "validation": "valid"}.get(split, split)
 
 
-def load_mpii_records(ann_file, image_dir, num_joints: int = 16) -> list[dict]:
-    """Person records of an HRNet-style MPII JSON file, in file order."""
+def load_mpii_records(ann_file, image_dir, num_joints: int = 16,
+                      float_dtype=np.float32) -> list[dict]:
+    """Person records of an HRNet-style MPII JSON file, in file order (center, scale
+    and joints as ``float_dtype``: float64 is HRNet's precision, float32 mmpose's)."""
     ann_file = require_path(ann_file, "MPII annotation file")
     with open(ann_file) as f:
         anns = json.load(f)
@@ -79,7 +81,8 @@ def load_mpii_records(ann_file, image_dir, num_joints: int = 16) -> list[dict]:
             raise ValueError(f"{ann_file}: entry {i} has {joints.shape[0]} joints, "
                              f"expected {num_joints}")
         records.append(make_record(image_dir / a["image"], c, s, joints, vis, score=1.0,
-                                   image_id=i, bbox_id=i, image_name=a["image"]))
+                                   image_id=i, bbox_id=i, image_name=a["image"],
+                                   float_dtype=float_dtype))
     return records
 
 
@@ -124,7 +127,10 @@ class MPIIDataset(TopDownDataset):
         self.image_dir = require_path(self.root / "images", "MPII image folder")
         kwargs.setdefault("input_size", (256, 256))
         kwargs.setdefault("heatmap_size", (64, 64))
-        super().__init__(load_mpii_records(self.ann_file, self.image_dir),
+        # HRNet's loader keeps MPII's centres, scales and joints in float64
+        dtype = np.float64 if kwargs.get("order") == "hrnet" else np.float32
+        super().__init__(load_mpii_records(self.ann_file, self.image_dir,
+                                           float_dtype=dtype),
                          train=train, **kwargs)
 
     @property

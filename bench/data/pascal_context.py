@@ -1,8 +1,8 @@
 """PASCAL-Context (Mottaghi et al., CVPR 2014) semantic segmentation.
 
 Serves the PASCAL-Context rows of HRNetV2 (Sun et al., 2019; 59 and 60 classes) and
-FlatteNet (59 classes): VOC2010 images, train 4,998 / val 5,105. Layout (the one mmseg's
-``tools/dataset_converters/pascal_context.py`` writes from the Detail API)::
+FlatteNet (59 classes): VOC2010 images, train 4,998 / val 5,105. Layout (label PNGs
+holding the class index 0..59 converted from the PASCAL in Detail masks)::
 
     <root>/JPEGImages/<id>.jpg
     <root>/SegmentationClassContext/<id>.png      uint8: 0 background, 1..59 classes
@@ -10,6 +10,9 @@ FlatteNet (59 classes): VOC2010 images, train 4,998 / val 5,105. Layout (the one
 
 Label spaces: ``num_classes=59`` (the usual benchmark, mIoU without background):
 background -> ignore, c -> c - 1; ``num_classes=60``: values kept, 0 = background.
+These indices are the ones HRNet-Semantic-Segmentation's ``pascal_ctx.py`` derives from
+the Detail masks (``_class_to_index``), and both label spaces give its training labels
+(tests/test_samples_golden_seg_train.py, where its ignore value -1 is written 255).
 """
 from __future__ import annotations
 

@@ -6,36 +6,45 @@ Lite-HRNet Table 8 and FlatteNet Table VIII (HRNetV2's recipes).
 file pairs of their official layouts and say how label values map to train ids;
 everything from the files to the tensors happens here, once, for all of them.
 
-The training pipeline follows HRNet-Semantic-Segmentation's ``BaseDataset.gen_sample``
-(``multi_scale_aug`` -> ``pad_image`` -> ``rand_crop`` -> flip); mmseg's ``RandomResize
--> RandomCrop -> RandomFlip`` is the same sequence (its photometric distortion and the
-crop's ``cat_max_ratio`` re-draws are not used by the recipes served here):
+The training pipeline is the one of HRNet-Semantic-Segmentation's datasets
+(``lib/datasets/base_dataset.py`` ``gen_sample``: ``multi_scale_aug`` -> ``rand_crop``
+with ``pad_image`` -> ``input_transform`` -> flip; its ``lip.py`` flips and resizes to
+the crop size first). tests/test_samples_golden_seg_train.py checks samples against that
+code's own output (``tests/golden/samples_hrnet_seg_*.json``):
 
 1. read the image with OpenCV, BGR -> RGB (greyscale files load as 3 equal channels),
    the label as a single-channel PNG mapped to train ids (``map_label``);
-2. random scale: long side = ``base_size`` (or the image's own long side) x
-   U(``scale_range``), rounded, aspect kept; image bilinear, label nearest. HRNet draws
-   the factor on a 0.1 grid, ``0.5 + random.randint(0, 16) / 10`` (Python's randint
-   includes 16: 0.5..2.1, where its paper says [0.5, 2]); mmseg draws it continuously,
-   as here, within the protocol's range;
-3. pad at the bottom/right to at least ``crop_size``: the image with **0 after
-   normalisation** (the ImageNet mean colour, as HRNet, which pads the normalised image
-   with 0; mmseg pads raw pixels with 0 = black), the label with ``ignore_label`` so
-   padding never enters the loss;
-4. random crop to ``crop_size`` (offsets uniform over the valid positions);
-5. horizontal flip with prob ``flip_prob``: image and label mirrored, and the label
-   values of ``flip_pairs`` exchanged (LIP's left/right arm, leg, shoe);
-6. ImageNet mean/std normalisation, HWC -> CHW float32; label int64.
+2. optional, first (``flip_first``, LIP's order): the horizontal flip of step 6, on the
+   image and label as read; then optional ``resize_to_crop``: image (bilinear) and label
+   (nearest) resized to ``crop_size`` whatever their aspect ratio (LIP);
+3. random scale: long side = ``base_size`` (or the image's own long side) x s, rounded
+   (``int(x + 0.5)``), the short side in proportion, rounded alike; image bilinear,
+   label nearest. With ``scale_factor`` (HRNet's SCALE_FACTOR) s = 0.5 + k / 10 for k
+   uniform in 0..scale_factor (16: 0.5..2.1, both ends included); otherwise s is
+   U(``scale_range``), continuous;
+4. pad at the bottom/right to at least ``crop_size``: the label with ``ignore_label`` so
+   padding never enters the loss, the image with ``pad_image``: 'black' (pixel value 0
+   before normalisation, as the official code pads the uint8 image) or 'mean' (0 after
+   normalisation, the ImageNet mean colour);
+5. random crop to ``crop_size``, offsets x then y uniform over the valid positions;
+6. horizontal flip (unless done first): with ``flip_prob`` 0.5 the draw is a fair coin
+   (``integers('flip', 0, 2) == 0`` flips, as the official ``np.random.choice(2)``),
+   otherwise U(0, 1) < ``flip_prob``; image and label mirrored and the label values of
+   ``flip_pairs`` exchanged (LIP's left/right arm, leg, shoe);
+7. ImageNet mean/std normalisation, (x / 255 - mean) / std with the subtraction and the
+   division in float64 and float32 results (the official ``input_transform``), HWC ->
+   CHW float32; label int64.
 
 Evaluation items are the whole image, normalised, at its own size, with the label at
 that size: resizing to a test scale, sliding windows and flip averaging belong to the
 evaluator (images differ in size, so evaluation runs at batch 1).
 
-Randomness: every draw of a sample comes from ``numpy.random.default_rng([seed, epoch,
-index])`` in the order scale, crop offset (y, x), flip; a draw that is switched off is
-not made. So a sample depends on (seed, epoch, index) only, whatever the DataLoader
-workers or sampling order, and the flip of a crop is the mirror of the unflipped crop.
-Call ``set_epoch`` once per epoch.
+Randomness: every draw of a sample is a named call on ``draws_for(index)``, by default
+``SampleDraws`` over ``numpy.random.default_rng([seed, epoch, index])``, in the order
+(flip, if first), scale, crop offset (x, y), flip; a draw that is switched off is not
+made. So a sample depends on (seed, epoch, index) only, whatever the DataLoader workers
+or sampling order; with the flip last, the flip of a crop is the mirror of the
+unflipped crop. Call ``set_epoch`` once per epoch.
 """
 from __future__ import annotations
 
@@ -49,12 +58,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .draws import SampleDraws
 from .seg_labels import SEG_IGNORE
 from .topdown import IMAGENET_MEAN, IMAGENET_STD, protocol_to_dict, require_path
 from .transforms import scale_range_of
 
 __all__ = ["SegmentationDataset", "SEGMENTATION_DATASETS", "segmentation_dataset_class",
-           "build_segmentation_dataset", "read_id_list"]
+           "build_segmentation_dataset", "read_id_list", "PAD_IMAGE_MODES"]
+
+#: how the image is padded where a scaled image is smaller than the crop (step 4)
+PAD_IMAGE_MODES = ("black", "mean")
+_DEFAULT_RANGE = (0.5, 2.0)
 
 #: dataset name -> "module:Class"; imported on first use so that naming a dataset does
 #: not import the others.
@@ -115,7 +129,12 @@ class SegmentationDataset(Dataset):
         base_size: long side the image is resized to before random scaling (HRNet's
             ``BASE_SIZE``); None keeps the image's own size.
         scale_range: (lo, hi) of the uniform random scale factor, None = no scaling.
+        scale_factor: HRNet's SCALE_FACTOR: the scale is 0.5 + k / 10, k uniform in
+            0..scale_factor (replaces ``scale_range``; giving both is an error).
         flip_prob: probability of a horizontal flip.
+        pad_image: 'black' (pixel 0 before normalisation) or 'mean' (0 after it).
+        resize_to_crop: resize image and label to ``crop_size`` before the random scale.
+        flip_first: flip before any resizing instead of after the crop.
         ignore_label: label of pixels left out of loss and metric (0..255, above the
             class ids); unlabelled classes and padding get it.
         seed: base seed of the per-sample generators.
@@ -135,9 +154,11 @@ class SegmentationDataset(Dataset):
     layout_marker = ""
 
     def __init__(self, root, split: str, train: bool = False, *, crop_size=None,
-                 base_size: int | None = None, scale_range=(0.5, 2.0),
+                 base_size: int | None = None, scale_range=_DEFAULT_RANGE,
                  flip_prob: float = 0.0, ignore_label: int = SEG_IGNORE, seed: int = 0,
-                 num_classes: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 num_classes: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 scale_factor: int | None = None, pad_image: str = "black",
+                 resize_to_crop: bool = False, flip_first: bool = False):
         self.root = Path(root)
         self.split = str(split)
         self.train = bool(train)
@@ -162,14 +183,38 @@ class SegmentationDataset(Dataset):
                              f"{self.num_classes}..255, got {ignore_label}")
         self.crop_size = _pair(crop_size, "crop_size")
         self.base_size = None if base_size is None else int(base_size)
+        if scale_factor is not None:
+            if scale_range is not None and scale_range is not _DEFAULT_RANGE:
+                raise ValueError(f"{self.dataset_name}: give scale_range or scale_factor, "
+                                 f"not both")
+            scale_range = None
+            if int(scale_factor) != scale_factor or scale_factor < 0:
+                raise ValueError(f"scale_factor must be an integer >= 0, got {scale_factor}")
+        self.scale_factor = None if scale_factor is None else int(scale_factor)
         self.scale_range = scale_range_of(scale_range)
         self.flip_prob = float(flip_prob)
+        if pad_image not in PAD_IMAGE_MODES:
+            raise ValueError(f"pad_image must be one of {PAD_IMAGE_MODES}, got {pad_image!r}")
+        self.pad_image = str(pad_image)
+        self.resize_to_crop = bool(resize_to_crop)
+        self.flip_first = bool(flip_first)
+        if self.resize_to_crop and self.crop_size is None:
+            raise ValueError(f"{self.dataset_name}: resize_to_crop needs a crop_size")
         self.seed = int(seed)
         self.epoch = 0
         self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, 3)
         self.std = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
-        levels = np.arange(256, dtype=np.float32)[:, None] / np.float32(255.0)
-        self._norm_lut = ((levels - self.mean[0]) / self.std[0]).T.copy()     # 3 x 256
+        # x / 255 in float32, then - mean and / std computed in float64 with float32
+        # results: the official input_transform's arithmetic (float32 image, float64
+        # mean/std lists), so equal pixels give equal floats
+        levels = (np.arange(256, dtype=np.float32) / np.float32(255.0))[:, None]
+        mean64 = np.asarray(mean, dtype=np.float64).reshape(1, 3)
+        std64 = np.asarray(std, dtype=np.float64).reshape(1, 3)
+        centred = (levels.astype(np.float64) - mean64).astype(np.float32)
+        self._norm_lut = (centred.astype(np.float64) / std64).astype(np.float32).T.copy()
+        # the normalised value of a padded pixel (3,)
+        self._pad_pixel = (self._norm_lut[:, 0].copy() if self.pad_image == "black"
+                           else np.zeros(3, dtype=np.float32))
         self.flip_pairs = tuple(tuple(int(v) for v in p) for p in self.flip_pairs_default)
         require_path(self.root, f"{self.dataset_name} dataset folder")
         self.files: list[tuple[str, str]] = [(str(i), str(l)) for i, l in self.list_files()]
@@ -205,6 +250,10 @@ class SegmentationDataset(Dataset):
     def rng_for(self, index: int) -> np.random.Generator:
         """The generator of one sample: a function of (seed, epoch, index) only."""
         return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def draws_for(self, index: int) -> SampleDraws:
+        """The named draws of one sample (tests replay recorded ones through this)."""
+        return SampleDraws(self.rng_for(index))
 
     # ------------------------------------------------------------------ reading
     def _read(self, path: str, flags: int, what: str) -> np.ndarray:
@@ -257,12 +306,14 @@ class SegmentationDataset(Dataset):
             out[..., c] = self._norm_lut[c][image[..., c]]
         return out
 
-    def random_scale(self, rng: np.random.Generator, image: np.ndarray, label: np.ndarray):
-        """Resize so the long side is ``base_size`` (or its own) x U(scale_range)."""
+    def random_scale(self, draws: SampleDraws, image: np.ndarray, label: np.ndarray):
+        """Resize so the long side is ``base_size`` (or its own) x the drawn scale."""
         h, w = image.shape[:2]
         long_side = float(self.base_size if self.base_size is not None else max(h, w))
-        if self.scale_range is not None:
-            long_side *= rng.uniform(*self.scale_range)
+        if self.scale_factor is not None:
+            long_side *= 0.5 + draws.integers("scale", 0, self.scale_factor + 1) / 10.0
+        elif self.scale_range is not None:
+            long_side *= draws.uniform("scale", *self.scale_range)
         long_side = max(1, int(long_side + 0.5))
         if long_side == max(h, w):
             return image, label
@@ -274,23 +325,33 @@ class SegmentationDataset(Dataset):
         label = cv2.resize(label, (nw, nh), interpolation=cv2.INTER_NEAREST)
         return image, label
 
-    def pad_crop(self, rng: np.random.Generator, image: np.ndarray, label: np.ndarray):
+    def pad_crop(self, draws: SampleDraws, image: np.ndarray, label: np.ndarray):
         """Normalised crop of ``crop_size`` and its label, padding at the bottom/right
-        (image 0 after normalisation, label ``ignore_label``) where the image is smaller.
+        (image per ``pad_image``, label ``ignore_label``) where the image is smaller.
         Only the crop is normalised: at 2x scale a Cityscapes image has 8 M pixels."""
         ch, cw = self.crop_size
         h, w = label.shape
-        y0 = int(rng.integers(0, max(h, ch) - ch + 1))
-        x0 = int(rng.integers(0, max(w, cw) - cw + 1))
+        x0 = draws.integers("crop_x", 0, max(w, cw) - cw + 1)
+        y0 = draws.integers("crop_y", 0, max(h, ch) - ch + 1)
         img = image[y0:y0 + ch, x0:x0 + cw]
         lbl = label[y0:y0 + ch, x0:x0 + cw]
         if img.shape[:2] == (ch, cw):
             return self.normalise(img), lbl
-        x = np.zeros((ch, cw, 3), dtype=np.float32)
+        x = np.empty((ch, cw, 3), dtype=np.float32)
+        x[...] = self._pad_pixel
         y = np.full((ch, cw), self.ignore_label, dtype=np.uint8)
         x[:img.shape[0], :img.shape[1]] = self.normalise(img)
         y[:lbl.shape[0], :lbl.shape[1]] = lbl
         return x, y
+
+    def _draw_flip(self, draws: SampleDraws) -> bool:
+        """Whether this sample is flipped (no draw when flipping is off)."""
+        if self.flip_prob <= 0:
+            return False
+        if self.flip_prob == 0.5:
+            # a fair coin as an integer, 0 = flip (the official np.random.choice(2) * 2 - 1)
+            return draws.integers("flip", 0, 2) == 0
+        return draws.random("flip") < self.flip_prob
 
     def flip_label(self, label: np.ndarray) -> np.ndarray:
         """Mirror a label map and exchange the values of ``flip_pairs``."""
@@ -319,13 +380,20 @@ class SegmentationDataset(Dataset):
                 "meta": {"index": index, "image_file": self.files[index][0],
                          "height": int(h), "width": int(w)},
             }
-        rng = self.rng_for(index)
-        image, label = self.random_scale(rng, image, label)
+        draws = self.draws_for(index)
+        if self.flip_first and self._draw_flip(draws):
+            image = image[:, ::-1]
+            label = self.flip_label(label)
+        if self.resize_to_crop:
+            ch, cw = self.crop_size
+            image = cv2.resize(image, (cw, ch), interpolation=cv2.INTER_LINEAR)
+            label = cv2.resize(label, (cw, ch), interpolation=cv2.INTER_NEAREST)
+        image, label = self.random_scale(draws, image, label)
         if self.crop_size is not None:
-            x, y = self.pad_crop(rng, image, label)
+            x, y = self.pad_crop(draws, image, label)
         else:
             x, y = self.normalise(image), label
-        if self.flip_prob > 0 and rng.random() < self.flip_prob:
+        if not self.flip_first and self._draw_flip(draws):
             x = x[:, ::-1]
             y = self.flip_label(y)
         return {
@@ -350,8 +418,9 @@ class SegmentationDataset(Dataset):
     def kwargs_from_protocol(cls, protocol, train: bool) -> dict[str, Any]:
         """Constructor arguments read from a protocol (a mapping or pydantic object):
         ``num_classes``, ``crop_size`` [H, W], ``base_size``, ``ignore_label`` and, for
-        training, ``augmentation: {scale_range, flip_prob}``. An augmentation the
-        protocol leaves out is off (no silent default)."""
+        training, ``augmentation: {scale_range or scale_factor, flip_prob, pad_image,
+        resize_to_crop, flip_first}``. An augmentation the protocol leaves out is off (no
+        silent default); ``pad_image`` left out is 'black'."""
         p = protocol_to_dict(protocol)
         aug = p.get("augmentation") or {}
         kw: dict[str, Any] = {
@@ -359,7 +428,13 @@ class SegmentationDataset(Dataset):
             "base_size": p.get("base_size"),
             "scale_range": aug.get("scale_range") if train else None,
             "flip_prob": float(aug.get("flip_prob") or 0.0) if train else 0.0,
+            "scale_factor": aug.get("scale_factor") if train else None,
+            "pad_image": aug.get("pad_image") or "black",
+            "resize_to_crop": bool(aug.get("resize_to_crop")) if train else False,
+            "flip_first": bool(aug.get("flip_first")) if train else False,
         }
+        if kw["scale_factor"] is not None and kw["scale_range"] is not None:
+            raise ValueError("augmentation: give scale_range or scale_factor, not both")
         if p.get("num_classes") is not None:
             kw["num_classes"] = int(p["num_classes"])
         if p.get("ignore_label") is not None:

@@ -167,16 +167,19 @@ def _cityscapes_scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def write_cityscapes(root, seed: int = 0, num_train: int = 6, num_val: int = 3,
-                     size=(128, 256)) -> Path:
+                     size=(128, 256), sizes=None) -> Path:
     """Cityscapes layout under ``root`` with images of ``size`` (H, W): train images in
-    two cities, val in two others; labelIds PNGs (ignored ids included)."""
+    two cities, val in two others; labelIds PNGs (ignored ids included). ``sizes``, a
+    list of (H, W), gives image i of each split ``sizes[i % len(sizes)]`` instead (e.g.
+    portrait images, whose scaled copies are narrower than a landscape crop)."""
     root = Path(root)
     rng = np.random.default_rng([seed, 1])
     palette = class_palette(34, salt=1)
-    h, w = int(size[0]), int(size[1])
+    shapes = [(int(a), int(b)) for a, b in (sizes or [size])]
     for split, count in (("train", num_train), ("val", num_val)):
         cities = _CITIES[split]
         for i in range(count):
+            h, w = shapes[i % len(shapes)]
             city = cities[i % len(cities)]
             stem = f"{city}_{i:06d}_{19 + 7 * i:06d}"
             label = _cityscapes_scene(rng, h, w)
@@ -226,7 +229,7 @@ def _pascal_context_scene(rng: np.random.Generator, h: int, w: int) -> np.ndarra
 
 def write_pascal_context(root, seed: int = 0, num_train: int = 6, num_val: int = 3,
                          size_range=(120, 200)) -> Path:
-    """PASCAL-Context layout (mmseg's converted one) under ``root``; image sides drawn in
+    """PASCAL-Context layout (converted label PNGs) under ``root``; image sides drawn in
     ``size_range``; ids in VOC's ``2008_000123`` form."""
     root = Path(root)
     rng = np.random.default_rng([seed, 2])

@@ -22,9 +22,23 @@ TopDownGenerateTarget``):
    half body (prob ``half_body_prob`` when more than ``half_body_num_joints`` joints are
    visible), zoom ``N(1, scale_factor)`` clipped to +-``scale_factor``, rotation
    ``N(0, rotation_factor)`` clipped to +-2 ``rotation_factor``, applied with prob
-   ``rotation_prob``. mmpose's order (flip first) is used; HRNet draws the flip last.
+   ``rotation_prob``. Two orders (``order``, the protocol's ``augmentation.order``):
+
+   * ``'hrnet'``: half body, zoom, rotation (its probability drawn first, the angle only
+     when it applies), then the flip, which mirrors the image, the joints and the
+     (possibly half-body) centre as ``width - c - 1`` in the centre's own precision
+     (float32 for COCO boxes and half-body boxes, float64 for MPII's centres); the zoomed
+     scale stays float64, the half-body box is computed in float32 and the crop matrix is
+     built from three float32 points (``get_affine_transform_points``). This is what
+     ``tests/golden/samples_hrnet_{coco,mpii}.json`` (recorded from HRNet's
+     ``JointsDataset.__getitem__``) shows, value for value;
+   * ``'mmpose'`` (default of the class): flip first, then half body, zoom and rotation
+     (the angle always drawn before its probability), float64 geometry and the
+     closed-form crop matrix (``get_affine_transform``).
+
    The two orders give the same distribution of crops (the half-body box of a mirrored
-   person is the mirrored box), only the random-number consumption differs;
+   person is the mirrored box); the samples differ in the draws they consume and in
+   float round-off;
 3. affine crop to ``input_size`` (bilinear, zero border), joints through the same matrix;
 4. ImageNet mean/std normalisation, HWC -> CHW float32;
 5. MSRA Gaussian targets on the heatmap grid by the dataset's codec
@@ -43,7 +57,10 @@ is left is mostly the JPEG decode itself (see docs/benchmarks.md).
 Randomness: each sample draws from ``numpy.random.default_rng([seed, epoch, index])``,
 so a sample depends only on (seed, epoch, index): identical across runs, DataLoader
 worker counts and sampling orders (the reference used the global ``np.random`` /
-``random`` state, which is neither). Call ``set_epoch`` once per epoch.
+``random`` state, which is neither). Call ``set_epoch`` once per epoch. Every draw is a
+named call on ``draws_for(index)`` (``bench.data.draws``): ``flip``, ``half_body``,
+``half_body_upper``, ``scale``, ``rotation``, ``rotation_prob``; the golden-sample tests
+replace it to replay an official loader's draws.
 
 Sizes: ``input_size`` and ``heatmap_size`` are (H, W), as the protocol YAML files write
 them; the transforms/codecs below take (W, H), converted here once.
@@ -60,6 +77,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .codecs import MSRAHeatmapCodec
+from .draws import SampleDraws
 from .transforms import (
     PIXEL_STD,
     affine_transform,
@@ -67,14 +85,20 @@ from .transforms import (
     fliplr_image,
     fliplr_joints,
     get_affine_transform,
+    get_affine_transform_points,
     half_body_transform,
     random_scale_rotation,
     sample_flip,
+    sample_rotation,
+    sample_scale_factor,
 )
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TopDownDataset", "make_record",
            "protocol_to_dict", "dataset_kwargs_from_protocol", "collate_meta",
            "require_path"]
+
+#: ``augmentation.order``: whose sample pipeline (see the module docstring)
+ORDERS = ("mmpose", "hrnet")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,22 +119,23 @@ def require_path(path: str | os.PathLike, what: str) -> Path:
 
 def make_record(image_file, center, scale, joints, visible, score: float = 1.0,
                 area: float | None = None, image_id: int = 0, bbox_id: int = 0,
-                **extra) -> dict:
-    """A person record with normalised types (float32 arrays, python scalars).
+                float_dtype=np.float32, **extra) -> dict:
+    """A person record with normalised types (float32 arrays, python scalars;
+    ``float_dtype`` for center, scale and joints: MPII's HRNet records keep float64).
 
     ``area`` defaults to the crop box area ``prod(scale * 200)``: this is what the
     reference evaluation passes to OKS-NMS for every box (``all_boxes[:, 4]``), so the
     meta of every sample carries the number the evaluator needs. Extra keys (e.g. a
     COCO annotation id) are kept on the record but not put into ``meta``.
     """
-    scale = np.asarray(scale, dtype=np.float32).reshape(-1)
+    scale = np.asarray(scale, dtype=float_dtype).reshape(-1)
     if scale.size == 1:
         scale = np.repeat(scale, 2)
     rec = {
         "image_file": str(image_file),
-        "center": np.asarray(center, dtype=np.float32).reshape(2),
+        "center": np.asarray(center, dtype=float_dtype).reshape(2),
         "scale": scale.reshape(2),
-        "joints": np.asarray(joints, dtype=np.float32).reshape(-1, 2),
+        "joints": np.asarray(joints, dtype=float_dtype).reshape(-1, 2),
         "visible": np.asarray(visible, dtype=np.float32).reshape(-1),
         "score": float(score),
         "area": float(np.prod(scale * PIXEL_STD)) if area is None else float(area),
@@ -151,6 +176,9 @@ def dataset_kwargs_from_protocol(protocol, train: bool) -> dict:
         if p.get(key) is not None:
             kw[key] = p[key]
     aug = p.get("augmentation") or {}
+    # also at evaluation: the order selects the crop matrix and the record precision
+    if aug.get("order") is not None:
+        kw["order"] = str(aug["order"])
     if train:
         kw["flip_prob"] = float(aug.get("flip_prob", 0.0))
         half = aug.get("half_body") or {}
@@ -226,6 +254,7 @@ class TopDownDataset(Dataset):
         unbiased_encoding: DARK targets (Gaussian at the sub-pixel location).
         color_rgb: convert OpenCV's BGR to RGB (True in every recipe used here).
         mean, std: normalisation of [0, 1] RGB values.
+        order: ``'mmpose'`` or ``'hrnet'``: whose sample pipeline (module docstring).
     """
 
     #: set by subclasses
@@ -244,7 +273,10 @@ class TopDownDataset(Dataset):
                  scale_factor: float = 0.25, rotation_factor: float = 30.0,
                  rotation_prob: float = 0.6, seed: int = 0, joint_weights=None,
                  unbiased_encoding: bool = False, color_rgb: bool = True,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, order: str = "mmpose"):
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        self.order = order
         self.records = list(records)
         self.input_size = (int(input_size[0]), int(input_size[1]))        # (H, W)
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))  # (H, W)
@@ -314,6 +346,10 @@ class TopDownDataset(Dataset):
         # what default_rng([...]) builds, minus its argument dispatch
         return np.random.Generator(np.random.PCG64([self.seed, self.epoch, int(index)]))
 
+    def draws_for(self, index: int) -> SampleDraws:
+        """The named draws of one sample (tests replace this to replay recorded draws)."""
+        return SampleDraws(self.rng_for(index))
+
     def load_image(self, path: str) -> np.ndarray:
         """HxWx3 uint8, RGB unless ``color_rgb`` is False (OpenCV's BGR then)."""
         # IGNORE_ORIENTATION as the reference: annotations refer to the stored pixels,
@@ -377,10 +413,13 @@ class TopDownDataset(Dataset):
         self._lut_cache = (key, luts)
         return luts
 
-    def augment(self, rng: np.random.Generator, image: np.ndarray, joints: np.ndarray,
+    def augment(self, rng, image: np.ndarray, joints: np.ndarray,
                 visible: np.ndarray, center: np.ndarray, scale: np.ndarray):
-        """The training augmentations (mmpose order); returns the updated
-        (image, joints, visible, center, scale, rotation, flipped)."""
+        """The training augmentations in ``self.order``; ``rng`` a ``SampleDraws`` (or a
+        Generator); returns the updated (image, joints, visible, center, scale,
+        rotation, flipped)."""
+        if self.order == "hrnet":
+            return self._augment_hrnet(rng, image, joints, visible, center, scale)
         flipped = False
         if self.flip_prob > 0 and sample_flip(rng, self.flip_prob):
             flipped = True
@@ -399,19 +438,47 @@ class TopDownDataset(Dataset):
                                                 self.rotation_factor, self.rotation_prob)
         return image, joints, visible, center, scale, rotation, flipped
 
+    def _augment_hrnet(self, draws, image, joints, visible, center, scale):
+        """HRNet's order and arithmetic (module docstring, ``order='hrnet'``)."""
+        if self.half_body_prob > 0 and self.upper_body_ids:
+            half = half_body_transform(joints, visible, self.upper_body_ids,
+                                       self.lower_body_ids, self.aspect_ratio,
+                                       self.half_body_num_joints, self.half_body_prob,
+                                       rng=draws, box_dtype=np.float32)
+            if half is not None:
+                center, scale = half
+        # the record's scale (float32 for COCO) times a float64 factor: float64
+        scale = scale.astype(np.float64) * sample_scale_factor(draws, self.scale_factor)
+        rotation = sample_rotation(draws, self.rotation_factor, self.rotation_prob,
+                                   prob_first=True)
+        flipped = False
+        if self.flip_prob > 0 and sample_flip(draws, self.flip_prob):
+            flipped = True
+            width = image.shape[1]
+            image = fliplr_image(image)
+            joints, visible = fliplr_joints(joints, visible, width, self.flip_pairs)
+            center = center.copy()
+            center[0] = width - center[0] - 1       # in the centre's own dtype
+        return image, joints, visible, center, scale, rotation, flipped
+
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
         image = self.load_image(rec["image_file"])
         joints = rec["joints"].astype(np.float64)
         visible = rec["visible"].astype(np.float64)
-        center = rec["center"].astype(np.float64)
-        scale = rec["scale"].astype(np.float64)
+        hrnet = self.order == "hrnet"
+        # HRNet keeps the record's precision (float32 COCO boxes, float64 MPII centres)
+        center = rec["center"].copy() if hrnet else rec["center"].astype(np.float64)
+        scale = rec["scale"].copy() if hrnet else rec["scale"].astype(np.float64)
         rotation, flipped = 0.0, False
         if self.train:
             image, joints, visible, center, scale, rotation, flipped = self.augment(
-                self.rng_for(index), image, joints, visible, center, scale)
+                self.draws_for(index), image, joints, visible, center, scale)
 
-        M = get_affine_transform(center, scale, rotation, self.image_size_wh)
+        if hrnet:
+            M = get_affine_transform_points(center, scale, rotation, self.image_size_wh)
+        else:
+            M = get_affine_transform(center, scale, rotation, self.image_size_wh)
         crop = cv2.warpAffine(np.ascontiguousarray(image), M, self.image_size_wh,
                               flags=cv2.INTER_LINEAR)
         crop_joints = affine_transform(joints, M)
@@ -420,8 +487,9 @@ class TopDownDataset(Dataset):
 
         x = self.normalise(crop)
         meta = {
-            "center": np.asarray(center, dtype=np.float32),
-            "scale": np.asarray(scale, dtype=np.float32),
+            # float32, or with order 'hrnet' the precision HRNet's loader hands on
+            "center": np.array(center, dtype=None if hrnet else np.float32),
+            "scale": np.array(scale, dtype=None if hrnet else np.float32),
             "rotation": float(rotation),
             "score": float(rec["score"]),
             "image_id": int(rec["image_id"]),

@@ -14,7 +14,9 @@ Lite-HRNet runs on) share these conventions, reproduced here:
 * horizontal flips map x to ``width - 1 - x`` and swap left/right joints.
 
 Pure numpy / OpenCV functions; randomness comes from an explicit ``numpy.random.Generator``
-so that a seeded run is reproducible.
+or a ``bench.data.draws.SampleDraws`` (named draws: ``flip``, ``half_body``,
+``half_body_upper``, ``scale``, ``rotation``, ``rotation_prob``) so that a seeded run is
+reproducible and a test can replay the draws an official loader made.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+
+from .draws import SampleDraws
 
 PIXEL_STD = 200.0
 
@@ -61,7 +65,7 @@ __all__ = [
     "PIXEL_STD",
     "COCO_FLIP_PAIRS", "COCO_UPPER_BODY_IDS", "COCO_LOWER_BODY_IDS", "COCO_JOINT_WEIGHTS",
     "MPII_FLIP_PAIRS", "MPII_UPPER_BODY_IDS", "MPII_LOWER_BODY_IDS", "LSP_FLIP_PAIRS",
-    "get_affine_transform", "affine_transform", "transform_preds", "box_to_center_scale",
+    "get_affine_transform", "get_affine_transform_points", "affine_transform", "transform_preds", "box_to_center_scale",
     "affine_crop", "fliplr_image", "fliplr_joints", "fliplr_center", "half_body_transform",
     "sample_scale_factor", "sample_rotation", "sample_flip", "random_scale_rotation",
 ]
@@ -107,6 +111,41 @@ def get_affine_transform(center, scale, rot: float, output_size, shift=(0.0, 0.0
         a = (1.0 / k) * np.array([[cos, -sin], [sin, cos]])  # R(rot) / k
         t = c_src - a @ c_out
     return np.concatenate([a, t[:, None]], axis=1)
+
+
+def get_affine_transform_points(center, scale, rot: float, output_size,
+                                inv: bool = False, pixel_std: float = PIXEL_STD) -> np.ndarray:
+    """The crop matrix built from three point pairs, as HRNet's loader builds it.
+
+    The same similarity as ``get_affine_transform``, but constructed the way
+    ``tests/golden/samples_hrnet_*.json`` shows the official loader constructs it: the box
+    center, the point half a box width above it (turned by ``rot``) and a third point at a
+    right angle are stored as float32 and handed to ``cv2.getAffineTransform``. The
+    float32 round-off of those points changes the matrix in its last digits and, through
+    OpenCV's fixed-point sampling, a few crop values by one grey level (0.005 % of the
+    values of the golden samples' crops), so the HRNet
+    protocols (``order='hrnet'``) use this to reproduce the official crops bit for bit.
+    numpy's own promotion rules apply to ``center`` / ``scale`` (float32 or float64 in,
+    as given).
+    """
+    scale = np.asarray(scale)
+    if scale.ndim == 0:
+        scale = np.array([scale, scale])
+    half_w = (scale * pixel_std)[0] * -0.5             # dtype of ``scale``
+    theta = np.pi * rot / 180
+    sn, cs = np.sin(theta), np.cos(theta)
+    up = np.array([0 * cs - half_w * sn, 0 * sn + half_w * cs])   # (0, -w/2) turned by rot
+    out_w, out_h = output_size[0], output_size[1]
+    src = np.zeros((3, 2), dtype=np.float32)
+    dst = np.zeros((3, 2), dtype=np.float32)
+    src[0] = np.asarray(center)
+    src[1] = np.asarray(center) + up
+    dst[0] = [out_w * 0.5, out_h * 0.5]
+    dst[1] = np.array([out_w * 0.5, out_h * 0.5]) + np.array([0, out_w * -0.5], np.float32)
+    for pts in (src, dst):
+        d = pts[0] - pts[1]
+        pts[2] = pts[1] + np.array([-d[1], d[0]], dtype=np.float32)
+    return cv2.getAffineTransform(dst, src) if inv else cv2.getAffineTransform(src, dst)
 
 
 def affine_transform(pt, M: np.ndarray) -> np.ndarray:
@@ -208,11 +247,16 @@ def fliplr_center(center, width: int) -> np.ndarray:
     return c
 
 
+def _named(rng) -> SampleDraws:
+    """A ``SampleDraws`` for ``rng`` (a SampleDraws itself, a Generator, a seed or None)."""
+    return rng if isinstance(rng, SampleDraws) else SampleDraws(np.random.default_rng(rng))
+
+
 def half_body_transform(joints, visible, upper_body_ids: Sequence[int],
                         lower_body_ids: Sequence[int], aspect_ratio: float,
                         num_joints_half_body: int = 8, prob_half_body: float = 1.0,
                         rng=None, upper: bool | None = None, padding: float = 1.5,
-                        pixel_std: float = PIXEL_STD):
+                        pixel_std: float = PIXEL_STD, box_dtype=np.float64):
     """Half-body augmentation: a box around the visible upper or lower body joints.
 
     Returns ``(center, scale)``, or ``None`` when it does not apply: the reference applies
@@ -226,20 +270,24 @@ def half_body_transform(joints, visible, upper_body_ids: Sequence[int],
     has more than 2, else the upper body. ``upper`` forces the choice (for tests).
     The box is the selected joints' extent, grown to ``aspect_ratio`` and padded by 1.5,
     centred on the joints' mean (not the extent's middle), as the reference.
+    ``box_dtype`` is the precision of the box arithmetic (width, height, aspect growth):
+    float32 is what HRNet's loader computes (``tests/golden/samples_hrnet_coco.json``),
+    float64 the default (the two can differ in the last bit of the scale).
+    Draws: ``half_body`` (the probability) and ``half_body_upper`` (the normal).
     """
     joints = np.asarray(joints, dtype=np.float64)
     vis = _vis_column(visible, joints.shape[0])[:, 0] > 0
     if int(vis.sum()) <= num_joints_half_body:
         return None
     if prob_half_body < 1.0 or upper is None:
-        rng = np.random.default_rng(rng)
-    if prob_half_body < 1.0 and not rng.random() < prob_half_body:
+        rng = _named(rng)
+    if prob_half_body < 1.0 and not rng.random("half_body") < prob_half_body:
         return None
 
     upper_set, lower_set = set(upper_body_ids), set(lower_body_ids)
     upper_j = [joints[i, :2] for i in range(len(joints)) if vis[i] and i in upper_set]
     lower_j = [joints[i, :2] for i in range(len(joints)) if vis[i] and i in lower_set]
-    want_upper = upper if upper is not None else bool(rng.standard_normal() < 0.5)
+    want_upper = upper if upper is not None else bool(rng.normal("half_body_upper") < 0.5)
     if want_upper and len(upper_j) > 2:
         selected = upper_j
     else:
@@ -249,7 +297,7 @@ def half_body_transform(joints, visible, upper_body_ids: Sequence[int],
 
     sel = np.asarray(selected, dtype=np.float32)
     center = sel.mean(axis=0)
-    w, h = (sel.max(axis=0) - sel.min(axis=0)).astype(np.float64)
+    w, h = (sel.max(axis=0) - sel.min(axis=0)).astype(box_dtype)
     if w > aspect_ratio * h:
         h = w / aspect_ratio
     elif w < aspect_ratio * h:
@@ -260,30 +308,40 @@ def half_body_transform(joints, visible, upper_body_ids: Sequence[int],
 
 def sample_scale_factor(rng: np.random.Generator, scale_factor: float) -> float:
     """Random zoom, N(1, sf) clipped to [1 - sf, 1 + sf] (sf 0.35 HRNet, 0.25 Lite-HRNet)."""
-    return float(np.clip(rng.standard_normal() * scale_factor + 1.0,
+    return float(np.clip(_named(rng).normal("scale") * scale_factor + 1.0,
                          1.0 - scale_factor, 1.0 + scale_factor))
 
 
 def sample_rotation(rng: np.random.Generator, rotation_factor: float,
-                    rotation_prob: float = 0.6) -> float:
+                    rotation_prob: float = 0.6, prob_first: bool = False) -> float:
     """Random rotation in degrees: N(0, rf) clipped to +-2 rf, applied with prob 0.6.
 
-    rf is 45 in HRNet's recipes and 30 in Lite-HRNet's. Both numbers are always drawn so
-    the stream consumption does not depend on the outcome.
+    rf is 45 in HRNet's recipes and 30 in Lite-HRNet's. By default both numbers are
+    always drawn (the normal first), so the stream consumption does not depend on the
+    outcome. ``prob_first``: the probability is drawn first and the normal only when the
+    rotation applies, the order of HRNet's loader (``tests/golden/samples_hrnet_*.json``).
+    Draws: ``rotation`` (the normal), ``rotation_prob``.
     """
-    r = float(np.clip(rng.standard_normal() * rotation_factor,
+    d = _named(rng)
+    if prob_first:
+        if not d.random("rotation_prob") <= rotation_prob:
+            return 0.0
+        return float(np.clip(d.normal("rotation") * rotation_factor,
+                             -2.0 * rotation_factor, 2.0 * rotation_factor))
+    r = float(np.clip(d.normal("rotation") * rotation_factor,
                       -2.0 * rotation_factor, 2.0 * rotation_factor))
-    return r if rng.random() <= rotation_prob else 0.0
+    return r if d.random("rotation_prob") <= rotation_prob else 0.0
 
 
 def sample_flip(rng: np.random.Generator, flip_prob: float = 0.5) -> bool:
     """Whether to flip this sample (reference: ``random.random() <= 0.5``)."""
-    return bool(rng.random() <= flip_prob)
+    return bool(_named(rng).random("flip") <= flip_prob)
 
 
 def random_scale_rotation(rng: np.random.Generator, scale, scale_factor: float,
                           rotation_factor: float, rotation_prob: float = 0.6):
     """(scale * random zoom, random rotation in degrees), in the reference's order."""
+    rng = _named(rng)
     s = _scale_pair(scale) * sample_scale_factor(rng, scale_factor)
     return s.astype(np.float32), sample_rotation(rng, rotation_factor, rotation_prob)
 

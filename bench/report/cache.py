@@ -21,6 +21,7 @@ from typing import Any, Iterable, NamedTuple
 import jinja2
 import matplotlib
 
+from ..paths import report_path
 from ..results import atomic_write_json, safe_name
 from ..suite import Suite
 
@@ -135,7 +136,7 @@ def render_suite_report(suite: Suite, records: Iterable[dict], out_dir="reports"
     fp = suite_fingerprint(suite, records)
     if not force and suite_report_current(suite, fp, out_dir):
         return Rendered(out_dir / f"{name}.html", False)
-    stamp = out_dir / name / FINGERPRINT_FILE
+    stamp = report_path(out_dir, name, FINGERPRINT_FILE)
     stamp.unlink(missing_ok=True)     # a render that fails half-way leaves no stamp
     page = render_suite_html(suite, records, out_dir)
     plots = sorted(p.name for p in (out_dir / name).glob("*.png"))
@@ -161,7 +162,7 @@ def render_index_cached(out_dir="reports", suites_dir="suites", force: bool = Fa
     from .html import render_index
     out_dir = Path(out_dir)
     path = out_dir / "index.html"
-    stamp = out_dir / INDEX_FINGERPRINT_FILE
+    stamp = report_path(out_dir, INDEX_FINGERPRINT_FILE)
     fp = index_fingerprint(out_dir, suites_dir)
     if not force and path.is_file() and _read_json(stamp).get("fingerprint") == fp:
         return Rendered(path, False)

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..compare import NOT_MEASURED
+from ..paths import report_path
 from ..results import atomic_write_json, atomic_write_text, safe_name
 from ..suite import ACCURACY_MEASURES, Suite, discover_suites, load_suite
 from .plots import plot_suite
@@ -195,15 +196,15 @@ def render_suite_html(suite: Suite, records: Iterable[dict], out_dir="reports") 
     records = list(records)
     out_dir = Path(out_dir)
     name = safe_name(suite.suite)
-    assets = out_dir / name
+    assets = report_path(out_dir, name)
     assets.mkdir(parents=True, exist_ok=True)
     pngs = plot_suite(suite, [r for r in records if not r.get("settings_variant")], assets)
     for stale in set(assets.glob("*.png")) - set(pngs):
         stale.unlink()
     ctx = _context(suite, records, [f"{quote(name)}/{quote(p.name)}" for p in pngs])
-    page = out_dir / f"{name}.html"
+    page = report_path(out_dir, f"{name}.html")
     atomic_write_text(page, _env().get_template("suite.html.j2").render(**ctx))
-    atomic_write_json(assets / SUMMARY_FILE, {
+    atomic_write_json(report_path(assets, SUMMARY_FILE), {
         "suite": suite.suite, "title": suite.title, "paper": suite.paper, "table": suite.table,
         "profiles": ctx["profiles"], "newest_record": ctx["newest"], **ctx["summary"]})
     return page
@@ -244,7 +245,7 @@ def render_index(out_dir="reports", suites_dir="suites") -> Path:
         papers.setdefault(str(e["summary"].get("paper") or "unknown paper"), []).append(e)
     groups = [{"paper": paper, "entries": group, "totals": _totals(group)}
               for paper, group in papers.items()]
-    path = out_dir / "index.html"
+    path = report_path(out_dir, "index.html")
     atomic_write_text(path, _env().get_template("index.html.j2").render(
         groups=groups, totals=_totals(ordered), statuses=INDEX_STATUSES, css=CSS))
     return path

@@ -163,6 +163,7 @@ def _latency_vs_flops(suite: Suite, flops: Column, latencies: list[Column], verd
 
 def plot_suite(suite: Suite, records: Iterable[dict], out_dir) -> list[Path]:
     """Write the suite's PNG plots into ``out_dir``; plots without data are skipped."""
+    from ..paths import report_path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     verdicts = cell_verdicts(suite, records)
@@ -173,19 +174,19 @@ def plot_suite(suite: Suite, records: Iterable[dict], out_dir) -> list[Path]:
         # a hyperparameter read from the model (kernel size, groups) is equal or not: a
         # published-vs-measured scatter says nothing the table does not
         if col.is_complexity and col.measure not in STRUCTURE_MEASURES and points:
-            paths.append(_scatter(suite, col, points, out_dir / f"{safe_name(cid)}.published_vs_measured.png"))
+            paths.append(_scatter(suite, col, points, report_path(out_dir, f"{safe_name(cid)}.published_vs_measured.png")))
     for key in suite.protocols:
         flops = next((c for c in suite.columns.values() if c.measure == "flops" and c.protocol == key), None)
         acc = next((c for c in suite.columns.values() if not c.is_complexity and c.protocol == key), None)
         if flops and acc:
             path = _accuracy_vs_flops(suite, flops, acc, verdicts,
-                                      out_dir / f"{safe_name(key)}.accuracy_vs_flops.png")
+                                      report_path(out_dir, f"{safe_name(key)}.accuracy_vs_flops.png"))
             if path:
                 paths.append(path)
         latencies = [c for c in suite.columns.values() if c.measure == "latency_ms" and c.protocol == key]
         if flops and latencies:
             path = _latency_vs_flops(suite, flops, latencies, verdicts,
-                                     out_dir / f"{safe_name(key)}.latency_vs_flops.png")
+                                     report_path(out_dir, f"{safe_name(key)}.latency_vs_flops.png"))
             if path:
                 paths.append(path)
     return paths

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import results as res
+from ..paths import work_path
 from ..suite import Protocol, Row, Suite
 from .context import SMOKE_DATA_SEED, RunContext, model_overrides
 
@@ -51,7 +52,7 @@ def smoke_data_root(ctx: RunContext, tasks: Sequence[str] = ("pose",)) -> Path:
     MPII / LSP-extended; segmentation: Cityscapes / PASCAL-Context / LIP), each written
     once per work dir by its task (deterministic: the same files for the same seed)."""
     from ..tasks import get_task
-    root = ctx.work_dir / "smoke_data"
+    root = work_path(ctx.work_dir, "smoke_data")
     for name in sorted(set(tasks)):
         marker = root / f"WRITTEN.{name}"
         if not marker.is_file() or marker.read_text().strip() != str(SMOKE_DATA_SEED):
@@ -125,7 +126,8 @@ def work_dir_of(ctx: RunContext, protocol: Protocol, key: str, seed: int | None 
     replacing one run's folder (--rerun) never touches another's."""
     tail = (f".{res.safe_name(ctx.variant)}" if ctx.variant else "") + \
         ("" if seed is None else f".seed{seed}")
-    return ctx.work_dir / ctx.profile / res.safe_name(protocol.name) / (res.safe_name(key) + tail)
+    return work_path(ctx.work_dir, ctx.profile, res.safe_name(protocol.name),
+                     res.safe_name(key) + tail)
 
 
 def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None,

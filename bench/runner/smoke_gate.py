@@ -19,7 +19,8 @@ SMOKE_TOLERANCE = {"metric_abs": 0.5, "loss_rel": 0.005}
 
 
 def baseline_path(suite: Suite, results_dir: Path = res.RESULTS_DIR) -> Path:
-    return Path(results_dir) / "baselines" / f"{res.safe_name(suite.suite)}.smoke.json"
+    from ..paths import results_path
+    return results_path(results_dir, "baselines", f"{res.safe_name(suite.suite)}.smoke.json")
 
 
 def smoke_metrics(suite: Suite, records: Sequence[dict],

@@ -71,9 +71,15 @@ class LabelEcho(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = x[:, :self.num_classes] * _ORACLE_LOGIT
-        ramp = x[:, self.num_classes]
-        mirrored = (ramp[:, 0, 1] < ramp[:, 0, 0]) if ramp.shape[-1] > 1 else \
-            torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        # the first row's ramp runs right to left: its ramp-weighted centre lies left of
+        # the centre of its unpadded (ramp > 0) pixels; zero padding (a window padded at
+        # the right, then mirrored) does not move either centre off its side
+        ramp = x[:, self.num_classes, 0]
+        pos = torch.arange(ramp.shape[-1], dtype=ramp.dtype, device=x.device)
+        inside = (ramp > 0).to(ramp.dtype)
+        weighted = (ramp * pos).sum(-1) / ramp.sum(-1).clamp_min(1e-12)
+        plain = (inside * pos).sum(-1) / inside.sum(-1).clamp_min(1.0)
+        mirrored = weighted < plain - 1e-6
         return torch.where(mirrored[:, None, None, None], logits[:, self.swap], logits)
 
 
@@ -105,9 +111,9 @@ class SegmentationTask(Task):
         window = ev.get("sliding_window")
         if window:
             factor = min(1.0, *(s / c for s, c in zip(small, crop)))
-            ev["sliding_window"] = {
-                "crop": [max(8, round(c * factor)) for c in window["crop"]],
-                "stride": [max(4, round(s * factor)) for s in window["stride"]]}
+            ev["sliding_window"] = dict(
+                window, crop=[max(8, round(c * factor)) for c in window["crop"]],
+                stride=[max(4, round(s * factor)) for s in window["stride"]])
         ev["base_size"] = ev["image_size"] = None
         out["evaluation"] = ev
         return out
@@ -151,21 +157,29 @@ class SegmentationTask(Task):
     def _inference_args(self, dataset, protocol: Mapping) -> dict:
         ev = _cfg(protocol, "evaluation")
         window = ev.get("sliding_window")
-        return {"scales": tuple(ev["scales"]), "flip": bool(ev["flip"]),
+        align = ev.get("align_corners")
+        args = {"scales": tuple(ev["scales"]), "flip": bool(ev["flip"]),
                 "flip_pairs": tuple(dataset.flip_pairs), "base_size": ev.get("base_size"),
                 "image_size": tuple(ev["image_size"]) if ev.get("image_size") else None,
-                "sliding_window": (tuple(window["crop"]), tuple(window["stride"])) if window else None,
-                "align_corners": _cfg(protocol, "loss")["align_corners"]}
+                "sliding_window": (tuple(window["crop"]), tuple(window["stride"]),
+                                   window.get("style", "shift")) if window else None,
+                "align_corners": _cfg(protocol, "loss")["align_corners"] if align is None else align,
+                "ensemble": ev.get("ensemble", "softmax_mean")}
+        if args["ensemble"] == "hrnet" and hasattr(dataset, "mean"):
+            # HRNet pads windows with -mean / std: a black pixel after normalisation
+            mean, std = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (dataset.mean, dataset.std))
+            args["pad_value"] = tuple(float(v) for v in -mean / std)
+        return args
 
     def predict(self, model, batch: Mapping, dataset, protocol: Mapping, device,
                 amp: str = "off", channels_last: bool = False) -> dict:
         from ..training.loop import autocast_context
-        from .segmentation_inference import predict_probabilities
+        from .segmentation_inference import predict_scores
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         image = batch["image"].to(device, non_blocking=True, memory_format=fmt)
         label = batch["label"]
         with autocast_context(device, amp):
-            scores = predict_probabilities(model, image, dataset.num_classes,
+            scores = predict_scores(model, image, dataset.num_classes,
                                     out_size=tuple(label.shape[-2:]),
                                     **self._inference_args(dataset, protocol))
         return {"pred": scores.argmax(1).cpu().numpy(), "label": label.numpy()}
@@ -176,11 +190,12 @@ class SegmentationTask(Task):
                                      class_names=dataset.class_names)
 
     def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
-        from .segmentation_inference import predict_probabilities
+        from .segmentation_inference import predict_scores
         oracle = LabelEcho(dataset.num_classes, dataset.flip_pairs).eval()
         args = self._inference_args(dataset, protocol)
+        args.pop("pad_value", None)   # the oracle's input has C + 1 channels: zero padding
         for index in range(len(dataset)):
             label = torch.from_numpy(np.asarray(dataset.load_label(index), dtype=np.int64))[None]
-            scores = predict_probabilities(oracle, LabelEcho.encode(label, dataset.num_classes),
+            scores = predict_scores(oracle, LabelEcho.encode(label, dataset.num_classes),
                                     dataset.num_classes, out_size=tuple(label.shape[-2:]), **args)
             yield {"pred": scores.argmax(1).numpy(), "label": label.numpy()}
