@@ -22,7 +22,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt,
 
 from .complexity.conventions import CONVENTIONS
 from .paths import PROTOCOLS_DIR, SUITES_DIR
-from .yaml_limits import (InputLimitError, UnreadableValue, check_events, construct_checked,
+from .yaml_limits import (_dotted, InputLimitError, UnreadableValue, check_events, construct_checked,
                           read_limited)
 from .names import MAX_KEY_LENGTH, check_model_name, check_name, name_problem
 
@@ -940,13 +940,6 @@ def _line_for(positions: dict[tuple, int], loc: tuple) -> int | None:
         if tuple(loc[:k]) in positions:
             return positions[tuple(loc[:k])]
     return None
-
-
-def _dotted(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _raise_first(path: Path, positions: dict, err: ValidationError, prefix: tuple = (),

@@ -420,13 +420,9 @@ class TopDownDataset(Dataset):
         rotation, flipped)."""
         if self.order == "hrnet":
             return self._augment_hrnet(rng, image, joints, visible, center, scale)
-        flipped = False
-        if self.flip_prob > 0 and sample_flip(rng, self.flip_prob):
-            flipped = True
-            width = image.shape[1]
-            image = fliplr_image(image)
-            joints, visible = fliplr_joints(joints, visible, width, self.flip_pairs)
-            center = fliplr_center(center, width)
+        flipped = self.flip_prob > 0 and sample_flip(rng, self.flip_prob)
+        if flipped:
+            image, joints, visible, center = self._flip(image, joints, visible, center)
         if self.half_body_prob > 0 and self.upper_body_ids:
             half = half_body_transform(joints, visible, self.upper_body_ids,
                                        self.lower_body_ids, self.aspect_ratio,
@@ -451,15 +447,23 @@ class TopDownDataset(Dataset):
         scale = scale.astype(np.float64) * sample_scale_factor(draws, self.scale_factor)
         rotation = sample_rotation(draws, self.rotation_factor, self.rotation_prob,
                                    prob_first=True)
-        flipped = False
-        if self.flip_prob > 0 and sample_flip(draws, self.flip_prob):
-            flipped = True
-            width = image.shape[1]
-            image = fliplr_image(image)
-            joints, visible = fliplr_joints(joints, visible, width, self.flip_pairs)
-            center = center.copy()
-            center[0] = width - center[0] - 1       # in the centre's own dtype
+        flipped = self.flip_prob > 0 and sample_flip(draws, self.flip_prob)
+        if flipped:
+            image, joints, visible, center = self._flip(image, joints, visible, center,
+                                                        own_dtype=True)
         return image, joints, visible, center, scale, rotation, flipped
+
+    def _flip(self, image, joints, visible, center, own_dtype: bool = False):
+        """Mirror image, joints (with the flip pairs) and centre; ``own_dtype`` keeps
+        the centre in its own dtype (HRNet's ``c[0] = width - c[0] - 1``)."""
+        width = image.shape[1]
+        joints, visible = fliplr_joints(joints, visible, width, self.flip_pairs)
+        if own_dtype:
+            center = center.copy()
+            center[0] = width - center[0] - 1
+        else:
+            center = fliplr_center(center, width)
+        return fliplr_image(image), joints, visible, center
 
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
