@@ -556,6 +556,9 @@ class PoseProtocol(Protocol):
     # images as RGB (HRNet COLOR_RGB true, mmpose to_rgb) or as OpenCV's BGR with the RGB
     # ImageNet statistics (SimpleBaseline's loader, HRNet's resnet configs COLOR_RGB false)
     color_rgb: bool = True
+    # which sanitised COCO ground-truth boxes are kept: x2 >= x1 and y2 >= y1 (HRNet's
+    # lib/dataset/coco.py) or x2 > x1 and y2 > y1 (mmpose 0.13's topdown_coco_dataset.py)
+    box_filter: Literal["hrnet", "mmpose"] = "hrnet"
     augmentation: Augmentation = Field(default_factory=Augmentation)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     loss: PoseLoss = Field(default_factory=PoseLoss)
@@ -569,6 +572,9 @@ class PoseProtocol(Protocol):
         if self.augmentation.box_center_jitter is not None and self.dataset != "coco":
             raise ValueError(f"augmentation.box_center_jitter moves COCO person boxes; "
                              f"dataset {self.dataset!r} has none")
+        if self.box_filter != "hrnet" and self.dataset != "coco":
+            raise ValueError(f"box_filter selects COCO ground-truth boxes; dataset "
+                             f"{self.dataset!r} has none")
         return self
 
 
@@ -736,6 +742,12 @@ class DetectionProtocol(Protocol):
     max_objects: int = Field(50, gt=0)                  # target slots per image (CenterNet's pascal)
     keep_difficult: bool = True                         # train on difficult objects too
     data_dir: Optional[str] = None                      # folder under --data-root
+    # CenterNet's behaviour by default (tests/golden/samples_centernet_voc.json), the
+    # other as an option; see bench.data.voc / bench.data.centernet
+    channel_order: Literal["bgr", "rgb"] = "bgr"        # bgr: OpenCV's, never converted
+    box_convention: Literal["centernet", "zero_based"] = "centernet"  # [x0-1, y0-1, x1, y1] / all -1
+    numerics: Literal["centernet", "exact"] = "centernet"   # official float32 rounding / closed form
+    heatmap_radius: Literal["centernet", "exact"] = "centernet"  # gaussian_radius as coded / solved
     augmentation: DetAugmentation = Field(default_factory=DetAugmentation)
     loss: DetLoss = Field(default_factory=DetLoss)
     evaluation: DetEvaluation = Field(default_factory=DetEvaluation)

@@ -461,33 +461,39 @@ def _reference_sample(ds, index):
     if ds.color_rgb:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     joints, visible = rec["joints"].astype(np.float64), rec["visible"].astype(np.float64)
-    center, scale = rec["center"].astype(np.float64), rec["scale"].astype(np.float64)
-    rotation, flipped = 0.0, False
     if ds.order == "hrnet":
         return _reference_sample_hrnet(ds, index, image, joints, visible)
+    # mmpose 0.13's order and arithmetic (tests/golden/samples_mmpose_*.json)
+    center, scale = rec["center"].copy(), rec["scale"].copy()
+    rotation, flipped = 0.0, False
     if ds.train:
         rng = np.random.default_rng([ds.seed, ds.epoch, index])
-        if ds.flip_prob > 0 and T.sample_flip(rng, ds.flip_prob):
+        if ds.flip_prob > 0 and rng.random() <= ds.flip_prob:
             flipped, width = True, image.shape[1]
             image = image[:, ::-1]
             joints, visible = T.fliplr_joints(joints, visible, width, ds.flip_pairs)
-            center = T.fliplr_center(center, width)
+            center = center.copy()
+            center[0] = width - center[0] - 1
         if ds.half_body_prob > 0 and ds.upper_body_ids:
             half = T.half_body_transform(joints, visible, ds.upper_body_ids,
-                                         ds.lower_body_ids, ds.aspect_ratio,
-                                         ds.half_body_num_joints, ds.half_body_prob, rng=rng)
+                                         ds.lower_body_ids, np.float64(ds.aspect_ratio),
+                                         ds.half_body_num_joints, ds.half_body_prob,
+                                         rng=rng, box_dtype=np.float32)
             if half is not None:
                 center, scale = half
-        scale, rotation = T.random_scale_rotation(rng, scale, ds.scale_factor,
-                                                  ds.rotation_factor, ds.rotation_prob)
-    M = T.get_affine_transform(center, scale, rotation, ds.image_size_wh)
+        zoom = np.clip(rng.standard_normal() * ds.scale_factor + 1, 1 - ds.scale_factor,
+                       1 + ds.scale_factor)
+        scale = scale * np.float64(zoom)
+        angle = float(np.clip(rng.standard_normal() * ds.rotation_factor,
+                              -2 * ds.rotation_factor, 2 * ds.rotation_factor))
+        rotation = angle if rng.random() <= ds.rotation_prob else 0.0
+    M = T.get_affine_transform_points(center, scale, rotation, ds.image_size_wh)
     crop = cv2.warpAffine(np.ascontiguousarray(image), M, ds.image_size_wh,
                           flags=cv2.INTER_LINEAR)
     target, weight = _reference_targets(T.affine_transform(joints, M), visible, ds)
     x = (crop.astype(np.float32) / 255.0 - ds.mean) / ds.std
     return (np.ascontiguousarray(x.transpose(2, 0, 1)), target, weight.reshape(-1, 1),
-            np.asarray(center, np.float32), np.asarray(scale, np.float32), float(rotation),
-            flipped)
+            center, scale, float(rotation), flipped)
 
 
 def _reference_sample_hrnet(ds, index, image, joints, visible):
@@ -691,7 +697,7 @@ def test_real_lsp_extended():
 def test_augmentation_order_option(synth):
     """``augmentation.order``: 'hrnet' for the protocols citing HRNet's / SimpleBaseline's
     JointsDataset, 'mmpose' otherwise; it is validated, reaches the dataset at training
-    and evaluation, selects MPII's record precision and the draw order."""
+    and evaluation, selects MPII's joint precision and the draw order."""
     import pydantic
 
     from bench.data.draws import ReplayDraws
@@ -714,10 +720,11 @@ def test_augmentation_order_option(synth):
         type(load_protocol("coco_256x192_hrnet")).model_validate(bad)
     with pytest.raises(ValueError, match="order"):
         TopDownDataset([], order="detectron")
-    # MPII: float64 records (HRNet) or float32 (mmpose)
-    assert MPIIDataset(root / "mpii", "valid", order="hrnet").records[0]["center"].dtype \
-        == np.float64
-    assert MPIIDataset(root / "mpii", "valid").records[0]["center"].dtype == np.float32
+    # MPII: float64 centres in both loaders; float64 joints (HRNet) or float32 (mmpose)
+    hrnet_rec = MPIIDataset(root / "mpii", "valid", order="hrnet").records[0]
+    mmpose_rec = MPIIDataset(root / "mpii", "valid").records[0]
+    assert hrnet_rec["center"].dtype == mmpose_rec["center"].dtype == np.float64
+    assert hrnet_rec["joints"].dtype == np.float64 and mmpose_rec["joints"].dtype == np.float32
     # the draws each order asks for: hrnet skips the angle when the rotation is off
     draws = {"flip": [0.9], "half_body": [0.9], "scale": [0.1], "rotation_prob": [0.9]}
     for order, extra in (("hrnet", {}), ("mmpose", {"rotation": [0.2]})):
@@ -729,4 +736,5 @@ def test_augmentation_order_option(synth):
         s = ds[i]
         assert replay.unused() == {} and s["meta"]["rotation"] == 0.0
         assert not s["meta"]["flipped"]
-        assert s["meta"]["scale"].dtype == (np.float64 if order == "hrnet" else np.float32)
+        # both: the float32 box scale times the float64 zoom
+        assert s["meta"]["scale"].dtype == np.float64

@@ -7,14 +7,16 @@ Serves the COCO val columns of HRNet (Sun et al., CVPR 2019) Tables 1 and 6, Lit
     <root>/images/{train2017,val2017}/000000xxxxxx.jpg
     <root>/person_detection_results/COCO_val2017_detections_AP_H_56_person.json
 
-Person records follow HRNet ``lib/dataset/coco.py`` (mmpose's ``TopDownCocoDataset``
-is the same code):
+Person records follow HRNet ``lib/dataset/coco.py`` and mmpose 0.13's
+``TopDownCocoDataset`` (the same code but for one comparison, ``box_filter``; both pinned by
+``tests/golden/samples_{hrnet,mmpose}_coco.json``):
 
 * ground-truth boxes (training, and evaluation with ``use_gt_bbox``): crowd
   annotations are skipped (``getAnnIds(iscrowd=False)``); each box is sanitised as
   ``_load_coco_keypoint_annotation_kernal`` does: x1, y1 clipped at 0, x2 = min(W - 1,
   x1 + max(0, w - 1)), likewise y2, kept when the annotation's area > 0 and x2 >= x1 and
-  y2 >= y1, and the *cleaned* box (w' = x2 - x1, one pixel narrower than the original) is
+  y2 >= y1 (``box_filter='hrnet'``; mmpose: x2 > x1 and y2 > y1, which drops a box one
+  pixel wide or high), and the *cleaned* box (w' = x2 - x1, one pixel narrower than the original) is
   used; annotations without keypoints (``max(keypoints) == 0``, or ``num_keypoints == 0``
   as mmpose also checks) are skipped; visibility is ``min(v, 1)`` (COCO's v = 1
   "labelled, occluded" counts as visible for the loss);
@@ -94,9 +96,16 @@ def _image_file(coco, image_dir: Path, image_id: int) -> str:
     return str(image_dir / f"{image_id:012d}.jpg")
 
 
+#: ``box_filter``: which sanitised ground-truth boxes are kept (module docstring)
+BOX_FILTERS = ("hrnet", "mmpose")
+
+
 def load_coco_gt_records(coco, image_dir, aspect_ratio: float, num_joints: int = 17,
-                         padding: float = PADDING) -> list[dict]:
+                         padding: float = PADDING, box_filter: str = "hrnet") -> list[dict]:
     """Ground-truth person records of every image, in ``getImgIds()`` order."""
+    if box_filter not in BOX_FILTERS:
+        raise ValueError(f"box_filter must be one of {BOX_FILTERS}, got {box_filter!r}")
+    strict = box_filter == "mmpose"
     image_dir = Path(image_dir)
     records: list[dict] = []
     for image_id in coco.getImgIds():
@@ -110,7 +119,8 @@ def load_coco_gt_records(coco, image_dir, aspect_ratio: float, num_joints: int =
             x1, y1 = max(0.0, x), max(0.0, y)
             x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
             y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
-            if not (ann.get("area", 0) > 0 and x2 >= x1 and y2 >= y1):
+            if not (ann.get("area", 0) > 0 and x2 >= x1 and y2 >= y1) or \
+                    (strict and (x2 == x1 or y2 == y1)):
                 continue
             kpts = np.asarray(ann.get("keypoints") or [0] * (3 * num_joints),
                               dtype=np.float64).reshape(-1, 3)
@@ -179,6 +189,8 @@ class COCODataset(TopDownDataset):
         use_joint_weights: HRNet's per-joint loss weights (off in all recipes here).
         box_center_jitter: ``(prob, factor)`` of ``jitter_box_centers`` for training
             (mmpose's recipes: ``(0.3, 0.4)``); None: HRNet's fixed centres.
+        box_filter: ``'hrnet'`` or ``'mmpose'``, which ground-truth boxes are kept
+            (module docstring).
         **kwargs: ``TopDownDataset`` arguments (sizes, sigma, augmentation, seed).
     """
 
@@ -192,7 +204,8 @@ class COCODataset(TopDownDataset):
     def __init__(self, root, image_set: str = "val2017", train: bool = False,
                  use_gt_bbox: bool = True, detection_file=None,
                  box_score_threshold: float = 0.0, use_joint_weights: bool = False,
-                 box_center_jitter: tuple[float, float] | None = None, **kwargs):
+                 box_center_jitter: tuple[float, float] | None = None,
+                 box_filter: str = "hrnet", **kwargs):
         self.root = Path(root)
         self.image_set = _split_name(image_set)
         self.ann_file = require_path(coco_ann_file(self.root, self.image_set),
@@ -210,7 +223,8 @@ class COCODataset(TopDownDataset):
         input_size = kwargs.get("input_size", (256, 192))
         aspect = float(input_size[1]) / float(input_size[0])
         if self.use_gt_bbox:
-            records = load_coco_gt_records(self.coco, self.image_dir, aspect)
+            records = load_coco_gt_records(self.coco, self.image_dir, aspect,
+                                           box_filter=box_filter)
             if train and box_center_jitter is not None:
                 records = jitter_box_centers(records, *box_center_jitter,
                                              seed=kwargs.get("seed", 0))
@@ -235,6 +249,8 @@ class COCODataset(TopDownDataset):
         kw = dataset_kwargs_from_protocol(p, train)
         ev = p.get("evaluation") or {}
         kw["use_gt_bbox"] = ev.get("boxes", "ground_truth") != "detector"
+        if p.get("box_filter") is not None:
+            kw["box_filter"] = str(p["box_filter"])
         if ev.get("detection_file"):
             rel = Path(ev["detection_file"])
             # the file is named relative to data_root ('coco/person_detection_results/..')

@@ -57,9 +57,10 @@ def _split_name(split: str) -> str:
 
 
 def load_mpii_records(ann_file, image_dir, num_joints: int = 16,
-                      float_dtype=np.float32) -> list[dict]:
-    """Person records of an HRNet-style MPII JSON file, in file order (center, scale
-    and joints as ``float_dtype``: float64 is HRNet's precision, float32 mmpose's)."""
+                      joints_dtype=np.float32) -> list[dict]:
+    """Person records of an HRNet-style MPII JSON file, in file order: centre and scale
+    in float64 (both official loaders), joints as ``joints_dtype`` (float64 in HRNet's
+    loader, float32 in mmpose's)."""
     ann_file = require_path(ann_file, "MPII annotation file")
     with open(ann_file) as f:
         anns = json.load(f)
@@ -82,7 +83,7 @@ def load_mpii_records(ann_file, image_dir, num_joints: int = 16,
                              f"expected {num_joints}")
         records.append(make_record(image_dir / a["image"], c, s, joints, vis, score=1.0,
                                    image_id=i, bbox_id=i, image_name=a["image"],
-                                   float_dtype=float_dtype))
+                                   float_dtype=np.float64, joints_dtype=joints_dtype))
     return records
 
 
@@ -127,10 +128,10 @@ class MPIIDataset(TopDownDataset):
         self.image_dir = require_path(self.root / "images", "MPII image folder")
         kwargs.setdefault("input_size", (256, 256))
         kwargs.setdefault("heatmap_size", (64, 64))
-        # HRNet's loader keeps MPII's centres, scales and joints in float64
+        # HRNet's loader keeps MPII's joints in float64 (np.float), mmpose's in float32
         dtype = np.float64 if kwargs.get("order") == "hrnet" else np.float32
         super().__init__(load_mpii_records(self.ann_file, self.image_dir,
-                                           float_dtype=dtype),
+                                           joints_dtype=dtype),
                          train=train, **kwargs)
 
     @property

@@ -25,20 +25,19 @@ TopDownGenerateTarget``):
    ``rotation_prob``. Two orders (``order``, the protocol's ``augmentation.order``):
 
    * ``'hrnet'``: half body, zoom, rotation (its probability drawn first, the angle only
-     when it applies), then the flip, which mirrors the image, the joints and the
-     (possibly half-body) centre as ``width - c - 1`` in the centre's own precision
-     (float32 for COCO boxes and half-body boxes, float64 for MPII's centres); the zoomed
-     scale stays float64, the half-body box is computed in float32 and the crop matrix is
-     built from three float32 points (``get_affine_transform_points``). This is what
-     ``tests/golden/samples_hrnet_{coco,mpii}.json`` (recorded from HRNet's
-     ``JointsDataset.__getitem__``) shows, value for value;
+     when it applies), then the flip. ``tests/golden/samples_hrnet_{coco,mpii}.json``
+     (recorded from HRNet's ``JointsDataset.__getitem__``) pins it value for value;
    * ``'mmpose'`` (default of the class): flip first, then half body, zoom and rotation
-     (the angle always drawn before its probability), float64 geometry and the
-     closed-form crop matrix (``get_affine_transform``).
+     (the angle always drawn before its probability), as mmpose 0.13's pipeline;
+     ``tests/golden/samples_mmpose_{coco,mpii}.json`` pins it value for value.
 
-   The two orders give the same distribution of crops (the half-body box of a mirrored
-   person is the mirrored box); the samples differ in the draws they consume and in
-   float round-off;
+   Both orders share the official arithmetic: the flip mirrors the centre as
+   ``width - c - 1`` in the centre's own precision (float32 for COCO boxes and half-body
+   boxes, float64 for MPII's centres), the half-body box is computed in float32, the
+   zoomed scale is float64 and the crop matrix is built from three float32 points
+   (``get_affine_transform_points``, OpenCV's ``getAffineTransform``). The two orders give
+   the same distribution of crops (the half-body box of a mirrored person is the
+   mirrored box); the samples differ in the draws they consume;
 3. affine crop to ``input_size`` (bilinear, zero border), joints through the same matrix;
 4. ImageNet mean/std normalisation, HWC -> CHW float32;
 5. MSRA Gaussian targets on the heatmap grid by the dataset's codec
@@ -81,13 +80,10 @@ from .draws import SampleDraws
 from .transforms import (
     PIXEL_STD,
     affine_transform,
-    fliplr_center,
     fliplr_image,
     fliplr_joints,
-    get_affine_transform,
     get_affine_transform_points,
     half_body_transform,
-    random_scale_rotation,
     sample_flip,
     sample_rotation,
     sample_scale_factor,
@@ -119,9 +115,10 @@ def require_path(path: str | os.PathLike, what: str) -> Path:
 
 def make_record(image_file, center, scale, joints, visible, score: float = 1.0,
                 area: float | None = None, image_id: int = 0, bbox_id: int = 0,
-                float_dtype=np.float32, **extra) -> dict:
+                float_dtype=np.float32, joints_dtype=None, **extra) -> dict:
     """A person record with normalised types (float32 arrays, python scalars;
-    ``float_dtype`` for center, scale and joints: MPII's HRNet records keep float64).
+    ``float_dtype`` for center and scale, ``joints_dtype`` (default: ``float_dtype``) for
+    the joints: MPII's records keep float64 centres, and float64 joints in HRNet's loader).
 
     ``area`` defaults to the crop box area ``prod(scale * 200)``: this is what the
     reference evaluation passes to OKS-NMS for every box (``all_boxes[:, 4]``), so the
@@ -135,7 +132,7 @@ def make_record(image_file, center, scale, joints, visible, score: float = 1.0,
         "image_file": str(image_file),
         "center": np.asarray(center, dtype=float_dtype).reshape(2),
         "scale": scale.reshape(2),
-        "joints": np.asarray(joints, dtype=float_dtype).reshape(-1, 2),
+        "joints": np.asarray(joints, dtype=joints_dtype or float_dtype).reshape(-1, 2),
         "visible": np.asarray(visible, dtype=np.float32).reshape(-1),
         "score": float(score),
         "area": float(np.prod(scale * PIXEL_STD)) if area is None else float(area),
@@ -424,14 +421,16 @@ class TopDownDataset(Dataset):
         if flipped:
             image, joints, visible, center = self._flip(image, joints, visible, center)
         if self.half_body_prob > 0 and self.upper_body_ids:
+            # mmpose divides the image size's numpy ints: a float64 aspect ratio, so the
+            # grown side is float64 before the float32 scale (a python float would not be)
             half = half_body_transform(joints, visible, self.upper_body_ids,
-                                       self.lower_body_ids, self.aspect_ratio,
+                                       self.lower_body_ids, np.float64(self.aspect_ratio),
                                        self.half_body_num_joints, self.half_body_prob,
-                                       rng=rng)
+                                       rng=rng, box_dtype=np.float32)
             if half is not None:
                 center, scale = half
-        scale, rotation = random_scale_rotation(rng, scale, self.scale_factor,
-                                                self.rotation_factor, self.rotation_prob)
+        scale = scale.astype(np.float64) * sample_scale_factor(rng, self.scale_factor)
+        rotation = sample_rotation(rng, self.rotation_factor, self.rotation_prob)
         return image, joints, visible, center, scale, rotation, flipped
 
     def _augment_hrnet(self, draws, image, joints, visible, center, scale):
@@ -449,20 +448,16 @@ class TopDownDataset(Dataset):
                                    prob_first=True)
         flipped = self.flip_prob > 0 and sample_flip(draws, self.flip_prob)
         if flipped:
-            image, joints, visible, center = self._flip(image, joints, visible, center,
-                                                        own_dtype=True)
+            image, joints, visible, center = self._flip(image, joints, visible, center)
         return image, joints, visible, center, scale, rotation, flipped
 
-    def _flip(self, image, joints, visible, center, own_dtype: bool = False):
-        """Mirror image, joints (with the flip pairs) and centre; ``own_dtype`` keeps
-        the centre in its own dtype (HRNet's ``c[0] = width - c[0] - 1``)."""
+    def _flip(self, image, joints, visible, center):
+        """Mirror image, joints (with the flip pairs) and centre, the centre in its own
+        dtype (both official loaders: ``c[0] = width - c[0] - 1`` in place)."""
         width = image.shape[1]
         joints, visible = fliplr_joints(joints, visible, width, self.flip_pairs)
-        if own_dtype:
-            center = center.copy()
-            center[0] = width - center[0] - 1
-        else:
-            center = fliplr_center(center, width)
+        center = center.copy()
+        center[0] = width - center[0] - 1
         return fliplr_image(image), joints, visible, center
 
     def __getitem__(self, index: int) -> dict:
@@ -470,19 +465,14 @@ class TopDownDataset(Dataset):
         image = self.load_image(rec["image_file"])
         joints = rec["joints"].astype(np.float64)
         visible = rec["visible"].astype(np.float64)
-        hrnet = self.order == "hrnet"
-        # HRNet keeps the record's precision (float32 COCO boxes, float64 MPII centres)
-        center = rec["center"].copy() if hrnet else rec["center"].astype(np.float64)
-        scale = rec["scale"].copy() if hrnet else rec["scale"].astype(np.float64)
+        # the record's precision, as both loaders (float32 COCO boxes, float64 MPII)
+        center, scale = rec["center"].copy(), rec["scale"].copy()
         rotation, flipped = 0.0, False
         if self.train:
             image, joints, visible, center, scale, rotation, flipped = self.augment(
                 self.draws_for(index), image, joints, visible, center, scale)
 
-        if hrnet:
-            M = get_affine_transform_points(center, scale, rotation, self.image_size_wh)
-        else:
-            M = get_affine_transform(center, scale, rotation, self.image_size_wh)
+        M = get_affine_transform_points(center, scale, rotation, self.image_size_wh)
         crop = cv2.warpAffine(np.ascontiguousarray(image), M, self.image_size_wh,
                               flags=cv2.INTER_LINEAR)
         crop_joints = affine_transform(joints, M)
@@ -491,9 +481,9 @@ class TopDownDataset(Dataset):
 
         x = self.normalise(crop)
         meta = {
-            # float32, or with order 'hrnet' the precision HRNet's loader hands on
-            "center": np.array(center, dtype=None if hrnet else np.float32),
-            "scale": np.array(scale, dtype=None if hrnet else np.float32),
+            # in the precision the official loaders hand on (see the module docstring)
+            "center": np.array(center),
+            "scale": np.array(scale),
             "rotation": float(rotation),
             "score": float(rec["score"]),
             "image_id": int(rec["image_id"]),
