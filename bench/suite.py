@@ -652,6 +652,10 @@ class SegEvaluation(_Frozen):
     base_size: Optional[int] = Field(None, gt=0)
     # (H, W) every image is resized to at scale 1, aspect ratio not kept (LIP: 473 x 473)
     image_size: Optional[tuple[PositiveInt, PositiveInt]] = None
+    # where that resize happens: "inference" (the normalised tensor, bilinear, inside the
+    # prediction) or "loader" (the uint8 image, cv2.resize INTER_LINEAR, before normalising:
+    # HRNet-Semantic-Segmentation's lib/datasets/lip.py testval)
+    image_resize: Literal["inference", "loader"] = "inference"
     sliding_window: Optional[SlidingWindow] = None
     batch_size: int = Field(1, gt=0)
     # how views are combined (bench.tasks.segmentation_inference): "softmax_mean" (mean of
@@ -666,6 +670,8 @@ class SegEvaluation(_Frozen):
         if self.base_size is not None and self.image_size is not None:
             raise ValueError("give base_size (long side, aspect kept) or image_size "
                              "(exact size), not both")
+        if self.image_resize == "loader" and self.image_size is None:
+            raise ValueError("image_resize: loader resizes to image_size; give image_size")
         if (self.sliding_window is not None and self.sliding_window.style != "shift"
                 and self.ensemble != "hrnet"):
             raise ValueError(f"sliding_window.style {self.sliding_window.style!r} is "

@@ -165,18 +165,39 @@ def test_draws_are_named_in_the_official_order(roots):
             assert order == expected, (name, order, expected)
 
 
-@pytest.mark.parametrize("name", ["cityscapes", "pascal_context"])
+@pytest.mark.parametrize("name", ["cityscapes", "pascal_context", "lip"])
 def test_evaluation_item_matches_official(roots, name):
+    """The evaluation items of the protocols' datasets: Cityscapes and PASCAL-Context the
+    whole normalised image, LIP's testval the uint8 image resized to 473 x 473 first
+    (``evaluation.image_resize: loader``), each with its label at the image's own size."""
+    cls, protocol, _ = CASES[name]
     for ev in golden(name)["evaluation"]:
         f = ev["file"]
         if (name, f["kind"]) not in roots:
             pytest.skip(f"shared sample data ({SHARED_DATA}) is not present")
-        cls = CASES[name][0]
-        kw = {"num_classes": f["num_classes"]} if "num_classes" in f else {}
-        ds = cls(roots[name, f["kind"]], f["split"], train=False, **kw)
+        p = load_protocol(protocol).model_dump()
+        p["val_split"] = f["split"]
+        if "num_classes" in f:
+            p["num_classes"] = f["num_classes"]
+        ds = cls.from_protocol(p, roots[name, f["kind"]], train=False)
         item = ds[_index(ds, f["image"])]
         _check_label(item["label"].numpy(), ev["label"])
-        _check_image(item["image"].numpy(), ev["image"])
+        image = item["image"].numpy()
+        _check_image(image, ev["image"])
+        if "crc32_float32" in ev["image"]:
+            assert zlib.crc32(np.ascontiguousarray(image).tobytes()) == ev["image"]["crc32_float32"]
+
+
+def test_lip_resize_in_inference_differs_from_the_loader(roots):
+    """``image_resize: inference`` (the normalised tensor resized inside the prediction)
+    keeps the image at its own size in the item: the option is what makes LIP match."""
+    p = load_protocol("lip_473x473_gsto").model_dump()
+    assert p["evaluation"]["image_resize"] == "loader"
+    p["evaluation"]["image_resize"] = "inference"
+    ds = LIPDataset.from_protocol(p, roots["lip", "synthetic"], train=False)
+    ev = golden("lip")["evaluation"][0]
+    item = ds[_index(ds, ev["file"]["image"])]
+    assert list(item["image"].shape[1:]) == ev["original_size_hw"] != ev["image"]["shape"][1:]
 
 
 def test_goldens_take_every_branch():

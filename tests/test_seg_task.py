@@ -75,7 +75,8 @@ def seg_data(tmp_path_factory):
 
 @pytest.mark.parametrize("name,evaluation", [
     ("cityscapes_512x1024_gsto", {}),
-    ("lip_473x473_gsto", {"flip": True, "base_size": None, "image_size": None}),
+    ("lip_473x473_gsto", {"flip": True, "base_size": None, "image_size": None,
+                          "image_resize": "inference"}),
     ("cityscapes_512x1024_gsto", {"sliding_window": {"crop": [64, 96], "stride": [40, 60]}}),
 ])
 def test_the_labels_pushed_through_the_prediction_path_score_100(seg_data, name, evaluation):

@@ -35,9 +35,11 @@ code's own output (``tests/golden/samples_hrnet_seg_*.json``):
    division in float64 and float32 results (the official ``input_transform``), HWC ->
    CHW float32; label int64.
 
-Evaluation items are the whole image, normalised, at its own size, with the label at
-that size: resizing to a test scale, sliding windows and flip averaging belong to the
-evaluator (images differ in size, so evaluation runs at batch 1).
+Evaluation items are the whole image, normalised, at its own size (or, with
+``eval_image_size``, the uint8 image resized to it first, as HRNet-Semantic-Segmentation's
+LIP testval), with the label at the image's own size: resizing to a test scale, sliding
+windows and flip averaging belong to the evaluator (images differ in size, so evaluation
+runs at batch 1).
 
 Randomness: every draw of a sample is a named call on ``draws_for(index)``, by default
 ``SampleDraws`` over ``numpy.random.default_rng([seed, epoch, index])``, in the order
@@ -158,7 +160,8 @@ class SegmentationDataset(Dataset):
                  flip_prob: float = 0.0, ignore_label: int = SEG_IGNORE, seed: int = 0,
                  num_classes: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                  scale_factor: int | None = None, pad_image: str = "black",
-                 resize_to_crop: bool = False, flip_first: bool = False):
+                 resize_to_crop: bool = False, flip_first: bool = False,
+                 eval_image_size=None):
         self.root = Path(root)
         self.split = str(split)
         self.train = bool(train)
@@ -182,6 +185,8 @@ class SegmentationDataset(Dataset):
             raise ValueError(f"{self.dataset_name}: ignore_label must lie in "
                              f"{self.num_classes}..255, got {ignore_label}")
         self.crop_size = _pair(crop_size, "crop_size")
+        # evaluation: the uint8 image resized to (H, W) before normalising (LIP's testval)
+        self.eval_image_size = _pair(eval_image_size, "eval_image_size")
         self.base_size = None if base_size is None else int(base_size)
         if scale_factor is not None:
             if scale_range is not None and scale_range is not _DEFAULT_RANGE:
@@ -373,6 +378,9 @@ class SegmentationDataset(Dataset):
                              f"{label.shape} differ in size: {self.files[index]}")
         if not self.train:
             h, w = label.shape
+            if self.eval_image_size is not None:
+                eh, ew = self.eval_image_size
+                image = cv2.resize(image, (ew, eh), interpolation=cv2.INTER_LINEAR)
             return {
                 "image": torch.from_numpy(np.ascontiguousarray(
                     self.normalise(image).transpose(2, 0, 1))),
@@ -419,8 +427,9 @@ class SegmentationDataset(Dataset):
         """Constructor arguments read from a protocol (a mapping or pydantic object):
         ``num_classes``, ``crop_size`` [H, W], ``base_size``, ``ignore_label`` and, for
         training, ``augmentation: {scale_range or scale_factor, flip_prob, pad_image,
-        resize_to_crop, flip_first}``. An augmentation the protocol leaves out is off (no
-        silent default); ``pad_image`` left out is 'black'."""
+        resize_to_crop, flip_first}``; for evaluation, ``evaluation.image_size`` when
+        ``evaluation.image_resize`` is 'loader'. An augmentation the protocol leaves out is
+        off (no silent default); ``pad_image`` left out is 'black'."""
         p = protocol_to_dict(protocol)
         aug = p.get("augmentation") or {}
         kw: dict[str, Any] = {
@@ -433,6 +442,9 @@ class SegmentationDataset(Dataset):
             "resize_to_crop": bool(aug.get("resize_to_crop")) if train else False,
             "flip_first": bool(aug.get("flip_first")) if train else False,
         }
+        ev = p.get("evaluation") or {}
+        if not train and ev.get("image_resize") == "loader" and ev.get("image_size"):
+            kw["eval_image_size"] = tuple(ev["image_size"])
         if kw["scale_factor"] is not None and kw["scale_range"] is not None:
             raise ValueError("augmentation: give scale_range or scale_factor, not both")
         if p.get("num_classes") is not None:

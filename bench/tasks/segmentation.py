@@ -115,6 +115,7 @@ class SegmentationTask(Task):
                 window, crop=[max(8, round(c * factor)) for c in window["crop"]],
                 stride=[max(4, round(s * factor)) for s in window["stride"]])
         ev["base_size"] = ev["image_size"] = None
+        ev["image_resize"] = "inference"    # nothing left to resize to
         out["evaluation"] = ev
         return out
 
