@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from bench.data import VOC_CLASSES, write_voc
 from bench.data.centernet import (
+    PCA_EIGVEC_BGR,
+    PCA_EIGVEC_RGB,
     CenterNetCodec,
     center_scale_of_image,
     color_augment,
     draw_umich_gaussian,
     gaussian_radius,
+    gaussian_radius_centernet,
 )
 from bench.data.transforms import affine_transform, get_affine_transform
 from bench.data.voc import VOCDetection, parse_voc_xml
@@ -199,7 +203,8 @@ def test_dataset_reads_synthetic_layouts_through_the_protocol(tmp_path, syntheti
     assert item["hm"].shape == (20, 64, 64) and item["hm"].dtype == torch.float32
     assert item["wh"].shape == (16, 2) and item["reg"].shape == (16, 2)
     assert item["ind"].shape == (16,) and item["ind"].dtype == torch.int64
-    assert item["reg_mask"].shape == (16,) and item["meta"] == {"index": 0}
+    assert item["reg_mask"].shape == (16,) and item["meta"]["index"] == 0
+    assert set(item["meta"]) == {"index", "center", "scale", "flipped"}
     n = int(item["reg_mask"].sum())
     assert n >= 1 and float(item["hm"].max()) == 1.0
     assert (item["wh"][:n] > 0).all() and ((item["reg"] >= 0) & (item["reg"] < 1)).all()
@@ -374,3 +379,121 @@ def test_decode_keeps_peaks_only_and_flip_merge():
     merged_hm, merged_wh, merged_reg = codec.merge_flip(mirrored, torch.cat([wh, wh]),
                                                         torch.rand(2, 2, 16, 16))
     assert torch.allclose(merged_hm, hm) and merged_reg.shape == (1, 2, 16, 16)
+
+
+# --------------------------------------------------------------------------- options
+# CenterNet's behaviour is the default (tests/test_samples_golden_det.py proves it against
+# the official loader); each alternative is an explicit option, checked here.
+def test_heatmap_radius_option():
+    # CenterNet's utils/image.py::gaussian_radius: every root (b + sqrt(b^2 - 4ac)) / 2
+    r3 = (-2 * 0.7 * 20 + math.sqrt((2 * 0.7 * 20) ** 2 + 4 * 4 * 0.7 * 0.3 * 100)) / 2
+    assert gaussian_radius_centernet((10, 10)) == pytest.approx(r3, abs=1e-12)
+    assert gaussian_radius_centernet((10, 10)) == pytest.approx(2.7332, abs=1e-4)
+    # the third (grown-box) value is 4 * 0.7 times its true root, which the exact
+    # formula gives (the smaller shrink root wins there)
+    for h, w in ((10, 10), (20, 50), (3, 40), (64, 64)):
+        assert gaussian_radius_centernet((h, w)) > gaussian_radius((h, w))
+    box, label = [[40.0, 40.0, 100.0, 100.0]], [0]
+    big = CenterNetCodec((128, 128), 4, 1, 4, heatmap_radius="centernet").encode(box, label)
+    small = CenterNetCodec((128, 128), 4, 1, 4, heatmap_radius="exact").encode(box, label)
+    # a 15 x 15 cell box: radius int(4.10) = 4 vs int(1.23) = 1
+    assert (big["hm"] > 0).sum() == 9 * 9 and (small["hm"] > 0).sum() == 3 * 3
+    for key in ("wh", "reg", "ind", "reg_mask"):
+        assert np.array_equal(big[key], small[key])
+    assert CenterNetCodec().heatmap_radius == "centernet"
+    with pytest.raises(ValueError, match="heatmap_radius"):
+        CenterNetCodec(heatmap_radius="cornernet")
+
+
+def test_channel_order_option(synthetic_root):
+    kw = dict(sets=[("2007", "trainval")], input_size=(128, 128))
+    bgr = VOCDetection(synthetic_root, **kw)
+    rgb = VOCDetection(synthetic_root, channel_order="rgb", **kw)
+    assert bgr.channel_order == "bgr"                       # CenterNet never converts
+    path = bgr.records[0]["image_file"]
+    assert np.array_equal(bgr.load_image(0), cv2.imread(path))
+    assert np.array_equal(rgb.load_image(0), cv2.imread(path)[:, :, ::-1])
+    # CenterNet's PCA table (datasets/dataset/pascal.py) has its rows in B, G, R order
+    assert np.array_equal(PCA_EIGVEC_BGR[0], np.float32([-0.58752847, -0.69563484, 0.41340352]))
+    assert np.array_equal(PCA_EIGVEC_BGR, PCA_EIGVEC_RGB[::-1])
+    # the same colour change either way: the BGR result is the RGB one reversed
+    image = np.random.default_rng(0).uniform(0, 1, (12, 10, 3)).astype(np.float32)
+    a = color_augment(np.random.default_rng(4), image.copy(), channel_order="rgb")
+    b = color_augment(np.random.default_rng(4), np.ascontiguousarray(image[:, :, ::-1]),
+                      channel_order="bgr")
+    np.testing.assert_allclose(b[:, :, ::-1], a, atol=1e-6)
+    with pytest.raises(ValueError, match="channel_order"):
+        VOCDetection(synthetic_root, channel_order="yuv", **kw)
+
+
+def test_box_convention_option(synthetic_root):
+    kw = dict(sets=[("2007", "trainval")])
+    official = VOCDetection(synthetic_root, **kw)
+    zero = VOCDetection(synthetic_root, box_convention="zero_based", **kw)
+    written = np.array([o["bbox"] for o in official.records[0]["objects"]], np.float32)
+    # Detectron's json: [xmin - 1, ymin - 1, w = xmax - xmin + 1, ...]; CenterNet's
+    # _coco_box_to_bbox makes that [xmin - 1, ymin - 1, xmax, ymax]
+    assert np.array_equal(official.boxes(0)[0], written - [1, 1, 0, 0])
+    assert np.array_equal(zero.boxes(0)[0], written - 1)
+    with pytest.raises(ValueError, match="box_convention"):
+        VOCDetection(synthetic_root, box_convention="xywh", **kw)
+
+
+def test_numerics_option(synthetic_root):
+    kw = dict(sets=[("2007", "trainval")], input_size=(128, 128))
+    official = VOCDetection(synthetic_root, **kw)
+    exact = VOCDetection(synthetic_root, numerics="exact", **kw)
+    # the scale grid: np.arange's float values vs rounded
+    assert official._scale_grid() == [float(v) for v in np.arange(0.6, 1.4, 0.1)]
+    assert official._scale_grid()[2] == 0.7999999999999999
+    assert exact._scale_grid() == [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
+    # float32 three-point matrix vs closed form: the same similarity to float32 round-off
+    center, scale = np.float32([70.5, 61.0]), 0.7999999999999999 * 200
+    m32 = official._matrix(center, scale, (128, 128))
+    m64 = exact._matrix(center, scale, (128, 128))
+    assert not np.array_equal(m32, m64) and np.abs(m32 - m64).max() < 1e-4
+    # boxes through the output transform vs the input transform over the stride
+    boxes = np.array([[10.0, 20.0, 90.0, 77.0]], np.float32)
+    grid = official._grid_boxes(boxes, center, scale)
+    via_input = affine_transform(boxes.reshape(-1, 2), m64).reshape(-1, 4) / 4
+    np.testing.assert_allclose(grid, via_input, atol=1e-4)
+    # evaluation inputs: float64 normalisation (CenterNet's pre_process) vs float32
+    a, b = official[0], exact[0]
+    official.train = exact.train = False
+    x, y = official[0]["image"], exact[0]["image"]
+    assert x.dtype == y.dtype == torch.float32 and torch.allclose(x, y, atol=1e-5)
+    assert set(a) == set(b)
+    with pytest.raises(ValueError, match="numerics"):
+        VOCDetection(synthetic_root, numerics="float16", **kw)
+
+
+def test_options_come_from_the_protocol(synthetic_root):
+    protocol = {"dataset": "voc", "input_size": [128, 128],
+                "train_sets": [["2007", "trainval"]], "channel_order": "rgb",
+                "box_convention": "zero_based", "numerics": "exact", "heatmap_radius": "exact"}
+    for train in (True, False):
+        ds = VOCDetection.from_protocol(protocol, synthetic_root, train=train)
+        assert (ds.channel_order, ds.box_convention, ds.numerics, ds.codec.heatmap_radius) == \
+            ("rgb", "zero_based", "exact", "exact")
+    from bench.suite import DetectionProtocol, load_protocol
+    p = load_protocol("voc_512x512_flattenet")
+    assert (p.channel_order, p.box_convention, p.numerics, p.heatmap_radius) == \
+        ("bgr", "centernet", "centernet", "centernet")
+    assert DetectionProtocol.model_fields["numerics"].default == "centernet"
+
+
+def test_default_draws_are_the_generator_stream(synthetic_root):
+    """``draws_for`` by default calls the sample's generator once per draw, in the
+    order the crop / flip / colour steps ask (the stream before the seam existed)."""
+    ds = VOCDetection(synthetic_root, seed=2)
+    shifted = VOCDetection(synthetic_root, shift=0.1)
+    for i in range(20):
+        rng = np.random.default_rng([2, 0, i])
+        center, scale = ds.random_crop(ds.draws_for(i), 300, 200)
+        assert scale == 300 * float(np.arange(0.6, 1.4, 0.1)[rng.integers(8)])
+        assert center.tolist() == [rng.integers(64, 136), rng.integers(128, 172)]
+        rng = np.random.default_rng(i)
+        center, scale = shifted.random_crop(np.random.default_rng(i), 300, 200)
+        step = np.clip(rng.standard_normal(2) * 0.1, -0.2, 0.2)
+        assert center.tolist() == np.float32([100, 150] + 300 * step).tolist()
+        assert scale == 300 * float(np.clip(rng.standard_normal() * 0.4 + 1, 0.6, 1.4))

@@ -43,7 +43,6 @@ from .transforms import (
     fliplr_joints,
     get_affine_transform,
     half_body_transform,
-    random_scale_rotation,
     sample_flip,
     sample_rotation,
     sample_scale_factor,
@@ -58,7 +57,7 @@ __all__ = [
     "COCO_FLIP_PAIRS", "COCO_JOINT_WEIGHTS", "COCO_LOWER_BODY_IDS", "COCO_UPPER_BODY_IDS",
     "LSP_FLIP_PAIRS", "MPII_FLIP_PAIRS", "MPII_LOWER_BODY_IDS", "MPII_UPPER_BODY_IDS",
     "PIXEL_STD", "affine_crop", "affine_transform", "box_to_center_scale", "fliplr_center",
-    "fliplr_joints", "get_affine_transform", "half_body_transform", "random_scale_rotation",
+    "fliplr_joints", "get_affine_transform", "half_body_transform",
     "sample_flip", "sample_rotation", "sample_scale_factor", "transform_preds",
     "SyntheticDataset", "write_all", "write_coco", "write_lsp", "write_mpii",
 ]

@@ -7,22 +7,28 @@ disagree on the input size, the stride or the number of objects.
 
 Encoding (CenterNet's ``datasets/sample/ctdet.py``), per box in input pixels:
 
-1. divide by the stride (the input crop's affine transform divided by the stride *is*
-   CenterNet's output transform: both map the crop centre to the grid centre);
+1. divide by the stride (the input crop's affine transform divided by the stride is
+   CenterNet's output transform up to round-off: both map the crop centre to the grid
+   centre); ``encode(..., on_grid=True)`` takes boxes already mapped by the output
+   transform, as the VOC dataset does by default to match CenterNet's rounding;
 2. clip to the output grid, x to [0, w - 1] and y to [0, h - 1] (so a box reaching the
    right or bottom edge of the input loses up to one cell, as in CenterNet); a box left
    with non-positive width or height gets no target (its slot stays 0, ``reg_mask`` 0);
-3. radius = ``max(0, int(gaussian_radius((ceil(h), ceil(w)), 0.7)))``; a Gaussian of
+3. radius = ``max(0, int(radius((ceil(h), ceil(w)), 0.7)))``; a Gaussian of
    sigma ``(2 r + 1) / 6`` is max-merged into the class's heatmap at the integer centre
    ``int(centre)`` (``draw_umich_gaussian``);
 4. slot k (the k-th box; boxes past ``max_objects`` are dropped, as CenterNet's
    ``min(len(anns), max_objs)``) holds ``wh = (w, h)`` on the output grid, ``ind = y_int
    * w_out + x_int`` and the sub-pixel offset ``reg = centre - int(centre)``.
 
-``gaussian_radius`` is CornerNet's function in CenterNet's (corrected) form: the
-smallest of three radii r for which a box whose corners are moved by r keeps IoU
-``min_overlap`` with the true box (moved together, shrunk, grown). CenterNet applies the
-corner radius to the centre heatmap unchanged; so do we.
+The radius (``heatmap_radius``): "centernet" (default) is CenterNet's
+``utils/image.py::gaussian_radius`` as coded, ``gaussian_radius_centernet`` (each root
+``(b + sqrt(b^2 - 4ac)) / 2``: no division by ``2a``, so for usual boxes about 2.8x the
+solved value); "exact" is ``gaussian_radius``, the smallest of the three radii r for which
+a box whose corners are moved by r keeps IoU ``min_overlap`` with the true box (moved
+together, shrunk, grown). CenterNet applies the corner radius to the centre heatmap
+unchanged; so do we. ``tests/test_samples_golden_det.py`` shows the default's targets
+equal CenterNet's bit for bit.
 
 Decoding (``models/decode.py::ctdet_decode`` + ``utils/post_process.py``): a 3x3 max-pool
 keeps heatmap peaks, the top ``k`` scores over all classes and positions are taken, a box
@@ -44,19 +50,23 @@ import numpy as np
 
 from .transforms import affine_transform, get_affine_transform
 
-__all__ = ["CenterNetCodec", "gaussian_radius", "gaussian_2d", "draw_umich_gaussian",
-           "center_scale_of_image", "color_augment", "PCA_EIGVAL", "PCA_EIGVEC_RGB"]
+__all__ = ["CenterNetCodec", "gaussian_radius", "gaussian_radius_centernet", "gaussian_2d",
+           "draw_umich_gaussian", "center_scale_of_image", "color_augment", "PCA_EIGVAL",
+           "PCA_EIGVEC_RGB", "PCA_EIGVEC_BGR", "HEATMAP_RADII"]
 
 #: CenterNet's (CornerNet's) PCA lighting statistics, the same for COCO and PASCAL.
 PCA_EIGVAL = np.array([0.2141788, 0.01817699, 0.00341571], dtype=np.float32)
-#: Its eigenvectors (columns) with the rows in RGB order: CenterNet reads images with
-#: OpenCV and never converts them, so its table's rows are B, G, R; ours are reversed
-#: because our images are RGB, which keeps the same colour directions.
+#: Its eigenvectors (columns) with the rows in RGB order, for RGB images
+#: (``channel_order="rgb"``): CenterNet reads images with OpenCV and never converts
+#: them, so its own table's rows are B, G, R (``PCA_EIGVEC_BGR``); reversing the rows
+#: keeps the same colour directions.
 PCA_EIGVEC_RGB = np.array([
     [-0.56089297, 0.71832671, 0.41158938],
     [-0.5832747, 0.00994535, -0.81221408],
     [-0.58752847, -0.69563484, 0.41340352],
 ], dtype=np.float32)
+#: The same table as CenterNet lists it (``datasets/dataset/pascal.py``): rows B, G, R.
+PCA_EIGVEC_BGR = np.ascontiguousarray(PCA_EIGVEC_RGB[::-1])
 
 
 def gaussian_radius(det_size: Sequence[float], min_overlap: float = 0.7) -> float:
@@ -82,6 +92,32 @@ def gaussian_radius(det_size: Sequence[float], min_overlap: float = 0.7) -> floa
     c3 = (o - 1) * width * height
     r3 = (b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / (2 * a3)
     return min(r1, r2, r3)
+
+
+def gaussian_radius_centernet(det_size: Sequence[float], min_overlap: float = 0.7) -> float:
+    """The radius as CenterNet's ``utils/image.py::gaussian_radius`` computes it: the same
+    three quadratics, but every root taken as ``(b + sqrt(b^2 - 4ac)) / 2`` (the larger
+    root's sign and no division by ``a``), the smallest of the three returned. For boxes
+    of the sizes VOC gives this is the third value, ``a3`` (= 4 o) times the true grown
+    -box root, so about 2.8x ``gaussian_radius``. CenterNet trains (and its released
+    models were trained) with these radii."""
+    height, width = float(det_size[0]), float(det_size[1])
+    o = float(min_overlap)
+    b1 = height + width
+    c1 = width * height * (1 - o) / (1 + o)
+    r1 = (b1 + np.sqrt(b1 ** 2 - 4 * c1)) / 2
+    b2 = 2 * (height + width)
+    c2 = (1 - o) * width * height
+    r2 = (b2 + np.sqrt(b2 ** 2 - 4 * 4 * c2)) / 2
+    a3 = 4 * o
+    b3 = -2 * o * (height + width)
+    c3 = (o - 1) * width * height
+    r3 = (b3 + np.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
+    return float(min(r1, r2, r3))
+
+
+#: heatmap radius formulas by name (``CenterNetCodec(heatmap_radius=...)``)
+HEATMAP_RADII = {"centernet": gaussian_radius_centernet, "exact": gaussian_radius}
 
 
 def gaussian_2d(radius: int) -> np.ndarray:
@@ -112,29 +148,55 @@ def draw_umich_gaussian(heatmap: np.ndarray, center, radius: int,
     return heatmap
 
 
-def color_augment(rng: np.random.Generator, image: np.ndarray, var: float = 0.4,
-                  lighting_std: float = 0.1) -> np.ndarray:
-    """CenterNet's ``color_aug`` on an RGB float32 image in [0, 1], in place: brightness,
-    contrast and saturation in a random order, each with factor ``1 + U(-var, var)``
-    (contrast blends with the grey mean, saturation with the grey image, both taken from
-    the image before any change), then AlexNet-style PCA lighting with ``N(0,
-    lighting_std)`` weights. CenterNet shuffles with Python's global ``random`` and
-    draws from one generator shared by the whole dataset; here everything comes from
-    the sample's ``rng``. No clipping, as CenterNet."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    grey_mean = float(grey.mean())
-    for op in rng.permutation(3):
-        alpha = np.float32(1.0 + rng.uniform(-var, var))
-        if op == 0:                                   # brightness
-            image *= alpha
-        elif op == 1:                                 # contrast
-            image *= alpha
-            image += np.float32((1.0 - alpha) * grey_mean)
-        else:                                         # saturation
-            image *= alpha
-            image += (1.0 - alpha) * grey[:, :, None]
-    weights = rng.normal(0.0, lighting_std, size=3).astype(np.float32)
-    image += PCA_EIGVEC_RGB @ (PCA_EIGVAL * weights)
+_COLOR_OPS = ("brightness", "contrast", "saturation")
+
+
+def color_augment(draws, image: np.ndarray, var: float = 0.4, lighting_std: float = 0.1, *,
+                  channel_order: str = "rgb", numerics: str = "exact") -> np.ndarray:
+    """CenterNet's ``color_aug`` on a float32 image in [0, 1], in place: brightness,
+    contrast and saturation in a random order (draw ``color_order``), each with factor
+    ``1 + U(-var, var)`` (draws ``brightness`` / ``contrast`` / ``saturation``; contrast
+    blends with the grey mean, saturation with the grey image, both taken from the image
+    before any change), then AlexNet-style PCA lighting with ``N(0, lighting_std)``
+    weights (draw ``lighting``). No clipping, as CenterNet.
+
+    ``draws``: a ``SampleDraws`` (or a numpy Generator, wrapped in one).
+    ``channel_order``: the image's, "rgb" or "bgr"; picks the grey conversion and the
+    eigenvector table (``PCA_EIGVEC_RGB`` / CenterNet's own ``PCA_EIGVEC_BGR``).
+    ``numerics``: "centernet" rounds as CenterNet's code does under numpy 2: each factor
+    a float64 ``1 + u`` rounded once to float32, blend weights ``float32(1 - alpha)``,
+    the grey mean a float32, the lighting offset in float64 (``np.dot`` of the float32
+    table with float64 weights) added to the float32 image; "exact" works in float32
+    throughout (factors and weights rounded first)."""
+    from .draws import SampleDraws
+    if isinstance(draws, np.random.Generator):
+        draws = SampleDraws(draws)
+    if channel_order not in ("rgb", "bgr"):
+        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    if numerics not in ("centernet", "exact"):
+        raise ValueError(f"numerics must be 'centernet' or 'exact', got {numerics!r}")
+    bgr = channel_order == "bgr"
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY)
+    eigvec = PCA_EIGVEC_BGR if bgr else PCA_EIGVEC_RGB
+    official = numerics == "centernet"
+    grey_mean = grey.mean()                                  # float32, as numpy gives it
+    for op in draws.permutation("color_order", 3):
+        u = draws.uniform(_COLOR_OPS[int(op)], -var, var)
+        if official:
+            alpha, beta = np.float32(1.0 + u), np.float32(1.0 - (1.0 + u))
+        else:
+            alpha = np.float32(1.0 + u)
+            beta = np.float32(1.0) - alpha
+        image *= alpha
+        if op == 1:                                          # contrast
+            image += np.float32(grey_mean * beta)
+        elif op == 2:                                        # saturation
+            image += (grey * beta)[:, :, None]
+    weights = draws.normal("lighting", 0.0, lighting_std, size=3)
+    if official:
+        image += np.dot(eigvec, PCA_EIGVAL * np.asarray(weights, dtype=np.float64))
+    else:
+        image += eigvec @ (PCA_EIGVAL * np.asarray(weights).astype(np.float32))
     return image
 
 
@@ -154,10 +216,13 @@ class CenterNetCodec:
         num_classes: heatmap channels (20 for VOC).
         max_objects: target slots per image (CenterNet's ``max_objs``: 50 for VOC).
         min_overlap: IoU the Gaussian radius is sized for (0.7).
+        heatmap_radius: "centernet" (``gaussian_radius_centernet``, the formula as
+            CenterNet codes it) or "exact" (``gaussian_radius``, the roots solved).
     """
 
     def __init__(self, input_size=(512, 512), output_stride: int = 4, num_classes: int = 20,
-                 max_objects: int = 50, min_overlap: float = 0.7):
+                 max_objects: int = 50, min_overlap: float = 0.7,
+                 heatmap_radius: str = "centernet"):
         h, w = (int(v) for v in input_size)
         self.output_stride = int(output_stride)
         if self.output_stride <= 0 or h % self.output_stride or w % self.output_stride:
@@ -168,18 +233,24 @@ class CenterNetCodec:
         self.num_classes = int(num_classes)
         self.max_objects = int(max_objects)
         self.min_overlap = float(min_overlap)
+        if heatmap_radius not in HEATMAP_RADII:
+            raise ValueError(f"heatmap_radius must be one of {sorted(HEATMAP_RADII)}, got "
+                             f"{heatmap_radius!r}")
+        self.heatmap_radius = heatmap_radius
+        self._radius = HEATMAP_RADII[heatmap_radius]
         if self.num_classes <= 0 or self.max_objects <= 0:
             raise ValueError("num_classes and max_objects must be positive")
 
     def __repr__(self) -> str:
         return (f"CenterNetCodec(input_size={self.input_size}, output_stride="
                 f"{self.output_stride}, num_classes={self.num_classes}, max_objects="
-                f"{self.max_objects})")
+                f"{self.max_objects}, heatmap_radius={self.heatmap_radius!r})")
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, boxes, labels) -> dict[str, np.ndarray]:
-        """Targets of boxes (N, 4) [x1, y1, x2, y2] in input pixels with class indices
-        (N,): ``hm`` (C, h, w) float32, ``wh`` and ``reg`` (max_objects, 2) float32,
+    def encode(self, boxes, labels, on_grid: bool = False) -> dict[str, np.ndarray]:
+        """Targets of boxes (N, 4) [x1, y1, x2, y2] in input pixels (``on_grid``: already
+        on the output grid, as CenterNet maps them with its output transform) with class
+        indices (N,): ``hm`` (C, h, w) float32, ``wh`` and ``reg`` (max_objects, 2) float32,
         ``ind`` (max_objects,) int64, ``reg_mask`` (max_objects,) float32."""
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -196,15 +267,16 @@ class CenterNetCodec:
         reg_mask = np.zeros((self.max_objects,), dtype=np.float32)
         # CenterNet works in float32 throughout; the integer centre (hence the target
         # cell) of a box whose centre lies on a cell border depends on it
-        grid = boxes[:self.max_objects] / np.float32(self.output_stride)
+        grid = (boxes[:self.max_objects].copy() if on_grid
+                else boxes[:self.max_objects] / np.float32(self.output_stride))
         grid[:, [0, 2]] = np.clip(grid[:, [0, 2]], 0, out_w - 1)
         grid[:, [1, 3]] = np.clip(grid[:, [1, 3]], 0, out_h - 1)
         for k, (box, cls) in enumerate(zip(grid, labels)):
             bh, bw = box[3] - box[1], box[2] - box[0]
             if not (bh > 0 and bw > 0):
                 continue
-            radius = max(0, int(gaussian_radius((math.ceil(bh), math.ceil(bw)),
-                                                self.min_overlap)))
+            radius = max(0, int(self._radius((math.ceil(bh), math.ceil(bw)),
+                                             self.min_overlap)))
             ct = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], dtype=np.float32)
             ct_int = ct.astype(np.int32)
             draw_umich_gaussian(hm[cls], ct_int, radius)

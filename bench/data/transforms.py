@@ -67,7 +67,7 @@ __all__ = [
     "MPII_FLIP_PAIRS", "MPII_UPPER_BODY_IDS", "MPII_LOWER_BODY_IDS", "LSP_FLIP_PAIRS",
     "get_affine_transform", "get_affine_transform_points", "affine_transform", "transform_preds", "box_to_center_scale",
     "affine_crop", "fliplr_image", "fliplr_joints", "fliplr_center", "half_body_transform",
-    "sample_scale_factor", "sample_rotation", "sample_flip", "random_scale_rotation",
+    "sample_scale_factor", "sample_rotation", "sample_flip",
 ]
 
 
@@ -115,16 +115,17 @@ def get_affine_transform(center, scale, rot: float, output_size, shift=(0.0, 0.0
 
 def get_affine_transform_points(center, scale, rot: float, output_size,
                                 inv: bool = False, pixel_std: float = PIXEL_STD) -> np.ndarray:
-    """The crop matrix built from three point pairs, as HRNet's loader builds it.
+    """The crop matrix built from three point pairs, as HRNet's and mmpose 0.13's loaders
+    build it.
 
     The same similarity as ``get_affine_transform``, but constructed the way
-    ``tests/golden/samples_hrnet_*.json`` shows the official loader constructs it: the box
-    center, the point half a box width above it (turned by ``rot``) and a third point at a
-    right angle are stored as float32 and handed to ``cv2.getAffineTransform``. The
-    float32 round-off of those points changes the matrix in its last digits and, through
-    OpenCV's fixed-point sampling, a few crop values by one grey level (0.005 % of the
-    values of the golden samples' crops), so the HRNet
-    protocols (``order='hrnet'``) use this to reproduce the official crops bit for bit.
+    ``tests/golden/samples_{hrnet,mmpose}_*.json`` show the official loaders construct it:
+    the box center, the point half a box width above it (turned by ``rot``) and a third
+    point at a right angle are stored as float32 and handed to ``cv2.getAffineTransform``.
+    The float32 round-off of those points changes the matrix in its last digits and,
+    through OpenCV's fixed-point sampling, a few crop values by one grey level (about
+    0.01 % of the golden samples' crop values), so every pose dataset uses this matrix to
+    reproduce the official crops bit for bit.
     numpy's own promotion rules apply to ``center`` / ``scale`` (float32 or float64 in,
     as given).
     """
@@ -187,12 +188,12 @@ def box_to_center_scale(x: float, y: float, w: float, h: float, aspect_ratio: fl
 
 def affine_crop(image: np.ndarray, center, scale, rot: float, output_size,
                 flags: int = cv2.INTER_LINEAR, pixel_std: float = PIXEL_STD) -> np.ndarray:
-    """Warp ``image`` into an ``output_size`` (W, H) crop of the box, as the reference.
-
-    Pixels sampled outside the image are 0 (OpenCV's constant border), as in training.
-    Joints follow with ``affine_transform(joints, get_affine_transform(...same args...))``.
+    """Warp ``image`` into an ``output_size`` (W, H) crop of the box with the matrix the
+    datasets use (``get_affine_transform_points``); pixels sampled outside the image are 0
+    (OpenCV's constant border), as in training. Joints follow with
+    ``affine_transform(joints, get_affine_transform_points(...same args...))``.
     """
-    M = get_affine_transform(center, scale, rot, output_size, pixel_std=pixel_std)
+    M = get_affine_transform_points(center, scale, rot, output_size, pixel_std=pixel_std)
     return cv2.warpAffine(image, M, (int(output_size[0]), int(output_size[1])), flags=flags)
 
 
@@ -307,7 +308,8 @@ def half_body_transform(joints, visible, upper_body_ids: Sequence[int],
 
 
 def sample_scale_factor(rng: np.random.Generator, scale_factor: float) -> float:
-    """Random zoom, N(1, sf) clipped to [1 - sf, 1 + sf] (sf 0.35 HRNet, 0.25 Lite-HRNet)."""
+    """Random zoom, N(1, sf) clipped to [1 - sf, 1 + sf] (the protocols' ``scale``: 0.35
+    in HRNet's COCO recipe, 0.25 in its MPII one and in Lite-HRNet's)."""
     return float(np.clip(_named(rng).normal("scale") * scale_factor + 1.0,
                          1.0 - scale_factor, 1.0 + scale_factor))
 
@@ -316,7 +318,8 @@ def sample_rotation(rng: np.random.Generator, rotation_factor: float,
                     rotation_prob: float = 0.6, prob_first: bool = False) -> float:
     """Random rotation in degrees: N(0, rf) clipped to +-2 rf, applied with prob 0.6.
 
-    rf is 45 in HRNet's recipes and 30 in Lite-HRNet's. By default both numbers are
+    rf is the protocols' ``rotation``: 45 in HRNet's COCO recipe, 30 in its MPII one and in
+    Lite-HRNet's. By default both numbers are
     always drawn (the normal first), so the stream consumption does not depend on the
     outcome. ``prob_first``: the probability is drawn first and the normal only when the
     rotation applies, the order of HRNet's loader (``tests/golden/samples_hrnet_*.json``).
@@ -336,14 +339,6 @@ def sample_rotation(rng: np.random.Generator, rotation_factor: float,
 def sample_flip(rng: np.random.Generator, flip_prob: float = 0.5) -> bool:
     """Whether to flip this sample (reference: ``random.random() <= 0.5``)."""
     return bool(_named(rng).random("flip") <= flip_prob)
-
-
-def random_scale_rotation(rng: np.random.Generator, scale, scale_factor: float,
-                          rotation_factor: float, rotation_prob: float = 0.6):
-    """(scale * random zoom, random rotation in degrees), in the reference's order."""
-    rng = _named(rng)
-    s = _scale_pair(scale) * sample_scale_factor(rng, scale_factor)
-    return s.astype(np.float32), sample_rotation(rng, rotation_factor, rotation_prob)
 
 
 def scale_range_of(value, what: str = "scale_range"):

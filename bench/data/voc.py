@@ -10,51 +10,66 @@ Files are read as the devkit ships them::
 
 (CenterNet reads Detectron's COCO-style conversion of the same XML files instead.)
 
+Defaults are CenterNet's behaviour as ``tests/test_samples_golden_det.py`` shows it against
+its own loader (``tests/golden/samples_centernet_voc.json``: 30 training samples, 5 test
+inputs, bit for bit given the same random draws); each has an explicit alternative
+(``channel_order``, ``box_convention``, ``numerics``, ``heatmap_radius``).
+
 Coordinates. The devkit writes boxes as 1-based pixel indices (``xmin..xmax`` inclusive);
-``parse_voc_xml`` and ``annotations()`` keep them as written. For training the boxes are
-moved to OpenCV's 0-based frame by subtracting 1 from all four numbers (py-faster-rcnn's
-convention, which CenterNet's VOC evaluation assumes: it adds 1 to every coordinate of
-its detections before the devkit scores them). So ``to_devkit`` adds 1 to decoded boxes.
+``parse_voc_xml`` and ``annotations()`` keep them as written. Training boxes
+(``boxes()``), ``box_convention="centernet"``: ``[xmin - 1, ymin - 1, xmax, ymax]``, what
+CenterNet's ``_coco_box_to_bbox`` makes of Detectron's json (x = xmin - 1, w = xmax -
+xmin + 1; inferred from Detectron's conversion, the json itself was not at hand);
+``"zero_based"``: all four minus 1 (py-faster-rcnn's). ``to_devkit`` adds 1 to all four
+coordinates of decoded boxes, as CenterNet's VOC evaluation does.
 
 Training sample (CenterNet's ``datasets/sample/ctdet.py``):
 
-1. read the image with OpenCV, BGR -> RGB;
+1. read the image with OpenCV; ``channel_order="bgr"`` keeps it as read (CenterNet),
+   ``"rgb"`` converts;
 2. crop: centre (w/2, h/2), scale s = the long side; with ``scale_range`` s is multiplied
-   by a factor drawn from CenterNet's grid ``lo, lo + 0.1, ...`` below ``hi`` (its
-   ``np.arange(0.6, 1.4, 0.1)`` = 0.6..1.3) and the centre is drawn uniformly at least
-   ``border`` (128, halved until it fits) from each image edge (``_get_border``). With
-   ``shift`` set, CenterNet's ``--not_rand_crop`` branch is used instead: centre +=
-   s * clip(N(0, shift), +-2 shift) per axis, then s *= clip(N(1, sf), lo, hi) with
-   sf = max(1 - lo, hi - 1);
-3. horizontal flip with ``flip_prob`` (image mirrored, centre x -> w - 1 - x, boxes
-   x1, x2 -> w - 1 - x2, w - 1 - x1);
-4. affine warp of (centre, s) to ``input_size`` (bilinear, black border), /255;
+   by a value of CenterNet's grid ``np.arange(lo, hi, 0.1)`` (draw ``scale``; 0.6,
+   0.7, 0.7999999999999999, ... as numpy gives them, or rounded with ``numerics=
+   "exact"``) and the centre is drawn uniformly at least ``border`` (128, halved until
+   it fits) from each image edge (``_get_border``; draws ``center_x``, ``center_y``).
+   With ``shift`` set, CenterNet's ``--not_rand_crop`` branch is used instead: centre +=
+   s * clip(N(0, 1) shift, +-2 shift) per axis (draws ``shift_x``, ``shift_y``), then
+   with ``scale_range`` s *= clip(N(1, sf), lo, hi), sf = max(1 - lo, hi - 1) (draw
+   ``scale``; CenterNet's --scale 0.4 is the protocol's [0.6, 1.4]);
+3. horizontal flip with ``flip_prob`` (draw ``flip``; image mirrored, centre x -> w - 1
+   - x, boxes x1, x2 -> w - 1 - x2, w - 1 - x1);
+4. affine warp of (centre, s) to ``input_size`` (bilinear, black border), /255; with
+   ``numerics="centernet"`` the matrix is built as CenterNet's ``get_affine_transform``
+   does (float32 centre and scale, three float32 point pairs), else in closed form;
 5. ``color_jitter``: CenterNet's brightness / contrast / saturation (random order, +-0.4)
-   and PCA lighting (``bench.data.centernet.color_augment``);
-6. ImageNet mean/std normalisation, the values CenterNet's ``PascalVOC`` uses. CenterNet
-   applies them to BGR images (it never converts); we normalise RGB images with the
-   RGB-ordered values, as the ImageNet-pretrained backbones expect;
-7. targets by the dataset's ``codec`` (``CenterNetCodec``) from the boxes moved through
-   the same affine transform, at ``output_stride`` 4; the first ``max_objects`` (50,
-   CenterNet's VOC ``max_objs``) objects of an image get slots.
+   and PCA lighting (``bench.data.centernet.color_augment``), with the grey image and
+   PCA table of the channel order;
+6. normalisation by ``mean`` / ``std`` (ImageNet's, the values CenterNet's ``PascalVOC``
+   lists) in the order given: with BGR images, as CenterNet, the RGB-ordered numbers
+   apply to B, G, R;
+7. targets by the dataset's ``codec`` (``CenterNetCodec``): with ``numerics="centernet"``
+   the boxes go through the output-grid transform (CenterNet's ``trans_output``, one
+   float32 ``np.dot`` per corner), else through the input transform and are divided by
+   ``output_stride`` (4); the first ``max_objects`` (50, CenterNet's VOC ``max_objs``)
+   objects of an image get slots. ``meta`` holds the crop centre, scale and flip.
 
 Difficult objects are kept for training (``keep_difficult=True``): CenterNet's ``ctdet``
-trains on every annotation its JSON lists for an image and never reads a difficult or
-``ignore`` field. Its VOC JSON is Detectron's conversion (``PASCAL_VOC.zip``), whose
-loaders skip annotations flagged ``ignore: 1``, the flag that conversion gives difficult
-objects, so the objects are in the files and CenterNet trains on them (inferred from the
-code; the JSON itself was not at hand). ``keep_difficult=False`` is py-faster-rcnn's
-choice. Evaluation always reads them and marks them ``difficult`` (the devkit's scoring
-ignores them).
+trains on every annotation its json lists for an image and never reads a difficult or
+``ignore`` field (that the json holds them is inferred: Detectron's loaders skip
+annotations flagged ``ignore``). ``keep_difficult=False`` is py-faster-rcnn's choice.
+Evaluation always reads them and marks them ``difficult`` (the devkit's scoring ignores
+them).
 
-Evaluation sample (CenterNet's test with ``fix_res``): the whole image warped to
-``input_size`` with centre (w/2, h/2) and scale max(h, w), no augmentation; ``meta``
-carries what ``codec.decode`` needs to map boxes back to the image.
+Evaluation sample (CenterNet's ``pre_process`` with ``fix_res``): the whole image warped
+to ``input_size`` with centre (w/2, h/2) and scale max(h, w), no augmentation, normalised
+in float64 then stored as float32 (``numerics="centernet"``; float32 with ``"exact"``);
+``meta`` carries what ``codec.decode`` needs to map boxes back to the image.
 
-Randomness: every draw of a sample comes from ``numpy.random.default_rng([seed, epoch,
-index])`` in the order: crop (scale, centre x, centre y; or shift x, shift y, scale),
-flip, colour (order, three factors, three lighting weights); a draw that is switched off
-is not made. Call ``set_epoch`` once per epoch.
+Randomness: every draw of a sample is a named call on ``draws_for(index)``, by default
+one call each of ``numpy.random.default_rng([seed, epoch, index])`` in the order: crop
+(scale, centre x, centre y; or shift x, shift y, scale), flip, colour (order, three
+factors, lighting weights); a draw that is switched off is not made. Tests replay
+CenterNet's recorded values through ``draws_for``. Call ``set_epoch`` once per epoch.
 """
 from __future__ import annotations
 
@@ -68,12 +83,26 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .centernet import CenterNetCodec, center_scale_of_image, color_augment
+from .centernet import HEATMAP_RADII, CenterNetCodec, center_scale_of_image, color_augment
+from .draws import SampleDraws
 from ..evaluation.voc import VOC_CLASSES
 from .topdown import IMAGENET_MEAN, IMAGENET_STD, protocol_to_dict, require_path
-from .transforms import affine_transform, get_affine_transform, scale_range_of
+from .transforms import (affine_transform, get_affine_transform, get_affine_transform_points,
+                         scale_range_of)
 
-__all__ = ["VOC_CLASSES", "VOCDetection", "parse_voc_xml", "DEVKIT_PIXEL_OFFSET"]
+__all__ = ["VOC_CLASSES", "VOCDetection", "parse_voc_xml", "DEVKIT_PIXEL_OFFSET",
+           "CHANNEL_ORDERS", "BOX_CONVENTIONS", "NUMERICS"]
+
+#: image channel order fed to the network: CenterNet's "bgr" (OpenCV's, never converted)
+CHANNEL_ORDERS = ("bgr", "rgb")
+#: training boxes from the devkit's [xmin, ymin, xmax, ymax]: "centernet" [xmin - 1,
+#: ymin - 1, xmax, ymax] (Detectron's COCO-style json as CenterNet reads it), or
+#: "zero_based" all four minus one (py-faster-rcnn's)
+BOX_CONVENTIONS = ("centernet", "zero_based")
+#: "centernet": the official rounding (float32 three-point affine matrices, boxes by the
+#: output-grid transform, the scale grid's float values, its colour arithmetic, float64
+#: test normalisation); "exact": closed-form matrices and float32 throughout
+NUMERICS = ("centernet", "exact")
 
 #: devkit coordinate = 0-based pixel coordinate + 1
 DEVKIT_PIXEL_OFFSET = 1.0
@@ -159,6 +188,11 @@ class VOCDetection(Dataset):
         keep_difficult: train on objects marked difficult (CenterNet does).
         max_objects: target slots per image (CenterNet's VOC value: 50).
         border: CenterNet's crop border in pixels (128).
+        channel_order: "bgr" (CenterNet's) or "rgb"; ``mean`` / ``std`` apply in the
+            order given (CenterNet applies its RGB-ordered values to BGR channels).
+        box_convention: "centernet" or "zero_based" (``BOX_CONVENTIONS``).
+        numerics: "centernet" or "exact" (``NUMERICS``).
+        heatmap_radius: "centernet" or "exact" (``CenterNetCodec``).
     """
 
     dataset_name = "voc"
@@ -171,7 +205,19 @@ class VOCDetection(Dataset):
                  seed: int = 0, flip_prob: float = 0.5, scale_range=(0.6, 1.4),
                  shift: float | None = None, color_jitter: bool = True,
                  keep_difficult: bool = True, max_objects: int = 50, border: int = 128,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, channel_order: str = "bgr",
+                 box_convention: str = "centernet", numerics: str = "centernet",
+                 heatmap_radius: str = "centernet"):
+        for name, value, allowed in (("channel_order", channel_order, CHANNEL_ORDERS),
+                                     ("box_convention", box_convention, BOX_CONVENTIONS),
+                                     ("numerics", numerics, NUMERICS),
+                                     ("heatmap_radius", heatmap_radius, tuple(HEATMAP_RADII))):
+            if value not in allowed:
+                raise ValueError(f"VOCDetection: {name} must be one of {allowed}, got "
+                                 f"{value!r}")
+        self.channel_order = channel_order
+        self.box_convention = box_convention
+        self.numerics = numerics
         self.root = require_path(root, "VOC data folder (the one holding VOCdevkit)")
         self.devkit = require_path(self.root / "VOCdevkit", "VOCdevkit folder")
         self.sets = tuple((str(year), str(name)) for year, name in sets)
@@ -180,7 +226,7 @@ class VOCDetection(Dataset):
         self.train = bool(train)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.codec = CenterNetCodec(self.input_size, output_stride, self.num_classes,
-                                    max_objects)
+                                    max_objects, heatmap_radius=heatmap_radius)
         self.seed = int(seed)
         self.epoch = 0
         self.flip_prob = float(flip_prob)
@@ -237,24 +283,33 @@ class VOCDetection(Dataset):
         """The generator of one sample: a function of (seed, epoch, index) only."""
         return np.random.default_rng([self.seed, self.epoch, int(index)])
 
+    def draws_for(self, index: int) -> SampleDraws:
+        """The named draws of one sample (tests replay recorded ones through this)."""
+        return SampleDraws(self.rng_for(index))
+
     def load_image(self, index: int) -> np.ndarray:
-        """HxWx3 uint8 RGB of sample ``index``."""
+        """HxWx3 uint8 of sample ``index`` in ``channel_order``."""
         path = self.records[index]["image_file"]
         # IGNORE_ORIENTATION: the boxes refer to the stored pixels, not an EXIF view
         image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
             require_path(path, "VOC image")
             raise ValueError(f"voc: OpenCV could not decode {path}")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image if self.channel_order == "bgr" else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def boxes(self, index: int, with_difficult: bool = True):
-        """(boxes (N, 4) float32 in 0-based pixel coordinates, labels (N,) int64) of an
-        image, in file order; difficult objects only with ``with_difficult``."""
+        """(boxes (N, 4) float32 in OpenCV's 0-based pixel frame by ``box_convention``,
+        labels (N,) int64) of an image, in file order; difficult objects only with
+        ``with_difficult``."""
         objs = [o for o in self.records[index]["objects"]
                 if with_difficult or not o["difficult"]]
         boxes = np.array([o["bbox"] for o in objs], dtype=np.float32).reshape(-1, 4)
         labels = np.array([o["label"] for o in objs], dtype=np.int64)
-        return boxes - np.float32(DEVKIT_PIXEL_OFFSET), labels
+        one = np.float32(DEVKIT_PIXEL_OFFSET)
+        if self.box_convention == "centernet":
+            boxes[:, :2] -= one                  # x = xmin - 1, x + w = xmax (w = xmax - xmin + 1)
+            return boxes, labels
+        return boxes - one, labels
 
     def annotations(self) -> dict[str, list[dict[str, Any]]]:
         """Ground truth for the evaluator: image id -> [{category, bbox (devkit
@@ -281,62 +336,102 @@ class VOCDetection(Dataset):
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1),
                                                      dtype=np.float32))
 
+    def _matrix(self, center, scale: float, size) -> np.ndarray:
+        """Crop matrix of (centre, scale) to ``size`` (w, h)."""
+        if self.numerics == "centernet":
+            # CenterNet: float32 centre and scale, three float32 point pairs
+            return get_affine_transform_points(np.asarray(center, dtype=np.float32),
+                                               np.float32(scale), 0.0, size, pixel_std=1.0)
+        return get_affine_transform(center, scale, 0.0, size, pixel_std=1.0)
+
     def _warp(self, image: np.ndarray, center, scale: float) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.input_size
-        M = get_affine_transform(center, scale, 0.0, (w, h), pixel_std=1.0)
+        M = self._matrix(center, scale, (w, h))
         return cv2.warpAffine(image, M, (w, h), flags=cv2.INTER_LINEAR), M
 
-    def random_crop(self, rng: np.random.Generator, height: int, width: int):
-        """(centre (2,), scale) of a training crop (module docstring, step 2)."""
+    def _scale_grid(self) -> list[float]:
+        lo, hi = self.scale_range
+        if self.numerics == "centernet":
+            return [float(v) for v in np.arange(lo, hi, 0.1)]   # 0.7999999999999999, ...
+        # CenterNet's np.arange(lo, hi, 0.1) rounded: hi itself is not on the grid
+        count = max(1, int(np.ceil(round((hi - lo) / 0.1, 6))))
+        return [round(lo + 0.1 * i, 6) for i in range(count)]
+
+    def random_crop(self, draws, height: int, width: int):
+        """(centre (2,) float32, scale) of a training crop (module docstring, step 2);
+        ``draws`` a ``SampleDraws`` (or a numpy Generator)."""
+        if isinstance(draws, np.random.Generator):
+            draws = SampleDraws(draws)
         center, scale = center_scale_of_image(height, width)
         if self.shift is not None:
             f = self.shift
-            center = center + scale * np.clip(rng.standard_normal(2) * f, -2 * f, 2 * f)
+            step = np.array([draws.normal("shift_x"), draws.normal("shift_y")])
+            center = center + scale * np.clip(step * f, -2 * f, 2 * f)
             if self.scale_range is not None:
                 lo, hi = self.scale_range
                 sf = max(1.0 - lo, hi - 1.0)
-                scale *= float(np.clip(rng.standard_normal() * sf + 1.0, lo, hi))
+                scale *= float(np.clip(draws.normal("scale") * sf + 1.0, lo, hi))
         elif self.scale_range is not None:
-            lo, hi = self.scale_range
-            # CenterNet's np.arange(lo, hi, 0.1): hi itself is not on the grid
-            count = max(1, int(np.ceil(round((hi - lo) / 0.1, 6))))
-            scale *= float(round(lo + 0.1 * int(rng.integers(count)), 6))
+            scale *= float(draws.choice("scale", self._scale_grid()))
             wb, hb = _get_border(self.border, width), _get_border(self.border, height)
-            center = np.array([rng.integers(wb, width - wb), rng.integers(hb, height - hb)],
-                              dtype=np.float32)
+            center = np.array([draws.integers("center_x", wb, width - wb),
+                               draws.integers("center_y", hb, height - hb)], dtype=np.float32)
         return np.asarray(center, dtype=np.float32), float(scale)
+
+    def _grid_boxes(self, boxes: np.ndarray, center, scale: float) -> np.ndarray:
+        """Boxes (N, 4) in image pixels -> float32 output-grid coordinates through the
+        output transform, one ``np.dot`` per corner as CenterNet's ``affine_transform``."""
+        h, w = self.codec.output_size
+        T = self._matrix(center, scale, (w, h))
+        out = np.array(boxes, dtype=np.float32, copy=True)
+        for box in out:
+            box[:2] = np.dot(T, np.array([box[0], box[1], 1.0], dtype=np.float32))[:2]
+            box[2:] = np.dot(T, np.array([box[2], box[3], 1.0], dtype=np.float32))[:2]
+        return out
 
     def __getitem__(self, index: int) -> dict:
         index = int(index)
         image = self.load_image(index)
         height, width = image.shape[:2]
+        official = self.numerics == "centernet"
         if not self.train:
             center, scale = center_scale_of_image(height, width)
             warped, _ = self._warp(image, center, scale)
+            if official:     # CenterNet's pre_process: uint8 / 255. in float64, then float32
+                x = ((warped / 255.0 - self.mean) / self.std).astype(np.float32)
+                image_t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+            else:
+                image_t = self._normalise(warped.astype(np.float32) / np.float32(255.0))
             return {
-                "image": self._normalise(warped.astype(np.float32) / np.float32(255.0)),
+                "image": image_t,
                 "meta": {"index": index, "image_id": self.records[index]["image_id"],
                          "center": center, "scale": scale,
                          "height": int(height), "width": int(width)},
             }
 
-        rng = self.rng_for(index)
-        center, scale = self.random_crop(rng, height, width)
+        draws = self.draws_for(index)
+        center, scale = self.random_crop(draws, height, width)
         boxes, labels = self.boxes(index, with_difficult=self.keep_difficult)
-        if self.flip_prob > 0 and rng.random() < self.flip_prob:
+        flipped = bool(self.flip_prob > 0 and draws.random("flip") < self.flip_prob)
+        if flipped:
             image = np.ascontiguousarray(image[:, ::-1])
             center[0] = width - center[0] - 1
             boxes[:, [0, 2]] = width - boxes[:, [2, 0]] - 1
         warped, M = self._warp(image, center, scale)
         x = warped.astype(np.float32) / np.float32(255.0)
         if self.color_jitter:
-            color_augment(rng, x)
-        # both corners through the crop transform (no rotation: the box stays axis-aligned)
-        boxes = affine_transform(boxes.reshape(-1, 2), M).reshape(-1, 4)
-        targets = self.codec.encode(boxes, labels)
+            color_augment(draws, x, channel_order=self.channel_order, numerics=self.numerics)
+        if official:
+            targets = self.codec.encode(self._grid_boxes(boxes, center, scale), labels,
+                                        on_grid=True)
+        else:
+            # both corners through the crop transform (no rotation: the box stays
+            # axis-aligned), then divided by the stride in the codec
+            boxes = affine_transform(boxes.reshape(-1, 2), M).reshape(-1, 4)
+            targets = self.codec.encode(boxes, labels)
         item = {"image": self._normalise(x)}
         item.update({k: torch.from_numpy(v) for k, v in targets.items()})
-        item["meta"] = {"index": index}
+        item["meta"] = {"index": index, "center": center, "scale": scale, "flipped": flipped}
         return item
 
     # ------------------------------------------------------------------ protocol
@@ -354,7 +449,8 @@ class VOCDetection(Dataset):
     @classmethod
     def kwargs_from_protocol(cls, protocol, train: bool) -> dict[str, Any]:
         """Constructor arguments from a protocol: ``input_size`` [H, W],
-        ``output_stride``, ``max_objects``, ``keep_difficult``, ``train_sets`` /
+        ``output_stride``, ``max_objects``, ``keep_difficult``, ``channel_order``,
+        ``box_convention``, ``numerics``, ``heatmap_radius``, ``train_sets`` /
         ``val_sets`` and, for training, ``augmentation: {flip_prob, scale_range, shift,
         color_jitter}``. An augmentation the protocol leaves out is off."""
         p = protocol_to_dict(protocol)
@@ -372,7 +468,8 @@ class VOCDetection(Dataset):
             "shift": aug.get("shift"),
             "color_jitter": bool(aug.get("color_jitter", False)),
         }
-        for key in ("input_size", "output_stride", "max_objects", "keep_difficult"):
+        for key in ("input_size", "output_stride", "max_objects", "keep_difficult",
+                    "channel_order", "box_convention", "numerics", "heatmap_radius"):
             if p.get(key) is not None:
                 kw[key] = p[key]
         return kw

@@ -4,9 +4,9 @@ Serves the COCO val columns of the pose tables: HRNet (Sun et al., CVPR 2019) Ta
 and 6, Lite-HRNet (Yu et al., CVPR 2021) Table 3 and the ablations of Tables 6-7, the
 COCO rows of GSTO, DPN and FlatteNet (test-dev tables, HRNet Table 2 / Lite-HRNet
 Table 4, need the evaluation server: ``rescore_and_nms`` writes what it takes, as
-``CocoKeypointEvaluator.dump``). The protocol is the one of the
-official HRNet code (lib/dataset/coco.py ``evaluate`` and lib/nms/nms.py), which
-Lite-HRNet (via mmpose) inherits unchanged:
+``CocoKeypointEvaluator.dump``). The protocol follows our reading of the HRNet code
+(lib/dataset/coco.py ``evaluate`` and lib/nms/nms.py) and of mmpose 0.x's
+``TopDownCocoDataset.evaluate``, which Lite-HRNet uses; no test runs either:
 
 1. every person box yields one pose (17 x 3: x, y, heatmap maximum);
 2. rescoring: pose score = box score x mean of the keypoint scores above ``in_vis_thr``
@@ -49,9 +49,9 @@ def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarray,
 
     Unlike pycocotools' GT-vs-detection OKS, both sides are predictions, so the scale is
     the mean of the two areas: e_i = d_i^2 / (2 * (2 sigma_i)^2 * ((a_g + a_d) / 2)).
-    With ``in_vis_thr`` only keypoints whose scores exceed it on *both* poses count (the
-    reference's ``list(a) and list(b)`` effectively tested only ``d``; it is called with
-    None in the evaluation path, so this difference never affects reported numbers).
+    With ``in_vis_thr`` only keypoints whose scores exceed it on *both* poses count (as
+    we read HRNet's nms.py, its ``list(a) and list(b)`` tests only ``d``; it is called
+    with None in the evaluation path, so this never affects reported numbers).
     Returns M values in [0, 1]; 0 where no keypoint is left.
     """
     sigmas = COCO_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64)
@@ -77,15 +77,15 @@ def oks_nms(kpts_db: Sequence[Mapping[str, Any]], thr: float,
 
     ``kpts_db``: one dict per pose with ``keypoints`` (K x 3 or flat 3K), ``score`` and
     ``area``. A pose is suppressed when its OKS with an already kept, higher-scored pose
-    is *above* ``thr`` (OKS == thr is kept, as in the reference).
+    is *above* ``thr`` (OKS == thr is kept, as we read HRNet's ``oks_nms``).
     """
     if len(kpts_db) == 0:
         return []
     scores = np.array([p["score"] for p in kpts_db], dtype=np.float64)
     kpts = np.stack([np.asarray(p["keypoints"], dtype=np.float64).reshape(-1) for p in kpts_db])
     areas = np.array([p["area"] for p in kpts_db], dtype=np.float64)
-    # Stable sort on -score: ties keep input order. The reference's argsort()[::-1] left
-    # tie order to numpy's unstable quicksort; only exact score ties can differ.
+    # Stable sort on -score: ties keep input order. HRNet's argsort()[::-1] (as we read
+    # it) leaves tie order to numpy's quicksort; only exact score ties can differ.
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     while order.size > 0:
@@ -109,11 +109,12 @@ def _pose_area(p: Mapping[str, Any]) -> float:
 def rescore_and_nms(results: Iterable[Mapping[str, Any]], in_vis_thr: float = 0.2,
                     oks_thr: float = 0.9, sigmas: np.ndarray | None = None,
                     use_nms: bool = True, category_id: int = 1) -> list[dict]:
-    """The reference post-processing of top-down predictions, per image.
+    """HRNet's post-processing of top-down predictions, per image (checked against its
+    ``COCODataset.evaluate`` by ``tests/test_predictions_golden_pose_hrnet.py``).
 
     ``results``: dicts with ``image_id``, ``keypoints`` (K x 3: x, y, score), ``score``
     (the person *box* score) and ``area`` (or ``scale`` in 200-px units, area =
-    prod(scale * 200) as in the reference).
+    prod(scale * 200)).
 
     Pose score = box score x mean of the keypoint scores > ``in_vis_thr`` (0 when none
     is), then OKS-NMS per image at ``oks_thr`` (skipped with ``use_nms=False``).
@@ -122,9 +123,14 @@ def rescore_and_nms(results: Iterable[Mapping[str, Any]], in_vis_thr: float = 0.
     per_image: dict[Any, list[dict]] = defaultdict(list)
     for r in results:
         kpts = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)
-        kpt_scores = kpts[:, 2]
-        valid = kpt_scores > in_vis_thr
-        kpt_score = float(kpt_scores[valid].mean()) if valid.any() else 0.0
+        # the keypoint scores (float32 heatmap maxima) summed one by one in float32 and
+        # divided in float32, then times the float64 box score: HRNet's arithmetic
+        # (tests/test_predictions_golden_pose_hrnet.py); numpy's pairwise sum would differ
+        kpt_score, valid = np.float32(0.0), 0
+        for t in kpts[:, 2].astype(np.float32):
+            if t > in_vis_thr:
+                kpt_score, valid = kpt_score + t, valid + 1
+        kpt_score = float(kpt_score / np.float32(valid)) if valid else 0.0
         per_image[r["image_id"]].append({
             "image_id": r["image_id"],
             "keypoints": kpts,
@@ -186,7 +192,8 @@ def coco_keypoint_ap(results, ann_file, verbose: bool = False,
     ``results``: a list of COCO keypoint result dicts ({image_id, category_id: 1,
     keypoints: [x, y, v] * 17, score}) or a path to such a JSON file. ``ann_file``: a
     path or an already loaded ``pycocotools.coco.COCO``. Every image of ``ann_file`` is
-    evaluated (as the reference does): GT persons without a prediction count as misses.
+    evaluated (as we read HRNet's ``evaluate``): GT persons without a prediction count
+    as misses.
     Returns AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL; a metric pycocotools
     cannot define (e.g. APM with no medium person) is NaN rather than its -1 sentinel.
     """
@@ -205,7 +212,7 @@ def coco_keypoint_ap(results, ann_file, verbose: bool = False,
         ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
         if sigmas is not None:
             ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-        ev.params.useSegm = None  # as the reference; irrelevant for keypoints
+        ev.params.useSegm = None  # as HRNet's coco.py sets it; irrelevant for keypoints
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -253,7 +260,7 @@ class CocoKeypointEvaluator(Evaluator):
     def process(self, predictions: Mapping[str, Any]) -> None:
         """One batch: ``preds`` (B, K, 2) image pixels, ``maxvals`` (B, K, 1), ``score``
         (box score), ``image_id``, ``index`` and ``area`` (px^2; else ``scale`` in 200-px
-        units, area = prod(scale * 200) as the reference)."""
+        units, area = prod(scale * 200))."""
         keys = ["preds", "maxvals", "score", "image_id", "index"]
         keys.append("area" if "area" in predictions else "scale")
         c = batch_columns(predictions, keys, type(self).__name__)

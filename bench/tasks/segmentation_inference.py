@@ -140,7 +140,9 @@ def predict_probabilities(model, image: torch.Tensor, num_classes: int,
     (stride_h, stride_w))``, used when the scaled image exceeds the crop. ``flip``: also
     predict the mirrored image, mirrored back with ``flip_pairs`` channels swapped.
     ``out_size``: (h, w) of the output, default the image's. ``align_corners``: of the
-    logit resizes (True for the HRNetV2 configs). The model's mode (eval) is the caller's.
+    logit resizes (the protocol's; HRNet-Semantic-Segmentation's pytorch-v1.1 branch and
+    its released HRNetV2 configs resize with False, the HRNet-OCR config default is True).
+    The model's mode (eval) is the caller's.
     """
     if not len(scales):
         raise ValueError("scales is empty")
