@@ -1,18 +1,20 @@
 """Loading official checkpoints: ``load_official_checkpoint(model, state_dict_or_path)``.
 
-Model files name their modules as the official implementations do, so loading is
-strict. What differs between releases is the wrapping, which is undone here: a
-``{"state_dict": ...}`` / ``{"model": ...}`` container and the ``module.`` prefix of
-(Distributed)DataParallel. A family whose official names differ from ours declares
-``official_key_renames`` on its top-level module: (regex, replacement) pairs applied in
-order; ``official_key_ignored`` (regexes on the file's own names) drops entries that are
-not weights of the network (HRNet-Semantic-Segmentation saves its loss's class weights
-beside the model). ``official_batchnorm = "inplace_abn"`` says the official code normalises
-with InPlaceABN(Sync) (activation none), which scales by ``|weight| + eps`` rather than
-``weight``: a file saved by it (no ``num_batches_tracked`` entry anywhere, InPlaceABN has
-none) has that scale written into our BatchNorm2d weights, so that BatchNorm2d computes
-what InPlaceABN computed. Loading fails listing the missing and unexpected keys, and shape
-mismatches. ``file_sha256`` hashes a weights file (the ``released`` profile checks it).
+Model files name their modules as the official implementations do (checked against the
+official code for HRNet, Lite-HRNet, SimpleBaseline and GSTO by the ``*_official.json``
+goldens), so loading is strict. What differs between releases is the wrapping, which is
+undone here: a ``{"state_dict": ...}`` / ``{"model": ...}`` container and the
+``module.`` prefix of (Distributed)DataParallel. A family whose official names differ
+from ours declares ``official_key_renames`` on its top-level module: (regex,
+replacement) pairs applied in order; ``official_key_ignored`` (regexes on the file's own
+names) drops entries that are not weights of the network (HRNet-Semantic-Segmentation
+saves its loss's class weights beside the model). ``official_batchnorm = "inplace_abn"``
+says the official code normalises with InPlaceABN(Sync) (activation none), which scales
+by ``|weight| + eps`` rather than ``weight``: a file saved by it (no
+``num_batches_tracked`` entry anywhere, InPlaceABN has none) has that scale written into
+our BatchNorm2d weights, so that BatchNorm2d computes what InPlaceABN computed. Loading
+fails listing the missing and unexpected keys, and shape mismatches. ``file_sha256``
+hashes a weights file (the ``released`` profile checks it).
 """
 from __future__ import annotations
 
@@ -49,9 +51,10 @@ def _mismatch(headline: str, missing: list[str], unexpected: list[str], shapes: 
 
 
 def read_weights_file(path: str | Path):
-    """A torch file read without running arbitrary pickled code (``weights_only``). Files
-    saved by mmcv carry numpy scalars in their ``meta`` (a best score, a seed): those
-    numpy types are allowed too. Anything else fails naming the file."""
+    """A torch file read without running arbitrary pickled code (``weights_only``).
+    Files saved by mmcv can carry numpy scalars in their ``meta`` (a best score, a seed,
+    as we read mmcv's hooks): those numpy types are allowed too. Anything else fails
+    naming the file."""
     import pickle
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -96,7 +99,9 @@ def official_state_dict(model: nn.Module, checkpoint) -> dict[str, torch.Tensor]
 def inplace_abn_scales(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` with the weight of every BatchNorm of ``model`` replaced by InPlaceABN's
     effective scale ``|weight| + eps`` (mapillary/inplace_abn's kernels: ``gamma =
-    abs(weight) + eps``, the same ``eps`` as in ``rsqrt(var + eps)``)."""
+    abs(weight) + eps``, the same ``eps`` as in ``rsqrt(var + eps)``; checked against a
+    transcription of its ``inplace_abn_cpu.cpp`` in ``gsto_official.json``, not the
+    compiled op)."""
     out = dict(state)
     for name, module in model.named_modules():
         key = f"{name}.weight" if name else "weight"

@@ -664,6 +664,9 @@ class SegEvaluation(_Frozen):
     ensemble: Literal["softmax_mean", "hrnet"] = "softmax_mean"
     # bilinear resizes of the scores; None: loss.align_corners
     align_corners: Optional[bool] = None
+    # a class absent from label and prediction: "skip" (left out of mIoU / mAcc) or "zero"
+    # (counted as 0: HRNet-Semantic-Segmentation's lib/core/function.py testval)
+    absent_classes: Literal["skip", "zero"] = "skip"
 
     @model_validator(mode="after")
     def _one_size_rule(self):

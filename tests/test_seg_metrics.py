@@ -142,3 +142,19 @@ def test_evaluator_gathered_over_two_ranks_equals_one_process():
 def test_evaluator_without_results_raises():
     with pytest.raises(ValueError, match="no predictions"):
         SegmentationEvaluator(3).compute()
+
+
+def test_absent_classes_zero_counts_them_as_0_in_the_means():
+    """HRNet-Semantic-Segmentation's testval (``absent='zero'``): tp / max(1, union), so a
+    class absent from label and prediction is 0 in mIoU and mAcc; 'skip' leaves it out."""
+    from bench.evaluation.segmentation import segmentation_metrics
+    conf = np.array([[2, 0, 0], [0, 0, 0], [1, 0, 1]])
+    skip = segmentation_metrics(conf)
+    zero = segmentation_metrics(conf, absent="zero")
+    assert skip["mIoU"] == pytest.approx((200 / 3 + 50) / 2)
+    assert zero["mIoU"] == pytest.approx((200 / 3 + 0 + 50) / 3)
+    assert skip["mAcc"] == pytest.approx(75.0) and zero["mAcc"] == pytest.approx(50.0)
+    assert np.isnan(skip["IoU.1"]) and zero["IoU.1"] == 0.0
+    assert skip["aAcc"] == zero["aAcc"] == pytest.approx(75.0)
+    with pytest.raises(ValueError, match="absent must be one of"):
+        segmentation_metrics(conf, absent="nan")

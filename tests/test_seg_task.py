@@ -82,7 +82,8 @@ def seg_data(tmp_path_factory):
 def test_the_labels_pushed_through_the_prediction_path_score_100(seg_data, name, evaluation):
     from bench.training.evaluate import evaluate_targets
     p = protocol(name)
-    p["evaluation"] = {**p["evaluation"], **evaluation}
+    # the generated sets miss classes, which HRNet's absent_classes: zero counts as 0
+    p["evaluation"] = {**p["evaluation"], **evaluation, "absent_classes": "skip"}
     val = TASK.build_dataset(p, seg_data, train=False)
     metrics = evaluate_targets(TASK, val, p)
     assert metrics["mIoU"] == pytest.approx(100.0) and metrics["aAcc"] == pytest.approx(100.0)

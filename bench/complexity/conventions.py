@@ -4,7 +4,10 @@ Papers print "FLOPs" but count different things. A convention is data: which eng
 counts (hooks on leaf modules with per-type rules, fvcore's tracer, or ptflops with an
 explicit backend), what each rule charges, whether a module called twice is charged once,
 and the unit base of the printed "M"/"G". A convention is right when it reproduces the
-printed numbers of the paper's own rows to their printed precision.
+printed numbers of the paper's own rows to their printed precision. What a convention
+says an official tool counts (torchstat, HRNet's ``get_model_summary``, GSTO's
+summary.py) is our reading of that tool's source: no test runs the official tools, and
+``tests/test_complexity.py`` checks the printed paper numbers, not the tools' output.
 
 Rules take ``(module, inputs, outputs)`` (tuples of tensors) and return a count. They are
 keyed by module class *name* and looked up along the class's MRO, so subclasses are
@@ -20,7 +23,8 @@ from typing import Callable, Mapping
 Rule = Callable[[object, tuple, tuple], int]   # (module, inputs, outputs) -> count
 
 
-# --- torchstat-style rules (tools/torchstat/compute_flops.py in Lite-HRNet's repository)
+# --- torchstat-style rules, as we read tools/torchstat/compute_flops.py in Lite-HRNet's
+# repository (not run by a test)
 
 def conv_macs_plus_bias(m, inputs, outputs) -> int:
     """k_h k_w C_in (C_out / groups) per output position, plus one add per output if biased."""
@@ -31,7 +35,7 @@ def conv_macs_plus_bias(m, inputs, outputs) -> int:
 
 
 def conv_transpose_on_input_grid(m, inputs, outputs) -> int:
-    """torchstat charges a transposed conv per *input* position (plus bias per output)."""
+    """Per *input* position (plus bias per output): torchstat's rule as we read it."""
     x, out = inputs[0], outputs[0]
     macs = m.kernel_size[0] * m.kernel_size[1] * m.in_channels * (m.out_channels // m.groups)
     bias = out.shape[1] * out.shape[0] * out.shape[2] * out.shape[3] if m.bias is not None else 0
@@ -48,10 +52,10 @@ def one_per_input_element(m, inputs, outputs) -> int:
 
 
 def upsample_torchstat(m, inputs, outputs) -> int:
-    """torchstat's nn.Upsample count. Its code indexes the already-selected output tensor
-    once more (``out[0].shape[1:]``), so it charges N x H_out x W_out: the channels are
-    lost. Kept on purpose: with C x H x W, Small HRNet-W16 gives 551.95M, not the printed
-    551.7M."""
+    """torchstat's nn.Upsample count as we read it: its code indexes the already-selected
+    output tensor once more (``out[0].shape[1:]``), so it charges N x H_out x W_out: the
+    channels are lost. Kept on purpose: with C x H x W, Small HRNet-W16 gives 551.95M,
+    not the printed 551.7M."""
     out = outputs[0]
     return out.shape[0] * out.shape[2] * out.shape[3]
 
@@ -68,9 +72,9 @@ def pool_window(m, inputs, outputs) -> int:
 
 
 def adaptive_pool_torchstat(m, inputs, outputs) -> int:
-    """torchstat's adaptive pooling count: every output cell is charged its window
-    *plus one row and one column* ((y1 - y0 + 1)(x1 - x0 + 1)), a quirk kept on purpose:
-    a global pool over H x W costs (H + 1)(W + 1) per channel."""
+    """torchstat's adaptive pooling count as we read it: every output cell is charged its
+    window *plus one row and one column* ((y1 - y0 + 1)(x1 - x0 + 1)), a quirk kept on
+    purpose: a global pool over H x W costs (H + 1)(W + 1) per channel."""
     x, out = inputs[0], outputs[0]
     h, w = x.shape[2], x.shape[3]
     oh, ow = out.shape[2], out.shape[3]
@@ -87,7 +91,8 @@ def linear_macs(m, inputs, outputs) -> int:
     return inputs[0].shape[0] * m.in_features * m.out_features
 
 
-# --- HRNet-repository rules (lib/utils/utils.py get_model_summary) --------------------
+# --- HRNet-repository rules, as we read lib/utils/utils.py get_model_summary (not run
+# by a test) -----------------------------------------------------------------------------
 
 def conv_weight_times_output_grid(m, inputs, outputs) -> int:
     """numel(weight) x output positions, no bias; transposed convs too (on the output grid)."""

@@ -3,22 +3,22 @@
 Encoding makes the training targets: one Gaussian per joint on the heatmap grid
 (``input_size / heatmap_size`` = the feature stride, 4 for HRNet and Lite-HRNet).
 Decoding turns predicted heatmaps into image coordinates for COCO AP / MPII PCKh.
-Both follow the reference implementations the papers' numbers come from:
 
-* HRNet, ``lib/dataset/JointsDataset.py::generate_target`` and
-  ``lib/core/inference.py::get_final_preds`` (argmax + quarter offset);
-* Lite-HRNet, which runs on mmpose 0.x (``mmpose/core/evaluation/top_down_eval.py``,
-  ``keypoints_from_heatmaps``): its test config ``post_process=True,
-  unbiased_decoding=False, modulate_kernel=11`` resolves to mmpose's ``'default'``
-  post-processing, i.e. the *same* quarter offset as HRNet. ``modulate_kernel`` is only
-  read by the ``'unbiased'`` (DARK), ``'megvii'`` and UDP branches, so with these settings
-  no Gaussian filter is applied. ``post_process='gaussian'`` here names that setting and
-  therefore decodes exactly as ``'default'`` (``kernel`` ignored);
+* Encoding is HRNet's ``lib/dataset/JointsDataset.py::generate_target``, checked bit for
+  bit by the HRNet and mmpose sample goldens (``tests/test_samples_golden_pose_*.py``).
+* Decoding follows our reading of HRNet's ``lib/core/inference.py::get_final_preds``
+  (argmax + quarter offset) and of mmpose 0.x's ``keypoints_from_heatmaps``; no test runs
+  either. As we read mmpose, Lite-HRNet's test config ``post_process=True,
+  unbiased_decoding=False, modulate_kernel=11`` resolves to its ``'default'``
+  post-processing, the same quarter offset as HRNet, and ``modulate_kernel`` is only read
+  by the ``'unbiased'`` (DARK), ``'megvii'`` and UDP branches. ``post_process='gaussian'``
+  here names that setting and decodes exactly as ``'default'`` (``kernel`` ignored).
 * DARK (Zhang et al., CVPR 2020): unbiased encoding (Gaussian centred at the sub-pixel
-  location) and decoding by Gaussian modulation, log, and a second-order Taylor step.
+  location) and decoding by Gaussian modulation, log, and a second-order Taylor step,
+  as described in the paper (not checked against its code).
 
-Flip test helpers (``flip_back``, ``shift_heatmaps``, ``flip_test_average``) reproduce
-the reference's handling of the mirrored forward pass. numpy + OpenCV only.
+The flip test helpers (``flip_back``, ``shift_heatmaps``, ``flip_test_average``) follow
+our reading of HRNet's and mmpose's flip test (no golden). numpy + OpenCV only.
 """
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def default_modulate_kernel(sigma: float) -> int:
     """DARK's modulation kernel for a target sigma: 11 for sigma 2, 17 for sigma 3.
 
     OpenCV derives the blur sigma from the kernel size as 0.3 * ((k - 1) / 2 - 1) + 0.8,
-    which gives 2.0 for k = 11 and 2.9 for k = 17; 6 * sigma - 1 (made odd) reproduces
-    the kernels the DARK / mmpose configs pair with each sigma.
+    which gives 2.0 for k = 11 and 2.9 for k = 17; 6 * sigma - 1 (made odd) gives the
+    kernels we read in the DARK / mmpose configs for each sigma.
     """
     k = int(round(6 * sigma - 1))
     return k if k % 2 == 1 else k + 1
@@ -166,8 +166,9 @@ def _check_batch(heatmaps) -> np.ndarray:
 def get_max_preds(heatmaps):
     """Argmax of each heatmap: coords (N, K, 2) float32 as (x, y), maxvals (N, K, 1).
 
-    As the reference, a joint whose maximum is <= 0 gets coords (0, 0) (mmpose puts -1
-    there; the difference only moves joints that the score threshold drops anyway).
+    As we read HRNet's ``get_max_preds``, a joint whose maximum is <= 0 gets coords (0, 0)
+    (mmpose, by our reading, puts -1 there; that only moves joints that the score
+    threshold drops anyway). Not checked against either code base.
     """
     hm = _check_batch(heatmaps)
     n, k, _, w = hm.shape
@@ -188,10 +189,10 @@ def _gather(hm: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
 def quarter_offset(heatmaps, coords) -> np.ndarray:
     """Move each argmax a quarter pixel toward its higher neighbour, per axis.
 
-    The HRNet/mmpose 'default' post-processing: the sign of the difference of the two
-    neighbours decides the direction (no move on a tie), and only peaks at least two
-    pixels from the border (1 < px < w - 1) are moved. Cheap compensation for the
-    argmax's integer quantisation.
+    The HRNet/mmpose 'default' post-processing as we read it (no golden): the sign of the
+    difference of the two neighbours decides the direction (no move on a tie), and only
+    peaks at least two pixels from the border (1 < px < w - 1) are moved. Cheap
+    compensation for the argmax's integer quantisation.
     """
     hm = _check_batch(heatmaps)
     _, _, h, w = hm.shape
@@ -213,7 +214,7 @@ def gaussian_modulation(heatmaps, kernel: int = 11) -> np.ndarray:
 
     Each map is zero-padded by the kernel radius (so nothing reflects back in from the
     border), blurred with ``cv2.GaussianBlur((kernel, kernel), sigma from kernel)``,
-    cropped, and rescaled to its original maximum, as DARK and mmpose's
+    cropped, and rescaled to its original maximum, as we read DARK's and mmpose's
     ``_gaussian_blur``. Returns a new float32 array; the input is not modified.
     """
     if kernel % 2 != 1:
@@ -246,8 +247,8 @@ def dark_refine(heatmaps, coords, kernel: int = 11) -> np.ndarray:
     The modulated heatmap is log-transformed (clipped at 1e-10), which turns a Gaussian
     into a quadratic; one Newton step ``x - H^-1 g`` from the argmax then lands on the
     quadratic's maximum. Gradient and Hessian are central differences (the Hessian's
-    diagonal with a step of 2 px), as DARK. Joints within 2 px of the border, or with a
-    singular Hessian, keep their argmax.
+    diagonal with a step of 2 px), as we read DARK's code. Joints within 2 px of the
+    border, or with a singular Hessian, keep their argmax.
     """
     logs = np.log(np.maximum(gaussian_modulation(heatmaps, kernel), 1e-10)).astype(np.float64)
     _, _, h, w = logs.shape
@@ -317,9 +318,9 @@ def decode_heatmaps(heatmaps, centers, scales, post_process="default", kernel: i
     crop in the 200 px convention; heatmap coordinates go back through the inverse crop
     transform with the heatmap as the crop (so the stride is accounted for). Returns
     ``preds`` (N, K, 2) float32 and ``maxvals`` (N, K, 1) (the scores COCO evaluation
-    rescores with). mmpose maps back with a per-axis formula instead of the inverse
-    affine; the two agree whenever the box has the input's aspect ratio, which
-    ``box_to_center_scale`` guarantees.
+    rescores with). mmpose, as we read it, maps back with a per-axis formula instead of
+    the inverse affine; the two agree whenever the box has the input's aspect ratio,
+    which ``box_to_center_scale`` guarantees.
     """
     hm = _check_batch(heatmaps)
     n, _, h, w = hm.shape
@@ -354,7 +355,8 @@ def shift_heatmaps(heatmaps) -> np.ndarray:
     Why: a joint at input x is encoded at heatmap x / stride. Mirroring the input
     (x -> W - 1 - x) and then the heatmap back (j -> w - 1 - j) puts the peak at
     x / stride - (1 - 1 / stride), i.e. 0.75 px too far left for stride 4; a one-pixel
-    shift right leaves +0.25 px (HRNet SHIFT_HEATMAP, mmpose ``shift_heatmap=True``).
+    shift right leaves +0.25 px (our reading of HRNet's SHIFT_HEATMAP and mmpose's
+    ``shift_heatmap=True``).
     """
     hm = _check_batch(heatmaps)
     out = hm.copy()

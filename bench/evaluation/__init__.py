@@ -1,6 +1,6 @@
 """Accuracy metrics of the pose tables, as plain functions plus thin accumulating classes.
 
-* COCO keypoint AP/AR (OKS, pycocotools) with the reference rescoring and OKS-NMS:
+* COCO keypoint AP/AR (OKS, pycocotools) with HRNet-style rescoring and OKS-NMS:
   the COCO columns of HRNet (Sun et al., CVPR 2019) and Lite-HRNet (Yu et al., CVPR 2021)
   tables and of GSTO, DPN, FlatteNet -> ``coco_keypoint_ap``, ``CocoKeypointEvaluator``.
 * MPII PCKh@0.5 / @0.1 / AUC against gt_valid.mat: HRNet's MPII table, Lite-HRNet

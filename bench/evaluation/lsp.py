@@ -4,14 +4,15 @@ Used for the short real-image training runs on ``../shared/data/lspet`` (the one
 dataset here large enough to train on); the papers' own tables report COCO AP and MPII
 PCKh, so this is a project metric, not a paper column.
 
-Definition (Sapp & Taskar, CVPR 2013, as implemented by the LSP/MPII evaluation toolkit
-of Pishchulin et al. used by DeepCut/DeeperCut, ``eval_pck.m``/``getDistPCK.m``): the
-reference distance is the torso diameter ``||left shoulder - right hip||``; in the
-14-joint LSP order (0 r-ankle, 1 r-knee, 2 r-hip, 3 l-hip, 4 l-knee, 5 l-ankle,
-6 r-wrist, 7 r-elbow, 8 r-shoulder, 9 l-shoulder, 10 l-elbow, 11 l-wrist, 12 neck,
-13 head top) that is joints 9 and 2 (MATLAB ``gt(:,10) - gt(:,3)``). A joint is correct
-when error <= 0.2 x torso. Parts average left and right, and ``Head`` averages neck and
-head top, as the toolkit's symmetric table. ``Mean`` pools all counted joints.
+Definition (Sapp & Taskar, CVPR 2013), following our reading of the LSP/MPII evaluation
+toolkit of Pishchulin et al. used by DeepCut/DeeperCut (``eval_pck.m``/``getDistPCK.m``;
+the MATLAB code is not run by a test): the reference distance is the torso diameter
+``||left shoulder - right hip||``; in the 14-joint LSP order (0 r-ankle, 1 r-knee,
+2 r-hip, 3 l-hip, 4 l-knee, 5 l-ankle, 6 r-wrist, 7 r-elbow, 8 r-shoulder, 9 l-shoulder,
+10 l-elbow, 11 l-wrist, 12 neck, 13 head top) that is joints 9 and 2 (MATLAB
+``gt(:,10) - gt(:,3)``). A joint is correct when error <= 0.2 x torso. Parts average
+left and right, and ``Head`` averages neck and head top, as the toolkit's symmetric
+table. ``Mean`` pools all counted joints.
 
 Departure from the toolkit, needed for LSP-extended: its invisible joints are not
 annotated (their coordinates are meaningless), so joints with an invisible GT are not

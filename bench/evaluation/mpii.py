@@ -1,26 +1,28 @@
-"""MPII single-person PCKh, the evaluation of the official HRNet code (and mmpose).
+"""MPII single-person PCKh, after the evaluation of the HRNet code (and mmpose).
 
 Serves the MPII columns: HRNet (Sun et al., CVPR 2019) MPII val table (Table 7,
 PCKh@0.5), Lite-HRNet (Yu et al., CVPR 2021) Tables 5-7 (PCKh@0.5 on MPII val), DPN's
 MPII tables, and FlatteNet's Tables (PCKh@0.5, PCKh@0.1 and AUC).
 
-Protocol (HRNet lib/dataset/mpii.py ``evaluate``, against ``annot/gt_valid.mat``):
+Protocol: our reading of HRNet's lib/dataset/mpii.py ``evaluate`` against
+``annot/gt_valid.mat``; no test runs it (only the loader's -1 below is checked, by the
+MPII sample goldens).
 
-* coordinates: ``gt_valid.mat`` holds MATLAB 1-based pixel positions. The reference
-  loader subtracts 1 from the annotations (and centres) so the network works in 0-based
+* coordinates: ``gt_valid.mat`` holds MATLAB 1-based pixel positions. The official
+  loaders subtract 1 from the annotations (and centres) so the network works in 0-based
   pixels, and ``evaluate`` adds 1.0 to the predictions before comparing. ``mpii_pckh``
   therefore takes 0-based predictions by default (``one_based=False``: +1 is added);
   pass ``one_based=True`` for predictions already in the MATLAB frame.
 * normaliser: head size = 0.6 (``SC_BIAS``) x the diagonal of the GT head box.
 * a joint counts where ``jnt_missing == 0``; correct when error / head size <= alpha.
-* ``Mean`` pools all counted joints except pelvis (6) and thorax (7): the reference's
+* ``Mean`` pools all counted joints except pelvis (6) and thorax (7): HRNet's
   visible-count-weighted mean of per-joint PCKh, i.e. correct / counted.
-* ``Mean@0.1`` uses alpha = 0.1. The HRNet code reads row 11 of its threshold grid
-  (alpha = 0.11, an off-by-one that mmpose fixed to row 10); we use 0.1.
+* ``Mean@0.1`` uses alpha = 0.1. As we read them, the HRNet code takes row 11 of its
+  threshold grid (alpha = 0.11, an off-by-one) and mmpose row 10; we use 0.1.
 * ``AUC``: area under the ``Mean`` PCKh curve for alpha = 0, 0.01, ..., 0.5, with the
-  alpha axis scaled to [0, 1] (trapezoidal rule), as the MPII/LSP MATLAB toolkit's
-  ``area_under_curve(scale01(range), pck)``; FlatteNet's "averaged PCKh when alpha
-  varies from 0 to 0.5". The HRNet code itself reports no AUC.
+  alpha axis scaled to [0, 1] (trapezoidal rule), our reading of the MPII/LSP MATLAB
+  toolkit's ``area_under_curve(scale01(range), pck)``; FlatteNet's "averaged PCKh when
+  alpha varies from 0 to 0.5". The HRNet code itself reports no AUC.
 
 All numbers are percentages.
 """
@@ -40,11 +42,12 @@ MPII_JOINTS = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor",
                "neck", "head", "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
 #: Joints left out of ``Mean`` by the standard evaluation: pelvis and thorax.
 EXCLUDED_FROM_MEAN = ("pelv", "thor")
-#: The paper-table columns: (name, joints averaged), left/right averaged as the reference.
+#: The paper-table columns: (name, joints averaged), left/right averaged (as we read
+#: HRNet's ``evaluate``).
 PARTS = (("Head", ("head",)), ("Shoulder", ("lsho", "rsho")), ("Elbow", ("lelb", "relb")),
          ("Wrist", ("lwri", "rwri")), ("Hip", ("lhip", "rhip")), ("Knee", ("lkne", "rkne")),
          ("Ankle", ("lank", "rank")))
-#: Threshold grid of the reference (0 .. 0.5 step 0.01), built from integers so that
+#: Threshold grid (0 .. 0.5 step 0.01, HRNet's as we read it), built from integers so that
 #: 0.1 and 0.5 are the exact floats.
 ALPHAS = np.arange(51) / 100.0
 
@@ -104,7 +107,7 @@ def pckh_curve(preds: np.ndarray, gt_mat, one_based: bool = False,
     if preds.shape[0] != n:
         raise ValueError(f"preds has {preds.shape[0]} persons, gt_valid has {n} "
                          "(predictions must follow gt_valid.mat order)")
-    pred = preds[:, :, :2] + (0.0 if one_based else 1.0)  # reference: 0-based -> MATLAB
+    pred = preds[:, :, :2] + (0.0 if one_based else 1.0)  # 0-based -> MATLAB 1-based
     pos_gt = np.transpose(gt["pos_gt_src"], (2, 0, 1))     # N x 16 x 2
     visible = (1 - np.asarray(gt["jnt_missing"]).T).astype(bool)  # N x 16
     hb = gt["headboxes_src"]
@@ -125,8 +128,9 @@ def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False) -> "OrderedDic
     """MPII PCKh of ``preds`` (N x 16 x 2, original-image pixels, gt_valid.mat order).
 
     ``gt_mat``: path to gt_valid.mat or the dict of ``load_gt_valid``. ``one_based``:
-    False (default) for 0-based pixels as produced by the reference pipeline (1 is added,
-    as HRNet's ``evaluate`` does); True for predictions already in MATLAB 1-based pixels.
+    False (default) for 0-based pixels as produced by the official pipelines (1 is added,
+    as we read HRNet's ``evaluate``); True for predictions already in MATLAB 1-based
+    pixels.
 
     Returns, in percent: Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle (PCKh@0.5,
     left/right averaged), ``Mean`` (PCKh@0.5 over all joints but pelvis and thorax, also

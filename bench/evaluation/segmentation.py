@@ -5,11 +5,12 @@ Serves the segmentation columns (mIoU, %) of HRNet (Cityscapes val/test, PASCAL-
 LIP tables of the HRNetV2 paper), Lite-HRNet's Cityscapes/CamVid table, GSTO's
 Cityscapes/ADE20K/PASCAL-Context tables and FlatteNet's segmentation tables.
 
-Definitions follow cityscapesScripts and mmsegmentation: ``IoU_c = TP/(TP+FP+FN)`` from a
-confusion matrix accumulated over the *whole* set (not averaged per image); a class with
-no pixel in either label or prediction has an undefined (NaN) IoU and is left out of
-mIoU; a class without label pixels has a NaN accuracy and is left out of mAcc. All values
-in percent. numpy only, so reports and tests stay light.
+Definitions as we read cityscapesScripts and mmsegmentation (no test runs either):
+``IoU_c = TP/(TP+FP+FN)`` from a confusion matrix accumulated over the *whole* set (not
+averaged per image); a class with no pixel in either label or prediction has an
+undefined (NaN) IoU and is left out of mIoU; a class without label pixels has a NaN
+accuracy and is left out of mAcc. All values in percent. numpy only, so reports and
+tests stay light.
 """
 from __future__ import annotations
 
@@ -85,11 +86,20 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def segmentation_metrics(confusion, class_names: Optional[Sequence[str]] = None
-                         ) -> "OrderedDict[str, float]":
+#: ``absent``: what a class with no pixel in label and prediction (IoU) or in the label
+#: (accuracy) counts for: "skip" (NaN, left out of the means) or "zero" (0, in the means:
+#: HRNet-Semantic-Segmentation's testval, tp / max(1, union), checked against it by
+#: tests/test_predictions_golden_seg.py); the two agree when every class occurs
+ABSENT_CLASSES = ("skip", "zero")
+
+
+def segmentation_metrics(confusion, class_names: Optional[Sequence[str]] = None,
+                         absent: str = "skip") -> "OrderedDict[str, float]":
     """mIoU, aAcc (pixel accuracy), mAcc (mean class accuracy), then ``IoU.<name>`` and
     ``Acc.<name>`` per class, all in percent, from a label x prediction confusion matrix.
-    ``class_names`` default to "0".."C-1"."""
+    ``class_names`` default to "0".."C-1"; ``absent`` as ``ABSENT_CLASSES`` says."""
+    if absent not in ABSENT_CLASSES:
+        raise ValueError(f"absent must be one of {ABSENT_CLASSES}, got {absent!r}")
     conf = np.asarray(confusion, dtype=np.float64)
     if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
         raise ValueError(f"confusion must be a square matrix, got shape {conf.shape}")
@@ -101,8 +111,12 @@ def segmentation_metrics(confusion, class_names: Optional[Sequence[str]] = None
     tp = np.diag(conf)
     label_area = conf.sum(axis=1)        # TP + FN
     pred_area = conf.sum(axis=0)         # TP + FP
-    iou = _percent_ratio(tp, label_area + pred_area - tp)
-    acc = _percent_ratio(tp, label_area)
+    if absent == "zero":
+        iou = 100.0 * tp / np.maximum(1.0, label_area + pred_area - tp)
+        acc = 100.0 * tp / np.maximum(1.0, label_area)
+    else:
+        iou = _percent_ratio(tp, label_area + pred_area - tp)
+        acc = _percent_ratio(tp, label_area)
     total = conf.sum()
 
     out: "OrderedDict[str, float]" = OrderedDict()
@@ -121,8 +135,11 @@ class SegmentationEvaluator(Evaluator):
     ranks) and sums them in ``compute_metrics``."""
 
     def __init__(self, num_classes: int, ignore_index: Optional[int] = 255,
-                 class_names: Optional[Sequence[str]] = None):
+                 class_names: Optional[Sequence[str]] = None, absent: str = "skip"):
         super().__init__()
+        if absent not in ABSENT_CLASSES:
+            raise ValueError(f"absent must be one of {ABSENT_CLASSES}, got {absent!r}")
+        self.absent = absent
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
         self.num_classes = num_classes
@@ -149,7 +166,7 @@ class SegmentationEvaluator(Evaluator):
         if not len(results):
             raise ValueError("SegmentationEvaluator: no predictions processed")
         total = np.sum(np.stack([np.asarray(r, dtype=np.int64) for r in results]), axis=0)
-        return segmentation_metrics(total, self.class_names)
+        return segmentation_metrics(total, self.class_names, self.absent)
 
 
-__all__ = ["confusion_matrix", "segmentation_metrics", "SegmentationEvaluator"]
+__all__ = ["ABSENT_CLASSES", "confusion_matrix", "segmentation_metrics", "SegmentationEvaluator"]

@@ -1,10 +1,11 @@
 """PASCAL VOC detection mAP@0.5 (the devkit's ``voc_eval.py``) and its evaluator.
 
 Serves FlatteNet Table X (CenterNet-style detection, PASCAL VOC 2007 test, mAP@0.5),
-scored as CenterNet scores it: py-faster-rcnn's ``voc_eval.py`` with the VOC07 11-point
-AP (``use_07_metric`` is true for years before 2010).
+scored with py-faster-rcnn's ``voc_eval.py`` (the copy CenterNet uses) and the VOC07
+11-point AP (``use_07_metric`` is true for years before 2010). All of this is our reading
+of that code; no test runs it (``tests/test_voc_metric.py`` checks hand-made cases).
 
-Semantics of ``voc_eval.py``, per class:
+Semantics of ``voc_eval.py`` as we read it, per class:
 
 * detections sorted by score, descending; each compared with *every* ground truth of its
   class in its image (matched or not, difficult or not), IoU with the inclusive-pixel
@@ -22,9 +23,10 @@ Semantics of ``voc_eval.py``, per class:
 Deviations, none of which changes a number the devkit defines: ties in score keep the
 input order (a stable sort; the devkit's quicksort order is unspecified); ignored
 detections are dropped from the precision/recall curve (they repeat the previous point,
-or give 0/0 before the first TP/FP, which CenterNet's copy turns into precision 0: the AP
-is the same); a class without non-difficult ground truth has AP NaN and is left out of
-the mean (the devkit divides by zero). AP values are in percent. numpy only.
+or give 0/0 before the first TP/FP, which CenterNet's copy, as we read it, turns into
+precision 0: the AP is the same); a class without non-difficult ground truth has AP NaN
+and is left out of the mean (the devkit divides by zero). AP values are in percent.
+numpy only.
 """
 from __future__ import annotations
 
@@ -40,16 +42,17 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
-# The devkit's thresholds exactly as ``np.arange`` makes them: 3 x 0.1, 6 x 0.1 and 7 x 0.1
-# round above 0.3, 0.6 and 0.7, so a recall of exactly 3/10 does not reach "0.3". Kept,
-# so that AP values agree with the published ones to the last digit.
+# The devkit's thresholds (as we read voc_eval.py) exactly as ``np.arange`` makes them:
+# 3 x 0.1, 6 x 0.1 and 7 x 0.1 round above 0.3, 0.6 and 0.7, so a recall of exactly 3/10
+# does not reach "0.3". Kept, so that AP values can agree with voc_eval.py's to the last
+# digit.
 _VOC07_RECALL_THRESHOLDS = np.arange(0.0, 1.1, 0.1)
 
 
 def voc_iou(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
     """IoU matrix (N x M) of ``boxes`` (N x 4) against ``gt_boxes`` (M x 4), each row
     ``[x1, y1, x2, y2]`` in inclusive pixel coordinates: a box spans ``x2 - x1 + 1``
-    pixels, as in the VOC devkit."""
+    pixels (the VOC devkit's convention)."""
     a = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     iw = np.maximum(np.minimum(a[:, None, 2], b[None, :, 2])

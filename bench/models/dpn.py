@@ -27,13 +27,13 @@ With these, DPN4_32 has 687,569 and DPN4_64 3,270,481 parameters (17 joints), th
 printed 0.7M and 3.3M. ``high_resolution=True`` is Table IV's variant: conv2 keeps the
 1/4 resolution (no stride) and the heatmap needs no upsampling.
 
-Counting: Lite-HRNet's torchstat-style counter (``lite_hrnet_paper``: conv MACs + BN +
-ReLU, binary G) reproduces every printed medium-resolution figure: DPN4_32 1.069 G
-(printed 1.1), DPN1-4_64 2.086 / 2.389 / 2.692 / 2.995 G (2.1 / 2.4 / 2.7 / 3.0); each
-DPM of width 64 adds 0.303 G. HRNet's tool gives 1.046 (1.0) for DPN4_32, fvcore 3.21
-(3.2) for DPN4_64. The high-resolution variants come out 5.83 / 7.04 / 8.26 / 9.47 G
-against the printed 6.0 / 7.2 / 8.4 / 9.6: the per-DPM step (1.21 G) matches, the common
-base is 0.17 G (3%) lower than the paper's.
+Counting: ``lite_hrnet_paper`` (our reading of Lite-HRNet's torchstat-style counter:
+conv MACs + BN + ReLU, binary G) reproduces every printed medium-resolution figure:
+DPN4_32 1.069 G (printed 1.1), DPN1-4_64 2.086 / 2.389 / 2.692 / 2.995 G (2.1 / 2.4 /
+2.7 / 3.0); each DPM of width 64 adds 0.303 G. ``hrnet_paper`` gives 1.046 (1.0) for
+DPN4_32, fvcore 3.21 (3.2) for DPN4_64. The high-resolution variants come out 5.83 /
+7.04 / 8.26 / 9.47 G against the printed 6.0 / 7.2 / 8.4 / 9.6: the per-DPM step
+(1.21 G) matches, the common base is 0.17 G (3%) lower than the paper's.
 
 DPN2_hrnet (Table VI: "just two more DPM modules stacked to the end of the backbone net
 HRNet-w32", 29.5M / 7.8 G against HRNet-W32's 28.5M / 7.1 G) is read the way DPN itself

@@ -61,16 +61,17 @@ because it reproduces the printed numbers:
   evaluation (Eq. 4), as HRNet's segmentation models do.
 * Tables IX / X (detection, CenterNet-style, PASCAL VOC: 20 classes): one layer k=5,
   g1=g2=g3=32, c_out = 2 c_in, u = 8 (64-dimensional descriptors at stride 4), then
-  CenterNet's three heads (centre heatmap, box size, offset), each a 3x3 conv of 64
-  channels (CenterNet's ``head_conv`` for ResNets) + ReLU + 1x1 conv. "3x3 deformable
-  convolution in the last stage of ResNet-101" (Sec. IV-C): every 3x3 conv of layer4 is
-  a modulated deformable conv (DCNv2, as CenterNet's) whose offsets and masks come from
-  a 3x3 conv with bias, zero-initialised.
+  CenterNet's three heads (centre heatmap, box size, offset) as we read its code (no
+  CenterNet network is run by a test), each a 3x3 conv of 64 channels (CenterNet's
+  ``head_conv`` for ResNets) + ReLU + 1x1 conv. "3x3 deformable convolution in the last
+  stage of ResNet-101" (Sec. IV-C): every 3x3 conv of layer4 is a modulated deformable
+  conv (DCNv2, like CenterNet's) whose offsets and masks come from a 3x3 conv with bias,
+  zero-initialised.
 
-Counting: HRNet's ``get_model_summary`` (``hrnet_paper``: conv and linear multiply-adds,
-binary G) reproduces the printed GFLOPs: ResNet-50 4.99, ResNet-101 9.50, ShuffleNetV2
-0.19 at 256x256, and the detector's 39.9 at 512x512 (the deformable convs counted as
-convs).
+Counting: HRBench's ``hrnet_paper`` convention (our reading of HRNet's
+``get_model_summary``: conv and linear multiply-adds, binary G) reproduces the printed
+GFLOPs: ResNet-50 4.99, ResNet-101 9.50, ShuffleNetV2 0.19 at 256x256, and the
+detector's 39.9 at 512x512 (the deformable convs counted as convs).
 """
 from __future__ import annotations
 
@@ -241,7 +242,7 @@ class FlatteNetSegSpec(FlatteningSpec):
 @dataclass(frozen=True)
 class FlatteNetDetSpec(FlatteningSpec):
     num_classes: int = 20               # PASCAL VOC (Table X)
-    head_conv: int = 64                 # CenterNet's head width for ResNet backbones
+    head_conv: int = 64                 # CenterNet's head width for ResNets (as we read it)
     deformable: bool = True             # DCNv2 in every 3x3 conv of layer4
 
     def validate(self) -> None:
@@ -370,7 +371,7 @@ class ModulatedDeformConv2d(nn.Conv2d):
         xs = torch.arange(wo, dtype=x.dtype, device=x.device) * self.stride[1] - self.padding[1]
         ty = (torch.arange(kh, dtype=x.dtype, device=x.device) * self.dilation[0]).repeat_interleave(kw)
         tx = (torch.arange(kw, dtype=x.dtype, device=x.device) * self.dilation[1]).repeat(kh)
-        off = offset.view(n, taps, 2, ho, wo)          # (dy, dx) per tap, as DCNv2 lays them out
+        off = offset.view(n, taps, 2, ho, wo)          # (dy, dx) per tap (DCNv2's order)
         py = ys.view(1, 1, ho, 1) + ty.view(1, taps, 1, 1) + off[:, :, 0]
         px = xs.view(1, 1, 1, wo) + tx.view(1, taps, 1, 1) + off[:, :, 1]
         # grid_sample's coordinates with align_corners=False: pixel i sits at (2 i + 1) / size - 1
@@ -407,7 +408,8 @@ class DeformableConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         taps = self.conv.kernel_size[0] * self.conv.kernel_size[1]
         out = self.conv_offset(x)
-        # DCNv2's layout: the first 2 k^2 channels are (dy, dx) pairs, the last k^2 masks
+        # DCNv2's layout as we read it: the first 2 k^2 channels are (dy, dx) pairs, the
+        # last k^2 masks
         return self.conv(x, out[:, :2 * taps], torch.sigmoid(out[:, 2 * taps:]))
 
 

@@ -32,8 +32,8 @@ the paper leaves a detail open, each checked against the published increments:
   predictor, and the transfer stays HRNet's. This predictor is what the printed numbers
   measure: Eq. 5's bare 1x1 conv would give GSTO-HRNet-W18 72.1 GFLOPs, not 74.4.
   The released model also builds a gate for transition 1 that its forward never calls;
-  it is not built here (HRNet's tool only counts modules that run, so the published
-  count lacks it too).
+  it is not built here (HRNet's tool, as we read it, only counts modules that run, so
+  the published count lacks it too).
 * **Unsupervised GTM** (Table 1, not in the released code): the gate comes from the
   united feature by a 1x1 conv (Eq. 4), then the same stride-2 steps.
 * **Placement**: ``gfm`` is per stage 2-4, ``gtm`` per transition (after stages 1-3):
@@ -51,9 +51,10 @@ the paper leaves a detail open, each checked against the published increments:
   unit of stages 2-4 ("layer"). The suite says which cells this reproduces.
 * **Loss** (Sec. 3.2.2): ``0.2 L1 + 0.3 L2 + 0.5 L3 + 1.0 L4``, L_k the cross-entropy of
   the predictor after stage k and L4 that of the final output, every prediction resized
-  to the labels as the released code does. In training mode the forward returns
-  ``{"out": final, "stage2": P2, ...}``; the segmentation (and pose) task weighs the
-  terms with the protocol's ``aux_weights``. In eval mode it returns the final output.
+  to the labels as we read the released code (no GSTO training golden). In training
+  mode the forward returns ``{"out": final, "stage2": P2, ...}``; the segmentation (and
+  pose) task weighs the terms with the protocol's ``aux_weights``. In eval mode it
+  returns the final output.
 * **Pose** (Table 10): GSTO-HRNet-W32/W48 is HRNet-W32/W48's backbone with GFM and
   supervised GTMs, all four branches leaving stage 4, concatenated and fed to HRNetV2's
   head with 17 outputs (heatmaps at 1/4), c0 = 17 joints. This reading reproduces the
@@ -71,10 +72,11 @@ the paper leaves a detail open, each checked against the published increments:
   remaining differences are float32 summation order (the fusion adds a module's own
   branch first) and the eval output (the released forward also returns the stage
   predictions, which the test reads from ``last_layer_stage{2,3}``).
-* **Parameters as printed** (``gsto_paper`` convention): GSTO's summary.py is HRNet's
-  get_model_summary, which adds the parameters of modules whose class name holds
-  "Conv", "BatchNorm" or "Linear"; the released code's BatchNorm is InPlaceABNSync, so
-  every normalisation weight is left out. Conv and linear parameters alone give
+* **Parameters as printed** (``gsto_paper`` convention), from our reading of GSTO's
+  summary.py (not run by a test): it is HRNet's get_model_summary, which adds the
+  parameters of modules whose class name holds "Conv", "BatchNorm" or "Linear"; the
+  released code's BatchNorm is InPlaceABNSync, so every normalisation weight is left
+  out. Conv and linear parameters alone give
   HRNetV2-W18-Small-v2 3,923,091 (printed 3.92M; 3,939,579 in all) and HRNetV2-W48
   65,773,843 (printed 65.78M; 65,859,379 in all).
 

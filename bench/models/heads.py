@@ -6,9 +6,11 @@ from the highest-resolution features to one heatmap per joint (``final_layer``).
 
 ``DeconvHeatmapHead`` is the SimpleBaseline head (Xiao et al. 2018) in mmpose's naming
 (``deconv_layers``, ``final_layer``): stride-2 transposed convolutions, each followed by
-BatchNorm and ReLU, then the 1x1 heatmap conv. mmpose puts it on MobileNetV2 and
-ShuffleNetV2 (Lite-HRNet Tables 3, 5); SimpleBaseline's own ``PoseResNet`` keeps the same
-two modules at its top level and builds them with ``make_deconv_layers``.
+BatchNorm and ReLU, then the 1x1 heatmap conv. By our reading of mmpose's configs (no
+mmpose mobile network is run by a test) it is the head of the MobileNetV2 and
+ShuffleNetV2 rows of Lite-HRNet Tables 3 and 5. SimpleBaseline's own ``PoseResNet``
+keeps the same two modules at its top level (``baselines_official.json``), built here
+by ``make_deconv_layers``.
 
 ``CenterNetHead`` is CenterNet's detection head (centre heatmaps, box sizes, offsets), used
 by FlatteNet's detector (FlatteNet Tables IX, X).
@@ -78,13 +80,14 @@ class HeatmapHead(nn.Module):
 
 
 class CenterNetHead(nn.Module):
-    """CenterNet's heads (Zhou et al., "Objects as Points"): for each output, a 3x3 conv
-    of ``head_conv`` channels with bias, ReLU, and a 1x1 conv: ``hm`` (one centre heatmap
+    """CenterNet's heads (Zhou et al., "Objects as Points") as we read its
+    resnet_dcn.py (no test runs CenterNet's own head): for each output, a 3x3 conv of
+    ``head_conv`` channels with bias, ReLU, and a 1x1 conv: ``hm`` (one centre heatmap
     per class, logits), ``wh`` (box width and height), ``reg`` (sub-pixel centre offset).
     Returns the tuple (hm, wh, reg)."""
 
     OUTPUTS = ("hm", "wh", "reg")
-    HEATMAP_PRIOR = -2.19    # CenterNet's bias init: sigmoid(-2.19) ~ 0.1 per position
+    HEATMAP_PRIOR = -2.19    # CenterNet's hm bias as we read it: sigmoid(-2.19) ~ 0.1
 
     def __init__(self, in_channels: int, num_classes: int, head_conv: int = 64):
         super().__init__()
@@ -96,8 +99,10 @@ class CenterNetHead(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """CenterNet's initialisation: N(0, 0.001^2) convs, zero biases, and the heatmap
-        logits' bias at the prior."""
+        """Every conv N(0, 0.001^2) with zero bias, then the heatmap logits' bias at the
+        prior. As we read resnet_dcn.py, this is CenterNet's init of ``wh`` and ``reg``
+        only: its ``hm`` convs keep PyTorch's default init, and only the last ``hm`` bias
+        is set to -2.19 (training_centernet_voc_ctdet.json, differences_seen[3])."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.001)

@@ -33,11 +33,12 @@ forward are the shared ones in ``layers``.
   upsampling. W18-Small-v2 (stage 1 of two bottlenecks; 1, 3, 2 modules of two blocks)
   and W48 are the backbones GSTO builds on.
 
-Small HRNet-W16 is HRNet-Semantic-Segmentation's ``seg_hrnet_w18_small_v1`` depth
-(one module per stage, one bottleneck in stage 1, two blocks per branch) with widths
-16/32/64/128, used as a pose network (1x1 heatmap head on the highest resolution).
-Under Lite-HRNet's counting convention it gives 1,284,961 parameters and 551.7M /
-735.5M / 1.21G FLOPs at 256x192 / 256x256 / 384x288, the values Lite-HRNet prints.
+Small HRNet-W16, as we read Lite-HRNet's description (no official golden), is
+HRNet-Semantic-Segmentation's ``seg_hrnet_w18_small_v1`` depth (one module per stage,
+one bottleneck in stage 1, two blocks per branch) with widths 16/32/64/128, used as a
+pose network (1x1 heatmap head on the highest resolution). Under HRBench's Lite-HRNet
+counting convention it gives 1,284,961 parameters and 551.7M / 735.5M / 1.21G FLOPs at
+256x192 / 256x256 / 384x288, the values the Lite-HRNet paper prints.
 """
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ EXCHANGE_MODES = ("full", "across_stage", "final")
 
 # ImageNet-pretrained HRNet classifiers (hrnet_w32-36af842e.pth ...) share the stem and
 # stages with the pose and segmentation networks; their classification head
-# (incre_modules, downsamp_modules, final_layer, classifier) is dropped, as the official
-# PRETRAINED_LAYERS list does.
+# (incre_modules, downsamp_modules, final_layer, classifier) is dropped, as we read the
+# official PRETRAINED_LAYERS lists (not checked by a test).
 _BACKBONE_LAYOUT = BackboneLayout(
     prefixes=("conv1.", "bn1.", "conv2.", "bn2.", "layer1.", "transition1.", "stage2.",
               "transition2.", "stage3.", "transition3.", "stage4."),
@@ -116,8 +117,9 @@ class HRNetV2SegSpec(HRNetBackboneSpec):
     # and tested with ALIGN_CORNERS False (every experiments/*/seg_hrnet_w48_*.yaml, and
     # PyTorch's default on the branches that do not pass it)
     align_corners: bool = True
-    # every BatchNorm's momentum: seg_hrnet.py of the pytorch-v1.1 and master branches uses
-    # 0.01 (BN_MOMENTUM), the HRNet-OCR branch 0.1 (this default)
+    # every BatchNorm's momentum: seg_hrnet.py of the pytorch-v1.1 branch uses 0.01 (its
+    # BN_MOMENTUM; checked by the OHEM training golden); as we read them, master uses 0.01
+    # too and the HRNet-OCR branch 0.1 (this default)
     bn_momentum: float = BN_MOMENTUM
 
 
@@ -224,9 +226,11 @@ class HRNetV2Segmentation(HighResolutionNet):
 
     official_key_renames = ((r"^model\.", ""),)
     official_key_ignored = (r"^loss\.",)
-    # the repository's PyTorch 0.4 branch (``*_torch04.pth``, e.g. the LIP model) normalised
-    # with InPlaceABNSync (scale |weight| + eps); its files have no num_batches_tracked, so
-    # the loader applies this to them only (``*_torch11.pth`` used SyncBatchNorm)
+    # as we read the repository (the InPlaceABN scale is checked only for GSTO, in
+    # gsto_official.json), its PyTorch 0.4 branch (``*_torch04.pth``, e.g. the LIP model)
+    # normalised with InPlaceABNSync (scale |weight| + eps) and ``*_torch11.pth`` used
+    # SyncBatchNorm; the torch04 files have no num_batches_tracked, so the loader applies
+    # this to them only
     official_batchnorm = "inplace_abn"
 
     def __init__(self, spec: HRNetV2SegSpec):
@@ -238,8 +242,9 @@ class HRNetV2Segmentation(HighResolutionNet):
             nn.BatchNorm2d(concat, momentum=BN_MOMENTUM),
             nn.ReLU(inplace=True),
             nn.Conv2d(concat, spec.num_classes, 1))
-        # the official init_weights: every conv N(0, 0.001^2), BN 1/0 (biases keep
-        # PyTorch's default init there; zero here, which only shifts the first logits)
+        # seg_hrnet.py's init_weights as we read it (not run by a test): every conv
+        # N(0, 0.001^2), BN 1/0; its conv biases keep PyTorch's default init (zero here,
+        # which only shifts the first logits)
         init_pose_weights(self)
         for m in self.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -293,9 +293,10 @@ def fuse_branches(branches: list[torch.Tensor], fuse_layers: nn.ModuleList, relu
 
 
 def init_pose_weights(module: nn.Module, std: float = 0.001) -> nn.Module:
-    """The initialisation of the official pose code (HRNet ``init_weights``, mmpose's
-    ``normal_init(std=0.001)`` in Lite-HRNet's backbone and head): every (transposed)
-    convolution ~ N(0, std^2) with zero bias, every norm layer weight 1 and bias 0.
+    """The initialisation of the official pose code as we read it (HRNet ``init_weights``,
+    mmpose's ``normal_init(std=0.001)`` in Lite-HRNet's backbone and head; the training
+    goldens load their own init, so no test runs it): every (transposed) convolution
+    ~ N(0, std^2) with zero bias, every norm layer weight 1 and bias 0.
     With PyTorch's default init instead, the initial heatmaps are large and the first
     iterations of the paper's recipe spend themselves on shrinking them."""
     for m in module.modules():

@@ -301,7 +301,7 @@ class SegmentationClassifier(nn.Module):
     """A 1x1 conv from the highest-resolution features to one logit map per class, named
     like mmsegmentation's ``conv_seg``: the authors' segmentation code was never released,
     but their FLOP tool (tools/summary_network.py, "Train a segmentor", default input
-    2048x1024) is mmsegmentation's get_flops.py adapted."""
+    2048x1024) reads as an adaptation of mmsegmentation's get_flops.py (not run here)."""
 
     def __init__(self, in_channels: int, num_classes: int):
         super().__init__()
@@ -329,8 +329,8 @@ class LiteHRNetSegmentation(nn.Module):
         super().__init__()
         self.backbone = LiteHRNet(spec)
         self.decode_head = SegmentationClassifier(self.backbone.out_channels, spec.num_classes)
-        # trained from scratch (Table 8, P = N): the backbone's official init
-        # (normal_init(std=0.001), BN 1/0) for every layer, classifier included
+        # trained from scratch (Table 8, P = N): the backbone's init as we read the
+        # official code (normal_init(std=0.001), BN 1/0) for every layer, classifier too
         init_pose_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,20 +1,25 @@
 """MobileNetV2 (Sandler et al., CVPR 2018) as a top-down pose network.
 
 Serves the "MobileNetV2 1x" rows of Lite-HRNet Tables 3, 4 and 5, which come from
-mmpose's ``mobilenetv2_coco_256x192`` / ``mobilenetv2_mpii_256x256`` configs: the
-ImageNet MobileNetV2 (width 1.0) up to its 1280-channel 1x1 conv, classifier dropped,
-followed by mmpose's ``TopdownHeatmapSimpleHead`` (three 4x4 deconvolutions of 256
-channels without bias, BN, ReLU; 1x1 heatmap conv).
+mmpose's ``mobilenetv2_coco_256x192`` / ``mobilenetv2_mpii_256x256`` configs. As we read
+those configs (no mmpose network is run by a test): the ImageNet MobileNetV2 (width
+1.0) up to its 1280-channel 1x1 conv, classifier dropped, followed by mmpose's
+``TopdownHeatmapSimpleHead`` (three 4x4 deconvolutions of 256 channels without bias,
+BN, ReLU; 1x1 heatmap conv).
 
 The backbone uses torchvision's key layout (``features.0.0.weight`` ... ``features.18.1.*``;
 inverted residuals hold a ``conv`` Sequential), so a torchvision ImageNet checkpoint loads
 through ``load_pretrained_backbone``; backbone and head sit under ``backbone`` and
-``keypoint_head`` as in mmpose. Every conv starts from ``init_pose_weights`` (the backbone
-is then normally overwritten by ImageNet weights, as the paper's rows are pretrained).
+``keypoint_head`` as in mmpose. Only those prefixes are mmpose's: as we read it, mmpose's
+own MobileNetV2 names its layers differently (``conv1``, ``layer1..7``), so its
+checkpoints would need a key map. Every conv starts from ``init_pose_weights`` (the
+backbone is then normally overwritten by ImageNet weights, as the paper's rows are
+pretrained).
 
 Measured: 9,569,809 parameters (printed 9.6M); under Lite-HRNet's convention
 (``lite_hrnet_paper``) 1.48 / 3.33 GFLOPs at 256x192 / 384x288 and 1.97 at 256x256 with
-16 joints, the printed values of Tables 3 and 5.
+16 joints, the printed values of Tables 3 and 5 (a check against the paper, not against
+mmpose's code).
 """
 from __future__ import annotations
 

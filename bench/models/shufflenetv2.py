@@ -1,21 +1,24 @@
 """ShuffleNetV2 (Ma et al., ECCV 2018) as a top-down pose network.
 
 Serves the "ShuffleNetV2 1x" rows of Lite-HRNet Tables 3, 4 and 5, which come from
-mmpose's ``shufflenetv2_coco_256x192`` / ``shufflenetv2_mpii_256x256`` configs: the
-ImageNet ShuffleNetV2 1.0x (stages of 116/232/464 channels, repeated 4/8/4 times) up to
-its 1024-channel ``conv5``, classifier dropped, followed by mmpose's
-``TopdownHeatmapSimpleHead`` (three 4x4 deconvolutions of 256 channels without bias, BN,
-ReLU; 1x1 heatmap conv).
+mmpose's ``shufflenetv2_coco_256x192`` / ``shufflenetv2_mpii_256x256`` configs. As we
+read those configs (no mmpose network is run by a test): the ImageNet ShuffleNetV2
+1.0x (stages of 116/232/464 channels, repeated 4/8/4 times) up to its 1024-channel
+``conv5``, classifier dropped, followed by mmpose's ``TopdownHeatmapSimpleHead`` (three
+4x4 deconvolutions of 256 channels without bias, BN, ReLU; 1x1 heatmap conv).
 
 The backbone uses torchvision's key layout (``conv1.0/1``, ``stage2..4.N.branch1/branch2.M``,
 ``conv5.0/1``) so a torchvision ImageNet checkpoint loads through
 ``load_pretrained_backbone``; backbone and head sit under ``backbone`` and
-``keypoint_head`` as in mmpose. Lite-HRNet's own shuffle unit (``litehrnet.ShuffleUnit``)
-computes the same stride-1 block but is named after mmcv's modules.
+``keypoint_head`` as in mmpose (only those prefixes: as we read it, mmpose's own
+ShuffleNetV2 names its layers differently, so its checkpoints would need a key map).
+Lite-HRNet's own shuffle unit (``litehrnet.ShuffleUnit``) computes the same stride-1
+block but is named after mmcv's modules.
 
 Measured: 7,550,965 parameters (printed 7.6M); under Lite-HRNet's convention
 (``lite_hrnet_paper``) 1.28 / 2.87 GFLOPs at 256x192 / 384x288 and 1.70 at 256x256 with
-16 joints, the printed values of Tables 3 and 5.
+16 joints, the printed values of Tables 3 and 5 (a check against the paper, not against
+mmpose's code).
 """
 from __future__ import annotations
 

@@ -10,14 +10,15 @@ conv to one heatmap per joint. Keys equal the official ones (``conv1``, ``bn1``,
 ``layer1``..``layer4``, ``deconv_layers.N``, ``final_layer``), so released checkpoints load
 with ``strict=True`` and the ResNet part takes torchvision's ImageNet weights.
 
-Measured with the official code (17 joints): 33,999,697 / 52,991,825 / 68,635,473
-parameters for ResNet-50 / 101 / 152, the 34.0M / 53.0M / 68.6M the papers print.
+Measured with the official code (17 joints, ``baselines_official.json``): 33,999,697 /
+52,991,825 / 68,635,473 parameters for ResNet-50 / 101 / 152, the 34.0M / 53.0M / 68.6M
+the papers print.
 
-Initialisation: the official ``init_weights`` draws the deconvolutions and the final conv
-from N(0, 0.001^2) (final bias 0) and then loads ImageNet weights into the backbone;
-without a pretrained file it draws every conv from N(0, 0.001^2). ``init_pose_weights``
-does the latter, with zero biases everywhere, and the runner loads the ImageNet backbone
-through ``pretrained_layout``.
+Initialisation, as we read the official ``init_weights`` (no test runs it): it draws the
+deconvolutions and the final conv from N(0, 0.001^2) (final bias 0) and then loads
+ImageNet weights into the backbone; without a pretrained file it draws every conv from
+N(0, 0.001^2). ``init_pose_weights`` does the latter, with zero biases everywhere, and
+the runner loads the ImageNet backbone through ``pretrained_layout``.
 """
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ GSTO and FlatteNet on COCO and MPII; LSP-extended for the CPU sanity runs).
   mean squared error, the protocol's ``loss.mse_factor``), plus one term per
   auxiliary heatmap output (GSTO's stage predictors, ``aux.<name>``), weighted by the
   protocol's ``aux_weights``;
-* prediction: the flip test of HRNet / mmpose (the mirrored crop's heatmaps flipped
-  back with the dataset's joint pairs, shifted one pixel right, averaged with the plain
-  ones), decoded by the dataset's codec into original-image pixels;
+* prediction: the flip test as we read HRNet / mmpose (no golden; the mirrored crop's
+  heatmaps flipped back with the dataset's joint pairs, shifted one pixel right,
+  averaged with the plain ones), decoded by the dataset's codec into original-image pixels;
 * evaluation: COCO OKS AP (rescoring + OKS-NMS), MPII PCKh, LSP PCK
   (``bench.evaluation``), one ``Evaluator`` interface;
 * the smoke gate's target oracle: the dataset's own target heatmaps decoded and scored

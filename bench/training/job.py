@@ -390,7 +390,7 @@ class Job:
         if trainer is not None:
             # the final weights are validated like the epochs before them (by the final
             # evaluation itself when validation evaluates the same way); the record keeps
-            # the final and the best epoch's numbers (as HRNet's model_best.pth)
+            # the final and the best epoch's numbers (like HRNet's model_best.pth)
             if not validation["evaluation"]:
                 trainer.record_validation(metrics)
             out["validation"] = {**self._validation(), "history": trainer.validations,

@@ -66,7 +66,8 @@ class TrainSettings:
     progress: bool = False
     iterations: Optional[int] = None   # the length in iterations (Lite-HRNet's 160k)
     sync_bn: bool = False              # SyncBatchNorm under DDP
-    # validation during training, as the official recipe does it (``Protocol.validation``):
+    # validation during training, as the protocol reads the official recipe (not tested
+    # against it; ``Protocol.validation``):
     # every ``validation_interval`` epochs (0: none; the job evaluates after training),
     # the best checkpoint chosen by ``best_metric`` (larger is better unless ``best_mode``
     # is "min")

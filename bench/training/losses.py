@@ -1,6 +1,8 @@
 """Heatmap losses of the top-down pose papers; pixel-wise cross-entropy (plain and OHEM)
 of the segmentation tables (HRNetV2 Cityscapes/LIP/PASCAL-Context, Lite-HRNet, GSTO,
-FlatteNet), as HRNet-Semantic-Segmentation's ``lib/core/criterion.py``."""
+FlatteNet), after HRNet-Semantic-Segmentation's ``lib/core/criterion.py`` (the OHEM
+loss is checked against it by ``training_hrnetv2_cityscapes_ohem.json``, the plain one
+is not)."""
 from __future__ import annotations
 
 import torch
@@ -64,10 +66,12 @@ def _weights(class_weights, logits: torch.Tensor):
 
 def pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
                         class_weights=None, align_corners: bool = True) -> torch.Tensor:
-    """HRNet's ``CrossEntropy``: ``logits`` (B x C x h x w) resized bilinearly to the label
-    size (``align_corners`` True for the HRNetV2 configs, ``MODEL.ALIGN_CORNERS``), then
-    cross-entropy over the pixels not labelled ``ignore_index``; with ``class_weights``
-    the weighted mean ``sum w_y * l / sum w_y`` of torch's weighted CE.
+    """HRNet's ``CrossEntropy`` as we read it (no test runs the official plain CE):
+    ``logits`` (B x C x h x w) resized bilinearly to the label size, then cross-entropy
+    over the pixels not labelled ``ignore_index``; with ``class_weights`` the weighted
+    mean ``sum w_y * l / sum w_y`` of torch's weighted CE. ``align_corners`` True is the
+    HRNet-OCR config default (``MODEL.ALIGN_CORNERS``); the pytorch-v1.1 criterion and the
+    released HRNetV2 configs resize with False (``hrnet_official.json``, OHEM golden).
 
     Deviation: a batch without a single counted pixel gives 0 (connected to the graph)
     where torch's mean gives NaN, so a fully ignored crop cannot poison training.
