@@ -406,6 +406,9 @@ class Evaluation(_Frozen):
     oks_nms_threshold: float = Field(0.9, gt=0, le=1)  # COCO
     keypoint_score_threshold: float = Field(0.2, ge=0, le=1)   # COCO rescoring
     pck_threshold: float = Field(0.2, gt=0)           # LSP PCK, fraction of the torso
+    # the alpha MPII's Mean@0.1 is read at: 0.1, or 0.11 as HRNet's lib/dataset/mpii.py
+    # evaluate reads it (row 11 of its 0.01 grid)
+    pckh_low_alpha: Literal[0.1, 0.11] = 0.1
     batch_size: int = Field(32, gt=0)
 
     @model_validator(mode="after")
@@ -738,6 +741,13 @@ class DetEvaluation(_Frozen):
     iou_threshold: float = Field(0.5, gt=0, lt=1)
     use_07_metric: bool = True                          # VOC07 11-point AP (else the area)
     batch_size: int = Field(8, gt=0)
+    # CenterNet's test path and evaluation by default (tests/golden/
+    # predictions_centernet_voc.json), the other behaviour as an option
+    heatmap_activation: Literal["sigmoid", "clamped_sigmoid"] = "sigmoid"  # ctdet.py / the loss's
+    top_k_selection: Literal["per_class", "global"] = "per_class"  # decode.py _topk / one top-k
+    results_rounding: Literal["devkit_file", "none"] = "devkit_file"  # scores .3f, boxes .1f / none
+    score_sort: Literal["quicksort", "stable"] = "quicksort"  # voc_eval's np.argsort / stable
+    empty_classes: Literal["zero", "skip"] = "zero"     # no-GT class: AP 0 in the mean / left out
 
 
 class DetectionProtocol(Protocol):

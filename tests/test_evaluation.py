@@ -305,9 +305,13 @@ def test_mpii_mean_at_0_1_uses_alpha_0_1(gt_valid):
     everything = [(j, 0.3) for j in MPII_JOINTS]
     res = mpii_pckh(_shifted(gt_valid, everything), gt_valid)
     assert res["Mean"] == 100.0 and res["Mean@0.1"] == 0.0
-    # 0.105 h: wrong at 0.1 (ours, mmpose) though right at 0.11 (the HRNet code's row 11).
-    res = mpii_pckh(_shifted(gt_valid, [(j, 0.105) for j in MPII_JOINTS]), gt_valid)
-    assert res["Mean@0.1"] == 0.0
+    # 0.105 h: wrong at 0.1 (the default) though right at 0.11 (the HRNet code's row 11,
+    # low_alpha=0.11, its protocols' pckh_low_alpha)
+    shifted = _shifted(gt_valid, [(j, 0.105) for j in MPII_JOINTS])
+    assert mpii_pckh(shifted, gt_valid)["Mean@0.1"] == 0.0
+    assert mpii_pckh(shifted, gt_valid, low_alpha=0.11)["Mean@0.1"] == 100.0
+    with pytest.raises(ValueError, match="low_alpha must be on the threshold grid"):
+        mpii_pckh(shifted, gt_valid, low_alpha=0.105)
 
 
 @needs_data

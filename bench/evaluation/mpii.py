@@ -17,8 +17,9 @@ MPII sample goldens).
 * a joint counts where ``jnt_missing == 0``; correct when error / head size <= alpha.
 * ``Mean`` pools all counted joints except pelvis (6) and thorax (7): HRNet's
   visible-count-weighted mean of per-joint PCKh, i.e. correct / counted.
-* ``Mean@0.1`` uses alpha = 0.1. As we read them, the HRNet code takes row 11 of its
-  threshold grid (alpha = 0.11, an off-by-one) and mmpose row 10; we use 0.1.
+* ``Mean@0.1`` uses alpha = ``low_alpha``: 0.1 by default; HRNet's ``evaluate`` reads row
+  11 of its threshold grid, alpha = 0.11, under that name (an off-by-one, pinned by
+  ``tests/test_predictions_golden_pose_hrnet.py``), which its protocols follow.
 * ``AUC``: area under the ``Mean`` PCKh curve for alpha = 0, 0.01, ..., 0.5, with the
   alpha axis scaled to [0, 1] (trapezoidal rule), our reading of the MPII/LSP MATLAB
   toolkit's ``area_under_curve(scale01(range), pck)``; FlatteNet's "averaged PCKh when
@@ -124,13 +125,14 @@ def _auc(curve: np.ndarray, alphas: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (curve[1:] + curve[:-1]) / 2.0))
 
 
-def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False) -> "OrderedDict[str, float]":
+def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False, low_alpha: float = 0.1
+              ) -> "OrderedDict[str, float]":
     """MPII PCKh of ``preds`` (N x 16 x 2, original-image pixels, gt_valid.mat order).
 
     ``gt_mat``: path to gt_valid.mat or the dict of ``load_gt_valid``. ``one_based``:
     False (default) for 0-based pixels as produced by the official pipelines (1 is added,
     as we read HRNet's ``evaluate``); True for predictions already in MATLAB 1-based
-    pixels.
+    pixels. ``low_alpha``: the alpha reported as ``Mean@0.1`` (0.1, or HRNet's 0.11).
 
     Returns, in percent: Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle (PCKh@0.5,
     left/right averaged), ``Mean`` (PCKh@0.5 over all joints but pelvis and thorax, also
@@ -146,7 +148,11 @@ def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False) -> "OrderedDic
     used = np.ones(16, dtype=bool)
     used[[idx[j] for j in EXCLUDED_FROM_MEAN]] = False
     mean_curve = 100.0 * correct[:, used].sum(axis=1) / count[used].sum()
-    i05, i01 = int(np.flatnonzero(ALPHAS == 0.5)[0]), int(np.flatnonzero(ALPHAS == 0.1)[0])
+    low = np.flatnonzero(np.isclose(ALPHAS, low_alpha, rtol=0, atol=1e-9))
+    if not low.size:
+        raise ValueError(f"low_alpha must be on the threshold grid 0, 0.01, ..., 0.5, got "
+                         f"{low_alpha}")
+    i05, i01 = int(np.flatnonzero(ALPHAS == 0.5)[0]), int(low[0])
 
     out: "OrderedDict[str, float]" = OrderedDict()
     for part, joints in PARTS:
@@ -168,18 +174,20 @@ class MpiiPCKhEvaluator(KeypointsByIndex):
 
     ``gt_mat``: gt_valid.mat (path or ``load_gt_valid`` dict); ``num_samples``: the
     dataset's length (default: gt_valid's number of persons), every index of which must
-    be predicted; ``one_based`` as ``mpii_pckh``.
+    be predicted; ``one_based`` and ``low_alpha`` as ``mpii_pckh``.
     """
 
-    def __init__(self, gt_mat, num_samples: int | None = None, one_based: bool = False):
+    def __init__(self, gt_mat, num_samples: int | None = None, one_based: bool = False,
+                 low_alpha: float = 0.1):
         super().__init__()
+        self.low_alpha = float(low_alpha)
         self.gt = _as_gt(gt_mat)
         self.num_samples = _check_gt(self.gt) if num_samples is None else int(num_samples)
         self.one_based = one_based
 
     def compute_metrics(self, results: Sequence[Mapping[str, Any]]
                         ) -> "OrderedDict[str, float]":
-        out = mpii_pckh(self.ordered(results), self.gt, self.one_based)
+        out = mpii_pckh(self.ordered(results), self.gt, self.one_based, self.low_alpha)
         out["PCKh@0.1"] = out["Mean@0.1"]
         return out
 

@@ -180,7 +180,8 @@ class PoseTask(Task):
                                          in_vis_thr=ev.keypoint_score_threshold,
                                          num_samples=len(dataset))
         if name == "mpii":
-            return MpiiPCKhEvaluator(dataset.gt_file, num_samples=len(dataset))
+            return MpiiPCKhEvaluator(dataset.gt_file, num_samples=len(dataset),
+                                     low_alpha=ev.pckh_low_alpha)
         if name == "lsp":
             gts, visible = dataset.ground_truth()
             return LspPCKEvaluator(gts, visible, threshold=ev.pck_threshold)
