@@ -562,6 +562,10 @@ class PoseProtocol(Protocol):
     # which sanitised COCO ground-truth boxes are kept: x2 >= x1 and y2 >= y1 (HRNet's
     # lib/dataset/coco.py) or x2 > x1 and y2 > y1 (mmpose 0.13's topdown_coco_dataset.py)
     box_filter: Literal["hrnet", "mmpose"] = "hrnet"
+    # a JPEG's EXIF orientation tag: ignored (HRNet's JointsDataset, cv2.IMREAD_IGNORE_
+    # ORIENTATION) or applied (mmpose 0.x LoadImageFromFile: mmcv.imread 'color', i.e.
+    # cv2.IMREAD_COLOR, as we read mmcv 1.3's source)
+    exif_orientation: Literal["ignore", "apply"] = "ignore"
     augmentation: Augmentation = Field(default_factory=Augmentation)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     loss: PoseLoss = Field(default_factory=PoseLoss)

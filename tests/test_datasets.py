@@ -738,3 +738,38 @@ def test_augmentation_order_option(synth):
         assert not s["meta"]["flipped"]
         # both: the float32 box scale times the float64 zoom
         assert s["meta"]["scale"].dtype == np.float64
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an EXIF APP1 segment holding one Orientation (0x0112) tag."""
+    import struct
+    tiff = (b"MM\x00\x2a" + struct.pack(">I", 8) + struct.pack(">H", 1)
+            + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0))
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    assert jpeg[:2] == b"\xff\xd8"
+    return jpeg[:2] + app1 + jpeg[2:]
+
+
+def test_exif_orientation_option(tmp_path):
+    """'ignore' (HRNet: the stored pixels) or 'apply' (mmpose reads with cv2.IMREAD_COLOR,
+    which turns the image by its EXIF tag); the Lite-HRNet / mmpose protocols apply it."""
+    from bench.data.topdown import dataset_kwargs_from_protocol
+    from bench.suite import load_protocol
+    rng = np.random.default_rng(1)
+    ok, buf = cv2.imencode(".jpg", rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    path = tmp_path / "turned.jpg"
+    path.write_bytes(_with_exif_orientation(buf.tobytes(), 6))       # 90 degrees clockwise
+    stored = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    turned = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert stored.shape == (40, 60, 3) and turned.shape == (60, 40, 3)
+    ignore = TopDownDataset([]).load_image(str(path))
+    apply = TopDownDataset([], exif_orientation="apply").load_image(str(path))
+    np.testing.assert_array_equal(ignore, cv2.cvtColor(stored, cv2.COLOR_BGR2RGB))
+    np.testing.assert_array_equal(apply, cv2.cvtColor(turned, cv2.COLOR_BGR2RGB))
+    with pytest.raises(ValueError, match="exif_orientation must be one of"):
+        TopDownDataset([], exif_orientation="rotate")
+    for name, want in (("coco_256x192_lite_hrnet", "apply"), ("mpii_256x256_lite_hrnet", "apply"),
+                       ("coco_256x192_hrnet", "ignore")):
+        assert dataset_kwargs_from_protocol(load_protocol(name), train=False)[
+            "exif_orientation"] == want, name

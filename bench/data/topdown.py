@@ -95,6 +95,8 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TopDownDataset", "make_record",
 
 #: ``augmentation.order``: whose sample pipeline (see the module docstring)
 ORDERS = ("mmpose", "hrnet")
+#: ``exif_orientation``: whether a JPEG's EXIF orientation tag turns the image on reading
+EXIF_ORIENTATIONS = ("ignore", "apply")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -193,6 +195,8 @@ def dataset_kwargs_from_protocol(protocol, train: bool) -> dict:
         kw["unbiased_encoding"] = bool(p["unbiased_encoding"])
     if p.get("color_rgb") is not None:
         kw["color_rgb"] = bool(p["color_rgb"])
+    if p.get("exif_orientation") is not None:
+        kw["exif_orientation"] = str(p["exif_orientation"])
     return kw
 
 
@@ -250,6 +254,10 @@ class TopDownDataset(Dataset):
             (HRNet's USE_DIFFERENT_JOINTS_WEIGHT).
         unbiased_encoding: DARK targets (Gaussian at the sub-pixel location).
         color_rgb: convert OpenCV's BGR to RGB (True in every recipe used here).
+        exif_orientation: ``'ignore'`` (HRNet's ``cv2.IMREAD_IGNORE_ORIENTATION``: the
+            stored pixels, which the annotations refer to) or ``'apply'`` (the image
+            turned by its EXIF orientation tag, as ``cv2.IMREAD_COLOR`` does, which
+            mmpose 0.x's ``LoadImageFromFile`` calls through ``mmcv.imread``).
         mean, std: normalisation of [0, 1] RGB values.
         order: ``'mmpose'`` or ``'hrnet'``: whose sample pipeline (module docstring).
     """
@@ -270,10 +278,15 @@ class TopDownDataset(Dataset):
                  scale_factor: float = 0.25, rotation_factor: float = 30.0,
                  rotation_prob: float = 0.6, seed: int = 0, joint_weights=None,
                  unbiased_encoding: bool = False, color_rgb: bool = True,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, order: str = "mmpose"):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, order: str = "mmpose",
+                 exif_orientation: str = "ignore"):
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        if exif_orientation not in EXIF_ORIENTATIONS:
+            raise ValueError(f"exif_orientation must be one of {EXIF_ORIENTATIONS}, got "
+                             f"{exif_orientation!r}")
         self.order = order
+        self.exif_orientation = exif_orientation
         self.records = list(records)
         self.input_size = (int(input_size[0]), int(input_size[1]))        # (H, W)
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))  # (H, W)
@@ -349,15 +362,15 @@ class TopDownDataset(Dataset):
 
     def load_image(self, path: str) -> np.ndarray:
         """HxWx3 uint8, RGB unless ``color_rgb`` is False (OpenCV's BGR then)."""
-        # IGNORE_ORIENTATION as the reference: annotations refer to the stored pixels,
-        # not to the EXIF-rotated view.
+        # exif_orientation 'ignore' (HRNet's IGNORE_ORIENTATION): annotations refer to the
+        # stored pixels, not to the EXIF-rotated view; 'apply' is mmpose's reading.
         # The same decoder as cv2.imread, fed from memory: one read of the file instead
         # of libjpeg's 4 KB stdio reads (~5 % of a decode). OpenCV >= 4.11 also decodes
         # straight to RGB (libjpeg-turbo's RGB output: the same pixels as BGR + cvtColor,
         # without the extra pass over the image).
         rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None) if self.color_rgb else None
-        flags = cv2.IMREAD_IGNORE_ORIENTATION | (
-            cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag)
+        flags = (cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag) | (
+            cv2.IMREAD_IGNORE_ORIENTATION if self.exif_orientation == "ignore" else 0)
         image = None
         try:
             data = np.fromfile(path, dtype=np.uint8)
