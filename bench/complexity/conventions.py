@@ -5,9 +5,11 @@ counts (hooks on leaf modules with per-type rules, fvcore's tracer, or ptflops w
 explicit backend), what each rule charges, whether a module called twice is charged once,
 and the unit base of the printed "M"/"G". A convention is right when it reproduces the
 printed numbers of the paper's own rows to their printed precision. What a convention
-says an official tool counts (torchstat, HRNet's ``get_model_summary``, GSTO's
-summary.py) is our reading of that tool's source: no test runs the official tools, and
-``tests/test_complexity.py`` checks the printed paper numbers, not the tools' output.
+says an official tool counts is our reading of that tool's source, checked against the
+tool's own output only for HRNet's ``get_model_summary`` on its pose models
+(``hrnet_paper``: ``tests/test_flops_official_tool.py``, exact); torchstat (Lite-HRNet)
+and GSTO's summary.py are not run by a test, and ``tests/test_complexity.py`` checks the
+printed paper numbers.
 
 Rules take ``(module, inputs, outputs)`` (tuples of tensors) and return a count. They are
 keyed by module class *name* and looked up along the class's MRO, so subclasses are
