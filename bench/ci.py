@@ -42,7 +42,7 @@ def _number(value: Any) -> str:
 
 def cell_message(suite: Suite, v: dict) -> str:
     """One line for a gated cell: published, measured, tolerance (and the row's note)."""
-    from .report.tables import tolerance_text
+    from .verdicts import tolerance_text
     col = suite.columns[v["column"]]
     unit = f" {v['unit']}" if v.get("unit") and v["unit"] != "%" else (v.get("unit") or "")
     measured = ("not measured" if v["measured"] is None
@@ -66,7 +66,7 @@ def cell_message(suite: Suite, v: dict) -> str:
 
 
 def _gated(gate: SuiteGate) -> list[dict]:
-    from .runner.gate import gated_cells
+    from .verdicts import gated_cells
     return gated_cells(gate.suite, gate.records)
 
 
@@ -160,7 +160,7 @@ def _plain(value: Any) -> Any:
 def summary(gates: Sequence[SuiteGate], exit_code: int, argv: Sequence[str] = ()) -> dict:
     """Per suite: whether its gate passed, counts, and every cell's status with published,
     measured, delta, allowed and whether (and how) the gate judged it."""
-    from .report import cell_verdicts
+    from .verdicts import cell_verdicts
     suites = {}
     for gate in gates:
         judged = {(v["row_key"], v["column"]): _passed(v) for v in _gated(gate)}

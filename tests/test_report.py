@@ -507,3 +507,13 @@ def test_committed_reports_show_no_pipeline_check_as_a_reproduction():
         if page.name != "index.html":
             results = page.read_text().split('<table class="results">')[1].split("</table>")[0]
             assert "num smoke" not in results, page
+
+
+def test_the_verdicts_and_the_gate_import_neither_pandas_nor_rich():
+    """The verdict layer sits below the reporter: --check, ci's JUnit / summary files and
+    the verdicts need no table or terminal library."""
+    code = ("import sys, bench.verdicts, bench.ci; "
+            "from bench.verdicts import gate_failures, cell_verdicts, tolerance_text; "
+            "bad = [m for m in ('pandas', 'rich', 'matplotlib', 'torch') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

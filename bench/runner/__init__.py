@@ -26,10 +26,10 @@ from ..complexity.cache import MeasurementCache
 from ..launch import LaunchConfig
 from ..suite import Suite, load_suite
 from ..training.job import TRAIN_PROFILES
+from ..verdicts import failure_line, gate_failures
 from .cells import accuracy_cell, measure_complexity, measure_row
 from .context import (BASELINES_DIR, PROFILES, REPORTS_DIR, SMOKE_DATA_SEED, WORK_DIR,
                       RowModels, RunContext, input_shapes, model_overrides)
-from .gate import failure_line, gate_failures
 from .jobs import (accuracy_protocols, build_job, job_protocol, missing_data, run_key,
                    run_training, smoke_data_root, variant_tag)
 
