@@ -450,10 +450,10 @@ def list_command(args: argparse.Namespace) -> int:
         if args.imports and _import_models(args.imports):
             return 2
         _user_path()
-        from .registry import _PLUGIN_ERRORS, get_entry, list_models
+        from .registry import get_entry, list_models, plugin_errors
         names = list_models(pattern)
         rows = [(n, get_entry(n).family, get_entry(n).doc) for n in names]
-        for what, why in _PLUGIN_ERRORS:
+        for what, why in plugin_errors():
             print(f"warning: {what} failed to load: {why}", file=sys.stderr)
     elif args.what == "suites":
         rows = []

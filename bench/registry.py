@@ -75,6 +75,11 @@ _FAMILIES_LOADED = False
 _PLUGIN_ERRORS: list[tuple[str, str]] = []
 
 
+def plugin_errors() -> list[tuple[str, str]]:
+    """(what, why) of each model entry point that failed to load, in load order."""
+    return list(_PLUGIN_ERRORS)
+
+
 def register_model(spec: Any):
     """Decorator: register ``builder(spec) -> nn.Module`` under the function's name."""
     if not dataclasses.is_dataclass(spec) or isinstance(spec, type):

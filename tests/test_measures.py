@@ -125,7 +125,7 @@ rows:
     assert cells["uncalled"]["status"] == res.CELL_ERROR
     assert record["status"] == "failed"
     # a broken cell fails the gate: it is not silently passed
-    from bench.runner import main
+    from bench.cli import main
     code = main([str(path), "--check", "-q", "--results-dir", str(tmp_path / "results"),
                  "--cache-dir", str(tmp_path / "cache"), "--no-report"])
     assert code == 3                # the row failed (exit 3 outranks the gate's 1)

@@ -16,7 +16,8 @@ from bench.checkpoints import CheckpointMismatchError, file_sha256, load_officia
 from bench.compare import OUTSIDE, WITHIN
 from bench.complexity.cache import MeasurementCache
 from bench.report import cell_verdicts
-from bench.runner import gate_failures, main, run_suite
+from bench.cli import main
+from bench.runner import gate_failures, run_suite
 from bench.suite import SuiteError, discover_suites, load_suite
 from conftest import REPO, SHARED_DATA, official_weights
 

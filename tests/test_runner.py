@@ -7,7 +7,8 @@ import pytest
 import bench.complexity.flops as flops_mod
 from bench import results as res
 from bench.complexity.cache import MeasurementCache
-from bench.runner import main, run_suite
+from bench.cli import main
+from bench.runner import run_suite
 from bench.suite import load_suite
 from conftest import REPO
 

@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from bench import results as res
-from bench.runner import main
+from bench.cli import main
 from bench.runner.cells import accuracy_cell
 from bench.runner.context import RunContext
 from bench.runner.jobs import build_job, job_seeds

@@ -10,9 +10,9 @@ from the registry and the model's own spec.
 
 Modules: ``context`` (settings, paths, the row's models), ``cells`` (one row's cells and
 record), ``jobs`` (training jobs), ``released`` (evaluation jobs of released weights),
-``gate`` (``--check`` against published values),
-``smoke_gate`` (``--check --profile smoke`` against the committed baseline). The command
-line is ``bench.cli``.
+``smoke_gate`` (``--check --profile smoke`` against the committed baseline); the
+``--check`` verdicts are ``bench.verdicts``'. The command line is ``bench.cli``, which
+imports this package (never the other way round).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ __all__ = [
     "BASELINES_DIR", "PROFILES", "REPORTS_DIR", "SMOKE_DATA_SEED", "SMOKE_TOLERANCE",
     "WORK_DIR", "RowModels", "RunContext", "SuiteRun", "accuracy_cell", "accuracy_protocols",
     "baseline_path", "build_job", "failure_line", "gate_failures", "input_shapes",
-    "job_protocol", "main", "measure_complexity", "measure_row", "missing_data",
+    "job_protocol", "measure_complexity", "measure_row", "missing_data",
     "model_overrides", "run_key", "run_suite", "run_training", "smoke_data_root",
     "smoke_gate_failures", "smoke_metrics", "variant_tag", "write_smoke_baseline",
 ]
@@ -113,12 +113,3 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
             progress(row, record)
     return SuiteRun(suite, records, paths, time.perf_counter() - t0,
                     failed_jobs=list(ctx.failed), failed_rows=failed_rows, variant=ctx.variant)
-
-
-
-def __getattr__(name: str):
-    # ``bench.runner.main`` is the command line's (bench.cli imports this package)
-    if name == "main":
-        from ..cli import main
-        return main
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
