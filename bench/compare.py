@@ -16,7 +16,7 @@ NOT_APPLICABLE = "not applicable"
 NO_PUBLISHED = "no published value"
 NO_TOLERANCE = "not gated"
 # an accuracy cell measured under the smoke or short profile: shown, never compared with
-# the paper (only full runs are; DESIGN.md, "Profiles")
+# the paper (only full runs are; README, "Profiles")
 NOT_COMPARED = "not compared"
 # (released: the authors' released weights scored here; compared like full runs)
 COMPARED_PROFILES = ("complexity", "full", "released")

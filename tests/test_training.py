@@ -17,7 +17,7 @@ from bench.data.synthetic import write_lsp, write_mpii
 from bench.suite import load_protocol
 from bench.training.checkpoint import load_checkpoint
 from bench.tasks import get_task
-from bench.training.job import Job, build_dataset
+from bench.training.job import Job
 from bench.training.loop import Trainer, TrainingDiverged, TrainSettings
 from bench.training.losses import joints_mse
 from bench.training.optim import build_optimizer
@@ -243,7 +243,7 @@ def test_evaluate_only_loads_an_official_style_checkpoint(mpii_root, tmp_path):
     rec = job()
     assert rec["status"] == "ok", rec.get("traceback")
     from bench.training.evaluate import evaluate
-    val = build_dataset(tiny_protocol(), mpii_root.parent, train=False)
+    val = get_task("pose").build_dataset(tiny_protocol(), mpii_root.parent, train=False)
     direct = evaluate(get_task("pose"), model, val, tiny_protocol(), torch.device("cpu"),
                       num_workers=0)
     assert rec["metrics"]["PCKh@0.5"] == pytest.approx(direct["PCKh@0.5"])

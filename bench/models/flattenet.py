@@ -229,7 +229,7 @@ class FlatteningSpec:
 
 @dataclass(frozen=True)
 class FlatteNetPoseSpec(FlatteningSpec):
-    # 17 (COCO) like every pose model here (DESIGN.md); the paper's pose results are all
+    # 17 (COCO) like every pose model here; the paper's pose results are all
     # MPII, whose protocols pass num_joints=16
     num_joints: int = 17
 

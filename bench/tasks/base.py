@@ -18,18 +18,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import torch
 
-MAIN_OUTPUT = "out"
-
-
-def as_outputs(out: Any) -> dict:
-    """A model's output as ``{"out": main, <aux name>: aux, ...}``."""
-    if isinstance(out, Mapping):
-        if MAIN_OUTPUT not in out:
-            raise KeyError(f"a model's output mapping needs its main output under "
-                           f"{MAIN_OUTPUT!r}; got {', '.join(map(str, out))}")
-        return dict(out)
-    return {MAIN_OUTPUT: out}
-
+from ..training.outputs import MAIN_OUTPUT, as_outputs, main_output  # noqa: F401  (re-exported)
 
 def protocol_section(protocol: Mapping, key: str, schema) -> dict:
     """``protocol[key]`` (a mapping or a pydantic model) with ``schema``'s defaults filled
@@ -44,11 +33,6 @@ def loss_precision(t):
     """``t`` in at least float32: half-precision outputs of autocast are cast up for the
     loss, a float64 run (the training golden tests) stays float64."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-def main_output(out: Any):
-    """The main output of a model's forward (a tensor or an output mapping)."""
-    return out[MAIN_OUTPUT] if isinstance(out, Mapping) else out
 
 
 class Task:

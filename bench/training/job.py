@@ -7,7 +7,7 @@ requeued job resumes from the latest checkpoint in its work dir. It names its ta
 the protocol's ``task`` (``bench.tasks``): datasets, loss, prediction and evaluator come
 from there; the job knows none of them.
 
-Profiles say how far a job goes (DESIGN.md): ``smoke`` trains a few iterations on the
+Profiles say how far a job goes: ``smoke`` trains a few iterations on the
 CPU (the runner points it at generated data), ``short`` runs a fraction of the paper's
 schedule (epochs or iterations, milestones scaled), ``full`` the paper's schedule.
 
@@ -58,13 +58,6 @@ TRAIN_PROFILES = tuple(PROFILE_SETTINGS)
 
 def task_name(protocol: dict) -> str:
     return protocol.get("task") or "pose"
-
-
-def build_dataset(protocol: dict, data_root, train: bool, **overrides):
-    """The protocol's dataset under ``data_root``, built by the protocol's task."""
-    from ..tasks import get_task
-    return get_task(task_name(protocol)).build_dataset(protocol, data_root, train=train,
-                                                       **overrides)
 
 
 def _scaled_schedule(schedule: dict, epochs: int) -> dict:
@@ -409,7 +402,3 @@ class Job:
                     out["metrics"].update({k: finite_or_none(v) for k, v in extra.get("metrics", {}).items()})
         out["eval_wall_time_s"] = round(time.perf_counter() - t_eval, 3)
         return out
-
-
-# the job was pose-only before the task plug-ins; the name is kept for existing scripts
-PoseJob = Job

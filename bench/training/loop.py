@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..results import StorageError, atomic_write_text
-from ..tasks.base import as_outputs
+from .outputs import as_outputs
 from .checkpoint import (BEST, atomic_torch_save, finite_state, latest_checkpoint,
                          load_checkpoint, save_checkpoint)
 from . import preemption
@@ -172,7 +172,7 @@ class Trainer:
     """Train ``model`` on ``dataset`` (items with ``image`` and whatever ``loss_fn``
     reads) under ``settings``; checkpoints and log in ``work_dir``. ``loss_fn(outputs,
     batch)`` returns named loss terms (``outputs``: the model's outputs as a mapping,
-    ``bench.tasks.as_outputs``); their sum is minimised.
+    ``bench.training.outputs.as_outputs``); their sum is minimised.
 
     ``validate_fn()`` (optional) evaluates the model on every rank and returns the
     metrics on rank 0 (None elsewhere); it runs every ``settings.validation_interval``
