@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue 15): on the device machine, in the repository root,
 #
-#   scripts/gpu_check.sh [--latency] [other bench.gpu_check options]
+#   scripts/gpu_check.sh [--latency] [other scripts/gpu_check.py options]
 #
 # installs the wheels of .wheels/ (scripts/device_wheels.sh, carried) offline when the
-# benchmark's imports fail, then runs `python -m bench.gpu_check --device cuda` within
+# benchmark's imports fail, then runs `python scripts/gpu_check.py --device cuda` within
 # 480 s, writing gpu_check.json and gpu_check.md into $OUT (or results/gpu_check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +24,4 @@ if ! "$PY" -c "import pydantic, yaml, fvcore, ptflops, pycocotools, rich, cv2, s
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 "$PY" -c "import torch; print('[gpu_check.sh] torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-timeout 480 "$PY" -m bench.gpu_check --device cuda --out "${OUT:-results/gpu_check}" "$@"
+timeout 480 "$PY" scripts/gpu_check.py --device cuda --out "${OUT:-results/gpu_check}" "$@"

@@ -1,11 +1,17 @@
-"""The prepared GPU check (bench.gpu_check) in its tiny CPU mode: every model x mode is
+"""The prepared GPU check (scripts/gpu_check.py) in its tiny CPU mode: every model x mode is
 measured through the project's training step, the loss agreement, the loader section and
 the markdown summary are written."""
+import importlib.util
 import json
 
 import pytest
 
-from bench import gpu_check
+from conftest import REPO
+
+# a benchmark script, not part of the package (scripts/gpu_check.sh runs it on the device)
+_spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+gpu_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gpu_check)
 
 
 @pytest.fixture(scope="module")

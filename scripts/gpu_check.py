@@ -1,8 +1,8 @@
 """The prepared GPU check (issue 15): one command that measures, on one device, what the
 training path costs and whether the data loader keeps up.
 
-    python -m bench.gpu_check --device cuda --out DIR          # ~8 minutes on an H200
-    python -m bench.gpu_check --device cpu --tiny --out DIR    # the same path, tiny sizes
+    python scripts/gpu_check.py --device cuda --out DIR          # ~8 minutes on an H200
+    python scripts/gpu_check.py --device cpu --tiny --out DIR    # the same path, tiny sizes
 
 For each model (Lite-HRNet-18 and HRNet-W32 on COCO 256x192 at batch 64, HRNetV2-W18
 Small-v2 on Cityscapes 512x1024 crops at batch 8) and each mode (``fp32``: fp32, eager,
@@ -69,7 +69,7 @@ TINY = {"warmup": 1, "iters": 2, "loss_iters": 2, "workers": (0,),
 
 # ------------------------------------------------------------------ protocols and batches
 def _protocol(name: str) -> dict:
-    from .suite import load_protocol
+    from bench.suite import load_protocol
     return load_protocol(name).model_dump(mode="json")
 
 
@@ -141,9 +141,9 @@ def _free(device: torch.device) -> None:
 def measure_mode(entry: dict, protocol: dict, mode: dict, device: torch.device, cfg: dict,
                  batches: list[dict], seed: int, work_dir: Path) -> dict:
     """One model in one mode: the first losses, then steady-state images/s and peak memory."""
-    from .registry import create_model
-    from .tasks import get_task
-    from .training.loop import Trainer, TrainSettings
+    from bench.registry import create_model
+    from bench.tasks import get_task
+    from bench.training.loop import Trainer, TrainSettings
 
     task = get_task(protocol.get("task") or "pose")
     torch.manual_seed(seed)
@@ -205,8 +205,8 @@ def measure_loader(device: torch.device, cfg: dict, seed: int, tiny: bool) -> di
     for each worker count; the first batch (worker start-up) is timed apart."""
     from torch.utils.data import DataLoader
 
-    from .data.synthetic import write_coco
-    from .tasks import get_task
+    from bench.data.synthetic import write_coco
+    from bench.tasks import get_task
 
     task = get_task("pose")
     protocol = _sized(_protocol("coco_256x192_lite_hrnet"), tiny)
@@ -336,7 +336,7 @@ def _write(out_dir: Path, result: dict) -> None:
 
 # ------------------------------------------------------------------ main
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python scripts/gpu_check.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: $OUT or results/gpu_check)")
@@ -380,14 +380,14 @@ def main(argv=None) -> dict:
     models = [m for m in MODELS if not args.models or m["model"] in args.models.split(",")]
     modes = {k: v for k, v in MODES.items() if not args.modes or k in args.modes.split(",")}
 
-    from .env import provenance
+    from bench.env import provenance
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         dev = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                "capability": f"{props.major}.{props.minor}"}
         torch.backends.cudnn.benchmark = True
     else:
-        from .env import cpu_name
+        from bench.env import cpu_name
         dev = {"name": cpu_name(), "threads": torch.get_num_threads()}
     result: dict[str, Any] = {
         "kind": "gpu_check", "device": dev, "torch": torch.__version__,
