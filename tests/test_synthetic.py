@@ -150,3 +150,15 @@ def test_writer_stays_torch_free():
     code = "import sys, bench.data; assert 'torch' not in sys.modules; bench.data.write_all"
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_bench_data_imports_the_synthetic_writers_only_when_asked():
+    """``bench.data`` re-exports the writers, but importing it loads none of them."""
+    import subprocess
+    import sys
+    code = ("import sys, bench.data as d; "
+            "assert not [m for m in sys.modules if 'synthetic' in m]; "
+            "from bench.data import write_coco, write_lip, write_voc, VOC_CLASSES; "
+            "assert write_coco.__module__ == 'bench.data.synthetic' and len(VOC_CLASSES) == 20; "
+            "assert all(hasattr(d, n) for n in d.__all__)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,8 +5,10 @@ half-body and scale/rotation augmentation. ``codecs``: Gaussian heatmap targets 
 heatmap decoding (quarter offset, DARK), flip-test helpers. Both are numpy + OpenCV
 only; dataset modules (which may need torch) are not imported here.
 
-``synthetic``: small datasets written in the official COCO / MPII / LSP file layouts for
-tests and smoke runs (numpy, OpenCV, scipy; no torch). The torch datasets are imported
+``synthetic`` / ``synthetic_seg`` / ``synthetic_det``: small datasets written in the
+official file layouts for tests and smoke runs (numpy, OpenCV, scipy; no torch); their
+writers are re-exported here but imported on first use (about 1,100 lines that most
+imports of ``bench.data`` never need). The torch datasets are imported
 from their own modules: ``bench.data.coco.COCODataset``, ``bench.data.mpii.MPIIDataset``,
 ``bench.data.lsp.LSPDataset`` (base: ``bench.data.topdown.TopDownDataset``).
 """
@@ -25,7 +27,6 @@ from .codecs import (
     quarter_offset,
     shift_heatmaps,
 )
-from .synthetic import SyntheticDataset, write_all, write_coco, write_lsp, write_mpii
 from .transforms import (
     COCO_FLIP_PAIRS,
     COCO_JOINT_WEIGHTS,
@@ -74,12 +75,6 @@ from .seg_labels import (
     PASCAL_CONTEXT_CLASSES_60,
     cityscapes_train_ids,
 )
-from .synthetic_seg import (
-    write_cityscapes,
-    write_lip,
-    write_pascal_context,
-    write_segmentation_all,
-)
 
 __all__ += [
     "CITYSCAPES_CLASSES", "LIP_CLASSES", "LIP_FLIP_PAIRS", "PASCAL_CONTEXT_CLASSES",
@@ -90,6 +85,22 @@ __all__ += [
 # Object detection (FlatteNet Table X, PASCAL VOC with CenterNet's recipe): the class
 # table and the synthetic writer, numpy + OpenCV only. The torch dataset is
 # ``bench.data.voc.VOCDetection``; its codec ``bench.data.centernet.CenterNetCodec``.
-from .synthetic_det import VOC_CLASSES, write_voc
-
 __all__ += ["VOC_CLASSES", "write_voc"]
+
+#: re-exported names imported on first use: name -> module
+_LAZY = {
+    **dict.fromkeys(("SyntheticDataset", "write_all", "write_coco", "write_lsp", "write_mpii"),
+                    ".synthetic"),
+    **dict.fromkeys(("write_cityscapes", "write_lip", "write_pascal_context",
+                     "write_segmentation_all"), ".synthetic_seg"),
+    **dict.fromkeys(("VOC_CLASSES", "write_voc"), ".synthetic_det"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
