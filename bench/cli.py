@@ -21,6 +21,7 @@ from . import results as res
 from .complexity.cache import MeasurementCache
 from .launch import LAUNCHERS, LaunchConfig
 from .paths import PROTOCOLS_DIR, SUITES_DIR, OutsideRootError, output_dirs, work_path
+from .profiles import DEFAULT, get_profile, names_with
 from .runner import (PROFILES, failure_line, gate_failures, run_suite, smoke_gate_failures,
                      write_smoke_baseline)
 from .runner.smoke_gate import baseline_path, find_baseline
@@ -86,7 +87,7 @@ def build_parser(add_help: bool = True, prog: str | None = None) -> argparse.Arg
     p.add_argument("suites", nargs="+", metavar="SUITE",
                    help="suite YAML files, or names (globs) of the bundled suites, e.g. "
                         "lite_hrnet_table6 or 'lite_hrnet_*' (hrbench list suites)")
-    p.add_argument("--profile", default="complexity", choices=PROFILES,
+    p.add_argument("--profile", default=DEFAULT, choices=PROFILES,
                    help="how far a run goes: complexity (measures only), smoke (a few "
                         "iterations on generated data), short (a fraction of the schedule), "
                         "full (the paper's schedule), released (the authors' released "
@@ -161,8 +162,8 @@ def build_parser(add_help: bool = True, prog: str | None = None) -> argparse.Arg
     return p
 
 
-JOB_PROFILES = ("smoke", "short", "full", "released")   # profiles that run jobs
-TRAINING_PROFILES = ("smoke", "short", "full")
+JOB_PROFILES = names_with("runs_jobs")
+TRAINING_PROFILES = names_with("takes_training_options")
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
@@ -184,20 +185,17 @@ def argument_error(args: argparse.Namespace, suites: Sequence[Suite]) -> str | N
     profile = args.profile
     only = {"--epochs": TRAINING_PROFILES, "--batch-size": TRAINING_PROFILES,
             "--seeds": TRAINING_PROFILES, "--amp": TRAINING_PROFILES,
-            "--channels-last": TRAINING_PROFILES, "--data-root": ("short", "full", "released"),
-            "--weights-dir": ("released",), "--baseline": ("smoke",),
-            "--update-baseline": ("smoke",)}
+            "--channels-last": TRAINING_PROFILES, "--data-root": names_with("reads_datasets"),
+            "--weights-dir": names_with("released_weights"),
+            "--baseline": names_with("generated_data"),
+            "--update-baseline": names_with("generated_data")}
     for flag in ("--workers", "--progress", "--rerun", "--launcher", "--gpus", "--nodes",
                  "--slurm-partition", "--slurm-account", "--slurm-time"):
         only[flag] = JOB_PROFILES
-    why_not = {"complexity": "measures only and runs no job",
-               "smoke": "trains on the data it generates under <work-dir>/smoke_data",
-               "released": "scores the released weights as the authors did (float32, their "
-                           "batch), training nothing"}
     for flag, profiles in only.items():
         if flag in given and profile not in profiles:
             return (f"{flag} does not apply to --profile {profile}, which "
-                    f"{why_not.get(profile, 'does not use it')} (it applies to "
+                    f"{get_profile(profile).summary} (it applies to "
                     f"{', '.join(profiles)})")
     if args.update_baseline:
         for flag in ("--epochs", "--batch-size", "--amp", "--channels-last"):
@@ -258,7 +256,7 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return EXIT_INPUT
-    if args.profile == "released" and args.weights_dir is None:
+    if get_profile(args.profile).released_weights and args.weights_dir is None:
         print("error: --profile released needs --weights-dir (the folder holding the "
               "authors' released weights; README: 'Score the released weights')", file=sys.stderr)
         return 2
@@ -318,7 +316,7 @@ def _run_suites(args, suites, cache, launch, job_options, gates: list) -> int:
     for suite in suites:
         hits, misses = cache.hits, cache.misses
         # the smoke gate measures the code at hand: its jobs always run again
-        rerun = args.rerun or (args.check and args.profile == "smoke")
+        rerun = args.rerun or (args.check and get_profile(args.profile).generated_data)
         run = run_suite(suite, args.profile, args.results_dir, args.data_root, cache,
                         args.rows, args.latency, work_dir=args.work_dir, rerun=rerun,
                         launch=launch, job_options=job_options, device=args.device or "auto",
@@ -353,8 +351,8 @@ def _run_suites(args, suites, cache, launch, job_options, gates: list) -> int:
         # bundled suite without one there, the baseline shipped with HRBench
         baseline = args.baseline or find_baseline(suite, args.results_dir)
         smoke_failures = (smoke_gate_failures(suite, run.records, baseline)
-                          if args.profile == "smoke" and (args.check or args.junit_xml
-                                                          or args.summary_json) else [])
+                          if get_profile(args.profile).generated_data
+                          and (args.check or args.junit_xml or args.summary_json) else [])
         gates.append(_suite_gate(suite, args.profile, run, smoke_failures))
         if args.check:
             failures = [failure_line(suite, f) for f in gate_failures(suite, run.records)]
@@ -364,10 +362,11 @@ def _run_suites(args, suites, cache, launch, job_options, gates: list) -> int:
             if failures:
                 exit_code = 1
             else:
-                what = {"smoke": "complexity cell and smoke metric",
-                        "full": "complexity and accuracy cell",
-                        "released": "complexity cell and released-weights accuracy cell"
-                        }.get(args.profile, "complexity cell")
+                p = get_profile(args.profile)
+                what = ("complexity cell and smoke metric" if p.generated_data else
+                        "complexity cell and released-weights accuracy cell"
+                        if p.released_weights else "complexity and accuracy cell"
+                        if p.gates_accuracy else "complexity cell")
                 print(f"check passed: {suite.suite}, every gated {what} within tolerance")
     if not args.no_report:
         from . import report
@@ -429,7 +428,7 @@ def _suite_gate(suite: Suite, profile: str, run, smoke_failures: list[str]):
     return SuiteGate(suite=suite, profile=profile, records=list(run.records),
                      wall_time_s=float(getattr(run, "wall_time_s", 0.0) or 0.0),
                      smoke_failures=list(smoke_failures),
-                     smoke_gated=profile == "smoke",
+                     smoke_gated=get_profile(profile).generated_data,
                      failed_jobs=list(getattr(run, "failed_jobs", []) or []),
                      failed_rows=list(getattr(run, "failed_rows", []) or []))
 

@@ -5,6 +5,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+from .profiles import PROFILES, names_with
+
 WITHIN = "within"            # inside the column's tolerance
 OUTSIDE = "outside"          # outside it: fails --check when the column is gated
 NOTED = "known deviation"    # outside or not, explained by the row's known_deviations
@@ -19,7 +21,7 @@ NO_TOLERANCE = "not gated"
 # the paper (only full runs are; README, "Profiles")
 NOT_COMPARED = "not compared"
 # (released: the authors' released weights scored here; compared like full runs)
-COMPARED_PROFILES = ("complexity", "full", "released")
+COMPARED_PROFILES = names_with("compared")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ def compare_cell(published: Optional[float], measured: Optional[float], toleranc
     if measured is None:
         return Verdict(NOT_MEASURED, reason=reason)
     if profile is not None and profile not in COMPARED_PROFILES:
-        why = ("generated data, a few iterations: proves the pipeline, not the paper"
-               if profile == "smoke" else "a fraction of the schedule: for ranking only")
+        why = (PROFILES[profile].not_compared_why if profile in PROFILES
+               else "not a profile of this version")
         return Verdict(NOT_COMPARED, reason=f"{profile} profile ({why})")
     if published is None:
         return Verdict(NO_PUBLISHED)

@@ -409,6 +409,18 @@ class Evaluation(_Frozen):
     # the alpha MPII's Mean@0.1 is read at: 0.1, or 0.11 as HRNet's lib/dataset/mpii.py
     # evaluate reads it (row 11 of its 0.01 grid)
     pckh_low_alpha: Literal[0.1, 0.11] = 0.1
+    # whose arithmetic maps heatmaps back to image pixels: HRNet's (lib/core/inference.py
+    # get_final_preds: inverse affine, (0, 0) for a maximum <= 0) or mmpose 0.13's
+    # (mmpose/core/evaluation/top_down_eval.py keypoints_from_heatmaps: transform_preds'
+    # per-axis float32 formula, (-1, -1) for a maximum <= 0)
+    decode: Literal["hrnet", "mmpose"] = "hrnet"
+    # COCO rescoring + OKS-NMS: HRNet's lib/dataset/coco.py evaluate + lib/nms/nms.py, or
+    # mmpose 0.13's topdown_coco_dataset.py evaluate + core/post_processing/nms.py oks_nms
+    # (float32 pose scores and OKS, ties ordered by argsort()[::-1])
+    coco_postprocess: Literal["hrnet", "mmpose"] = "hrnet"
+    # MPII PCKh: HRNet's lib/dataset/mpii.py evaluate, or mmpose 0.13's
+    # topdown_mpii_dataset.py evaluate (float32 predictions + 1, float32 PCK curve)
+    pckh_arithmetic: Literal["hrnet", "mmpose"] = "hrnet"
     batch_size: int = Field(32, gt=0)
 
     @model_validator(mode="after")
@@ -817,7 +829,8 @@ class Suite(_Frozen):
         """(value, source) a cell is compared with: the paper's value (``published``),
         or for a cell scored from released weights the authors' model-zoo number for
         those weights where their repository prints one."""
-        released = self.released_for(row, cid) if profile == "released" else None
+        from .profiles import has
+        released = self.released_for(row, cid) if has(profile, "released_weights") else None
         if released is not None and cid in released.model_zoo:
             return released.model_zoo[cid], "model zoo"
         return self.published(row, cid), "paper"

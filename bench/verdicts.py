@@ -12,6 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 from .compare import (COMPARED_PROFILES, NO_PUBLISHED, NO_TOLERANCE, NOT_APPLICABLE, NOT_BUILT,
                       NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN, Verdict, compare_cell,
                       decimals_of)
+from .profiles import PRIORITY, has
 from .results import CELL_ERROR, CELL_MEASURED
 from .suite import Column, Suite
 
@@ -19,7 +20,7 @@ NO_RECORD = "no result record for this row (run the suite)"
 NO_COMPARABLE_RUN = "no full-profile run"
 STATUSES = (WITHIN, OUTSIDE, NOTED, NOT_COMPARED, NOT_MEASURED, NO_TOLERANCE, NO_PUBLISHED, NOT_BUILT, NOT_APPLICABLE)
 # which record a cell is read from when several profiles measured it
-PROFILE_PRIORITY = ("full", "released", "short", "smoke", "complexity")
+PROFILE_PRIORITY = PRIORITY
 
 
 def records_by_row(suite: Suite, records: Iterable[dict]) -> dict[str, list[dict]]:
@@ -236,7 +237,7 @@ def gated_cells(suite: Suite, records: Sequence[dict]) -> list[dict]:
     # weights file is missing was skipped (one message said so) and is not gated
     # (a run with other settings than the protocols', e.g. --epochs 5, is not the paper's
     # recipe: its accuracy is not gated)
-    full = any(r.get("profile") in ("full", "released") and not r.get("settings_variant")
+    full = any(has(r.get("profile"), "gates_accuracy") and not r.get("settings_variant")
                for r in records)
     ran = {r.get("row_key") for r in records}      # --rows: gate the rows that ran
     return [v for v in cell_verdicts(suite, records)

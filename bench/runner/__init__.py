@@ -25,7 +25,7 @@ from .. import results as res
 from ..complexity.cache import MeasurementCache
 from ..launch import LaunchConfig
 from ..suite import Suite, load_suite
-from ..training.job import TRAIN_PROFILES
+from ..profiles import DEFAULT, has, names_with
 from ..verdicts import failure_line, gate_failures
 from .cells import accuracy_cell, measure_complexity, measure_row
 from .context import (BASELINES_DIR, PROFILES, REPORTS_DIR, SMOKE_DATA_SEED, WORK_DIR,
@@ -35,7 +35,7 @@ from .jobs import (accuracy_protocols, build_job, job_protocol, missing_data, ru
 
 #: profiles whose runs take settings beyond the protocol's (released scores the weights
 #: as the authors did: the command line refuses training options for it)
-VARIANT_PROFILES = ("smoke", "short", "full")
+VARIANT_PROFILES = names_with("trains")
 from .released import recorded_rows, released_rows, run_released
 from .smoke_gate import (SMOKE_TOLERANCE, baseline_path, smoke_gate_failures, smoke_metrics,
                          write_smoke_baseline)
@@ -63,7 +63,7 @@ class SuiteRun:
     variant: str | None = None
 
 
-def run_suite(suite: Suite | str | Path, profile: str = "complexity",
+def run_suite(suite: Suite | str | Path, profile: str = DEFAULT,
               results_dir: Path = res.RESULTS_DIR, data_root: Path | None = None,
               cache: MeasurementCache | None = None, rows: str | None = None,
               latency: bool = False, progress=None, work_dir: Path = WORK_DIR,
@@ -93,11 +93,11 @@ def run_suite(suite: Suite | str | Path, profile: str = "complexity",
     # report; there is nothing to measure for them
     selected = [row for row in suite.rows
                 if row.built and (not rows or fnmatch.fnmatch(row.name, rows))]
-    if profile == "released":
+    if has(profile, "released_weights"):
         selected = released_rows(suite, selected)
         run_released(suite, selected, ctx, log)
         selected = recorded_rows(suite, selected, ctx)
-    elif profile in TRAIN_PROFILES:
+    elif has(profile, "runs_jobs"):
         run_training(suite, selected, ctx, log)
     records, paths, failed_rows = [], [], []
     for row in selected:

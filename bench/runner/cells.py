@@ -30,7 +30,7 @@ from .. import results as res
 from ..complexity.conventions import CANONICAL, get_convention
 from ..env import now_iso, provenance
 from ..suite import Column, Protocol, Row, Suite
-from ..training.job import TRAIN_PROFILES
+from ..profiles import FULL, has
 from .context import RowModels, RunContext, input_shapes
 from .jobs import (accuracy_protocols, job_seeds, missing_data, run_key, run_record,
                    unsupported_task)
@@ -318,7 +318,7 @@ def _one_run(col: Column, protocol: Protocol, row: Row, ctx: RunContext, profile
         why = f"no {profile}-profile result for {key} on {protocol.name}"
         if seed is not None:
             why += f" with seed {seed}"
-        if profile == "full":
+        if profile == FULL:
             why += "; " + (missing_data(protocol, ctx.data_root) or
                            f"{protocol.dataset.upper()} found under {ctx.data_root}, but no "
                            "full training run has been recorded (run with --profile full)")
@@ -329,11 +329,11 @@ def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) ->
     """An accuracy cell from the row's run records: the run of the protocol's own seed,
     or with ``--seeds`` the mean of every seed's run, with the sample standard deviation,
     ``n``, the seeds and their values (seeds without a result listed with the reason)."""
-    if ctx.profile == "released":      # the authors' weights: one evaluation, no seeds
+    if has(ctx.profile, "released_weights"):   # one evaluation, no seeds
         from .released import released_cell
         return released_cell(col, protocol, row, ctx)
     cell = {"unit": col.unit, "convention": None}
-    profile = ctx.profile if ctx.profile in TRAIN_PROFILES else "full"
+    profile = ctx.profile if has(ctx.profile, "runs_jobs") else FULL
     found, missing = [], {}
     for seed in job_seeds(protocol, ctx.seeds):
         value, why, path = _one_run(col, protocol, row, ctx, profile, seed)
@@ -417,11 +417,11 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
     spec = models.spec(None)
     failed = [cid for cid, c in cells.items() if c["status"] == res.CELL_ERROR]
     runs = {}
-    if ctx.profile in TRAIN_PROFILES:
+    if has(ctx.profile, "runs_jobs"):
         for key, protocol in accuracy_protocols(suite, row).items():
             # the run of the protocol's own seed (the one the smoke baseline holds) ...
             path = run_record(row, protocol, ctx.profile, ctx.results_dir, None, ctx.variant)
-            if ctx.profile == "released" and key in row.released:
+            if has(ctx.profile, "released_weights") and key in row.released:
                 from .released import record_path     # the weights' own forward and protocol
                 path = record_path(row, key, protocol, ctx.results_dir)
             runs[key] = _run_summary(path, ctx)

@@ -16,18 +16,18 @@ from .. import results as res
 from ..complexity.cache import MeasurementCache
 from ..launch import LaunchConfig
 from ..suite import Column, Protocol, Row
-from ..training.job import TRAIN_PROFILES
+from ..profiles import DEFAULT, NAMES
 
 REPORTS_DIR = res.RESULTS_DIR.parent / "reports"
 WORK_DIR = res.RESULTS_DIR.parent / "work_dirs"
 BASELINES_DIR = res.RESULTS_DIR / "baselines"
-PROFILES = ("complexity",) + TRAIN_PROFILES
+PROFILES = NAMES
 SMOKE_DATA_SEED = 0
 
 
 @dataclasses.dataclass
 class RunContext:
-    profile: str = "complexity"
+    profile: str = DEFAULT
     results_dir: Path = res.RESULTS_DIR
     data_root: Path | None = None
     weights_dir: Path | None = None    # the released profile: the authors' weight files

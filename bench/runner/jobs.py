@@ -23,6 +23,7 @@ from typing import Sequence
 
 from .. import results as res
 from ..paths import work_path
+from ..profiles import has
 from ..suite import Protocol, Row, Suite
 from .context import SMOKE_DATA_SEED, RunContext, model_overrides
 
@@ -209,7 +210,7 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
     """Launch the jobs the rows' accuracy cells need (those not done yet)."""
     wanted = [p for row in rows for p in accuracy_protocols(suite, row).values()]
     data_root = ctx.data_root
-    if ctx.profile == "smoke":
+    if has(ctx.profile, "generated_data"):
         data_root = smoke_data_root(ctx, [p.task for p in wanted
                                           if not p.server_only and not unsupported_task(p)])
     world = ctx.launch.world_size
@@ -222,12 +223,12 @@ def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) 
             continue
         seen.add(path)
         why = unsupported_task(protocol)
-        if why is None and (protocol.server_only or ctx.profile != "smoke"):
+        if why is None and (protocol.server_only or not has(ctx.profile, "generated_data")):
             why = missing_data(protocol, data_root)     # smoke data is generated
         if why is None and not protocol.trainable:
             why = f"protocol {protocol.name} has no training recipe (optimizer, schedule, batch)"
         weights = job_protocol(row, protocol).pretrained
-        if why is None and weights and ctx.profile != "smoke":
+        if why is None and weights and not has(ctx.profile, "generated_data"):
             from ..checkpoints import pretrained_path
             if not pretrained_path(weights).is_file():
                 where = "row" if row.pretrained else f"protocol {protocol.name}"

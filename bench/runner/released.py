@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import results as res
+from ..profiles import RELEASED
 from ..suite import Column, Protocol, ReleasedWeights, Row, Suite
 from .context import RunContext
 from .jobs import (accuracy_protocols, build_job, done_already, job_outcomes, missing_data,
                    run_key, unsupported_task)
 
-PROFILE = "released"
+PROFILE = RELEASED
 
 
 def released_rows(suite: Suite, rows: Sequence[Row]) -> list[Row]:

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from .. import results as res
 from ..env import provenance
+from ..profiles import SMOKE
 from ..suite import Suite
 
 # smoke gate: how far a metric may move from the committed baseline before --check fails
@@ -30,7 +31,7 @@ def smoke_metrics(suite: Suite, records: Sequence[dict],
     evaluation half of the pipeline), first_loss, final_loss} from smoke row records."""
     out: dict[str, dict[str, dict]] = {}
     for rec in records:
-        if rec.get("profile") != "smoke":
+        if rec.get("profile") != SMOKE:
             continue
         for key, run in (rec.get("runs") or {}).items():
             if finished_only and run.get("status") != "ok":
@@ -61,7 +62,7 @@ def write_smoke_baseline(suite: Suite, records: Sequence[dict], path: Path) -> P
         rows[row_key] = {**(rows.get(row_key) or {}), **protocols}
     rows = {row.key: rows[row.key] for row in suite.rows if row.key in rows}
     res.atomic_write_json(path, {
-        "suite": suite.suite, "profile": "smoke",
+        "suite": suite.suite, "profile": SMOKE,
         "about": "metrics of the smoke profile (generated data, fixed seeds, CPU); "
                  "run_suite.py --check --profile smoke fails when a metric moves beyond "
                  "the tolerance. Regenerate with --profile smoke --update-baseline after "
@@ -89,7 +90,7 @@ def smoke_gate_failures(suite: Suite, records: Sequence[dict], path: Path) -> li
     failures = []
     # the baseline holds the run of each protocol's own seed (with --seeds, the others are
     # recorded beside it but not gated): a run of it that did not finish is one failure
-    unfinished = {(rec.get("row_key"), key): run for rec in records if rec.get("profile") == "smoke"
+    unfinished = {(rec.get("row_key"), key): run for rec in records if rec.get("profile") == SMOKE
                   for key, run in (rec.get("runs") or {}).items() if run.get("status") != "ok"}
     for row_key, protocols in current.items():
         if row_key not in expected_rows:

@@ -33,26 +33,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import preemption
+from ..profiles import FULL, get_profile, names_with
 from ..results import StorageError, store_run_record
 
+#: each job profile's settings (bench.profiles: the table says why each is what it is)
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
-    # a few iterations on generated data: proves the path, never compared with papers
-    # (eval_batch_size caps the protocol's evaluation batch)
-    # (cpu_threads: CPU kernels split their reductions by thread count, and a network at
-    # its initialisation amplifies the last bits; a fixed count makes the smoke numbers the
-    # same on every machine, so the committed baselines hold anywhere)
-    # (validate_during_training: smoke runs evaluate once, after training, whatever the
-    # protocol's validation interval; the interval's path is tested on its own)
-    "smoke": {"epochs": 2, "max_iters_per_epoch": 3, "batch_size": 4, "device": "cpu",
-              "num_workers": 0, "eval_batch_size": 8, "log_interval": 1, "cpu_threads": 2,
-              "validate_during_training": False},
-    # a fraction of the paper's schedule (epochs and milestones scaled), for ranking
-    "short": {"epoch_fraction": 0.1},
-    "full": {},
-    # the authors' released weights, evaluated only (Job(eval_only=True, checkpoint=...));
-    # compared with the published accuracy like full runs
-    "released": {},
-}
+    name: dict(get_profile(name).job_settings) for name in names_with("runs_jobs")}
 TRAIN_PROFILES = tuple(PROFILE_SETTINGS)
 
 
@@ -75,7 +61,7 @@ class Job:
     model: str
     protocol: dict                         # bench.suite.Protocol.model_dump(mode="json")
     work_dir: str
-    profile: str = "full"
+    profile: str = FULL
     overrides: dict = dataclasses.field(default_factory=dict)
     model_key: str = ""
     data_root: Optional[str] = None
@@ -105,7 +91,7 @@ class Job:
         if self.profile not in PROFILE_SETTINGS:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILE_SETTINGS)}")
         self.model_key = self.model_key or self.model
-        if self.profile == "smoke":
+        if get_profile(self.profile).generated_data:
             # generated data is small: the task fits the protocol's sizes to it
             from ..tasks import get_task
             self.protocol = get_task(self.task).smoke_protocol(self.protocol)
@@ -336,7 +322,8 @@ class Job:
             load_official_checkpoint(model, self.checkpoint)
             out["weights"] = str(self.checkpoint)
             out["weights_sha256"] = file_sha256(self.checkpoint)
-        elif self.protocol.get("pretrained") and not self.eval_only and self.profile != "smoke":
+        elif self.protocol.get("pretrained") and not self.eval_only \
+                and not get_profile(self.profile).generated_data:
             # ImageNet backbone (smoke runs start from the init, so that they do not depend
             # on files only some machines have); a resumed run overwrites it from its
             # checkpoint
@@ -391,7 +378,7 @@ class Job:
         if info.is_main:
             out["metrics"] = {k: finite_or_none(v) for k, v in metrics.items()}
             out["val_samples"] = len(val_set)
-            if self.profile == "smoke":
+            if get_profile(self.profile).generated_data:     # the smoke gate's oracle
                 oracle = evaluate_targets(task, task.oracle_dataset(self.protocol, self.data_root),
                                           self.protocol)
                 out["target_metrics"] = {k: finite_or_none(v) for k, v in oracle.items()}
