@@ -31,11 +31,14 @@ unchanged; so do we. ``tests/test_samples_golden_det.py`` shows the default's ta
 equal CenterNet's bit for bit.
 
 Decoding (``models/decode.py::ctdet_decode`` + ``utils/post_process.py``): a 3x3 max-pool
-keeps heatmap peaks, the top ``k`` scores over all classes and positions are taken, a box
-is ``(x + reg_x, y + reg_y) -/+ wh / 2`` on the output grid and is mapped back through the
-inverse of the test crop's affine transform (centre, scale = the long side) to image
-pixels. Boxes are in OpenCV's pixel frame (pixel i covers [i - 0.5, i + 0.5]); the VOC
-dataset says how that relates to the devkit's 1-based coordinates.
+keeps heatmap peaks, the top ``k`` scores are taken (by default as CenterNet's ``_topk``:
+per class, then over the classes), a box is ``(x + reg_x, y + reg_y) -/+ wh / 2`` on the
+output grid and is mapped back through the inverse of the test crop's affine transform
+(centre, scale = the long side) to image pixels (by default with CenterNet's float32
+three-point inverse; ``tests/test_predictions_golden_det.py`` shows the boxes equal its
+own ``CtdetDetector``'s bit for bit). Boxes are in OpenCV's pixel frame (pixel i
+covers [i - 0.5, i + 0.5]); the VOC dataset says how that relates to the devkit's
+1-based coordinates.
 
 Encoding is numpy; decoding uses torch for the max-pool and top-k (imported when called,
 so this module stays importable without torch).
@@ -48,7 +51,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .transforms import affine_transform, get_affine_transform
+from .transforms import (affine_transform, get_affine_transform,
+                         get_affine_transform_points)
 
 __all__ = ["CenterNetCodec", "gaussian_radius", "gaussian_radius_centernet", "gaussian_2d",
            "draw_umich_gaussian", "center_scale_of_image", "color_augment", "PCA_EIGVAL",
@@ -316,8 +320,8 @@ class CenterNetCodec:
         wh = (wh[0:1] + torch.flip(wh[1:2], dims=[3])) / 2
         return hm, wh, (None if reg is None else torch.as_tensor(reg)[0:1])
 
-    def decode(self, hm, wh, reg=None, centers=None, scales=None,
-               k: int = 100) -> list[np.ndarray]:
+    def decode(self, hm, wh, reg=None, centers=None, scales=None, k: int = 100,
+               selection: str = "per_class", numerics: str = "centernet") -> list[np.ndarray]:
         """Detections per image, each a float32 (k, 6) array [x1, y1, x2, y2, score,
         class] sorted by score (class: 0-based index).
 
@@ -325,9 +329,22 @@ class CenterNetCodec:
         ``reg`` (B, 2, h, w) tensors or arrays; without ``reg`` the centre is the cell's
         middle (+0.5). With ``centers`` (B, 2) and ``scales`` (B,) of the test crops the
         boxes are in original image pixels, else in input pixels. Fewer than ``k``
-        positions give fewer rows."""
+        positions give fewer rows.
+
+        ``selection``: "per_class" is CenterNet's ``models/decode.py::_topk`` (the top
+        ``k`` peaks of each class, then the top ``k`` of those; the same scores as one
+        top-k, equal scores may come out in another order or, at the k-th place, be
+        other peaks), "global" one top-k over every class and position.
+        ``numerics``: "centernet" maps boxes back as ``utils/post_process.py::
+        ctdet_post_process`` (the inverse matrix of three float32 point pairs,
+        ``get_affine_transform(..., inv=1)``, one ``np.dot`` per float32 corner);
+        "exact" with the closed-form inverse in float64."""
         import torch
         import torch.nn.functional as F
+        if selection not in ("per_class", "global"):
+            raise ValueError(f"selection must be 'per_class' or 'global', got {selection!r}")
+        if numerics not in ("centernet", "exact"):
+            raise ValueError(f"numerics must be 'centernet' or 'exact', got {numerics!r}")
         hm = torch.as_tensor(hm, dtype=torch.float32)
         wh = torch.as_tensor(wh, dtype=torch.float32)
         if hm.dim() != 4 or wh.shape != (hm.shape[0], 2, *hm.shape[2:]):
@@ -336,10 +353,18 @@ class CenterNetCodec:
         b, c, h, w = hm.shape
         # a position is a peak when it is the maximum of its 3x3 neighbourhood
         peaks = hm * (F.max_pool2d(hm, 3, stride=1, padding=1) == hm).to(hm.dtype)
-        k = min(int(k), c * h * w)
-        scores, index = peaks.reshape(b, -1).topk(k, dim=1)
-        classes = torch.div(index, h * w, rounding_mode="floor")
-        pix = index - classes * (h * w)
+        if selection == "per_class":
+            kc = min(int(k), h * w)
+            class_scores, class_pix = peaks.reshape(b, c, -1).topk(kc, dim=2)
+            k = min(int(k), c * kc)
+            scores, index = class_scores.reshape(b, -1).topk(k, dim=1)
+            classes = torch.div(index, kc, rounding_mode="floor")
+            pix = class_pix.reshape(b, -1).gather(1, index)
+        else:
+            k = min(int(k), c * h * w)
+            scores, index = peaks.reshape(b, -1).topk(k, dim=1)
+            classes = torch.div(index, h * w, rounding_mode="floor")
+            pix = index - classes * (h * w)
         ys = torch.div(pix, w, rounding_mode="floor").to(torch.float32)
         xs = (pix - torch.div(pix, w, rounding_mode="floor") * w).to(torch.float32)
         gather = pix[:, None, :].expand(b, 2, k)
@@ -351,7 +376,7 @@ class CenterNetCodec:
             xs, ys = xs + off[:, 0], ys + off[:, 1]
         boxes = torch.stack([xs - size[:, 0] / 2, ys - size[:, 1] / 2,
                              xs + size[:, 0] / 2, ys + size[:, 1] / 2], dim=2)
-        boxes = boxes.detach().cpu().numpy().astype(np.float64)
+        boxes = boxes.detach().cpu().numpy()                 # float32, as CenterNet's dets
         scores = scores.detach().cpu().numpy()
         classes = classes.detach().cpu().numpy()
 
@@ -361,12 +386,19 @@ class CenterNetCodec:
         out_h, out_w = self.output_size
         for i in range(b):
             if centers is None:
-                xy = boxes[i].reshape(-1, 2) * self.output_stride
+                xy = boxes[i].reshape(-1, 2).astype(np.float64) * self.output_stride
+            elif numerics == "centernet":
+                inv = get_affine_transform_points(
+                    np.asarray(centers[i], np.float32).reshape(2),
+                    np.float32(np.asarray(scales[i]).reshape(-1)[0]), 0.0, (out_w, out_h),
+                    inv=True, pixel_std=1.0)
+                xy = np.array([np.dot(inv, np.array([x, y, 1.0], dtype=np.float32))
+                               for x, y in boxes[i].reshape(-1, 2)]).reshape(-1, 2)
             else:
                 inv = get_affine_transform(np.asarray(centers[i], np.float64).reshape(2),
                                            float(np.asarray(scales[i]).reshape(-1)[0]), 0.0,
                                            (out_w, out_h), inv=True, pixel_std=1.0)
-                xy = affine_transform(boxes[i].reshape(-1, 2), inv)
+                xy = affine_transform(boxes[i].reshape(-1, 2).astype(np.float64), inv)
             det = np.concatenate([xy.reshape(-1, 4), scores[i][:, None],
                                   classes[i][:, None]], axis=1)
             out.append(det.astype(np.float32))

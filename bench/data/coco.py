@@ -7,32 +7,11 @@ Serves the COCO val columns of HRNet (Sun et al., CVPR 2019) Tables 1 and 6, Lit
     <root>/images/{train2017,val2017}/000000xxxxxx.jpg
     <root>/person_detection_results/COCO_val2017_detections_AP_H_56_person.json
 
-Person records follow HRNet ``lib/dataset/coco.py`` and mmpose 0.13's
-``TopDownCocoDataset`` (the same code but for one comparison, ``box_filter``; both pinned by
-``tests/golden/samples_{hrnet,mmpose}_coco.json``):
-
-* ground-truth boxes (training, and evaluation with ``use_gt_bbox``): crowd
-  annotations are skipped (``getAnnIds(iscrowd=False)``); each box is sanitised as
-  ``_load_coco_keypoint_annotation_kernal`` does: x1, y1 clipped at 0, x2 = min(W - 1,
-  x1 + max(0, w - 1)), likewise y2, kept when the annotation's area > 0 and x2 >= x1 and
-  y2 >= y1 (``box_filter='hrnet'``; mmpose: x2 > x1 and y2 > y1, which drops a box one
-  pixel wide or high), and the *cleaned* box (w' = x2 - x1, one pixel narrower than the original) is
-  used; annotations without keypoints (``max(keypoints) == 0``, or ``num_keypoints == 0``
-  as mmpose also checks) are skipped; visibility is ``min(v, 1)`` (COCO's v = 1
-  "labelled, occluded" counts as visible for the loss);
-* detector boxes (evaluation, the papers' protocol): every ``category_id == 1`` entry of
-  the detection file with ``score >= box_score_threshold`` (the reference's
-  ``image_thre``, 0.0 in both recipes: every box is kept, low scores are left to the
-  rescoring and OKS-NMS); its box is used as is (no clipping), as the reference;
-* box -> (center, scale): grown to the input aspect ratio W/H, padded by 1.25
-  (``bench.data.transforms.box_to_center_scale``, the reference ``_xywh2cs``).
-
-Departure, no effect on any metric: detector records carry ``visible = 0`` (the
-reference set it to 1 with all-zero joints, which made meaningless validation-loss
-targets at the image origin); their targets are empty with weight 0.
-
 ``to_coco_results`` turns predictions + meta into the dicts ``bench.evaluation``'s
 ``rescore_and_nms`` / ``coco_keypoint_ap`` take.
+
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/data/coco.py.
 """
 from __future__ import annotations
 

@@ -33,10 +33,12 @@ __all__ = [
     "gaussian_targets", "get_max_preds", "quarter_offset", "gaussian_modulation",
     "dark_refine", "decode_heatmap_coords", "decode_heatmaps", "flip_back",
     "shift_heatmaps", "flip_test_average", "default_modulate_kernel", "MSRAHeatmapCodec",
-    "POST_PROCESS_MODES",
+    "POST_PROCESS_MODES", "DECODE_STYLES", "mmpose_transform_preds",
 ]
 
 POST_PROCESS_MODES = (None, "default", "gaussian", "dark")
+#: whose arithmetic maps heatmaps back to keypoints (``evaluation.decode``)
+DECODE_STYLES = ("hrnet", "mmpose")
 _CV_MAX_CHANNELS = 128
 
 
@@ -163,12 +165,19 @@ def _check_batch(heatmaps) -> np.ndarray:
     return hm
 
 
-def get_max_preds(heatmaps):
+def _check_decode(decode: str) -> str:
+    if decode not in DECODE_STYLES:
+        raise ValueError(f"decode must be one of {DECODE_STYLES}, got {decode!r}")
+    return decode
+
+
+def get_max_preds(heatmaps, decode: str = "hrnet"):
     """Argmax of each heatmap: coords (N, K, 2) float32 as (x, y), maxvals (N, K, 1).
 
-    As we read HRNet's ``get_max_preds``, a joint whose maximum is <= 0 gets coords (0, 0)
-    (mmpose, by our reading, puts -1 there; that only moves joints that the score
-    threshold drops anyway). Not checked against either code base.
+    A joint whose maximum is <= 0 gets coords (0, 0) with ``decode='hrnet'`` (HRNet's
+    lib/core/inference.py ``get_max_preds``) and (-1, -1) with ``'mmpose'`` (mmpose 0.13's
+    mmpose/core/evaluation/top_down_eval.py ``_get_max_preds``); both checked by the
+    prediction goldens.
     """
     hm = _check_batch(heatmaps)
     n, k, _, w = hm.shape
@@ -176,6 +185,8 @@ def get_max_preds(heatmaps):
     idx = np.argmax(flat, axis=2)
     maxvals = np.take_along_axis(flat, idx[..., None], axis=2)
     coords = np.stack([idx % w, idx // w], axis=-1).astype(np.float32)
+    if _check_decode(decode) == "mmpose":
+        return np.where(maxvals > 0, coords, np.float32(-1.0)), maxvals
     coords *= (maxvals > 0).astype(np.float32)
     return coords, maxvals
 
@@ -293,17 +304,19 @@ def _normalise_mode(post_process):
     return post_process
 
 
-def decode_heatmap_coords(heatmaps, post_process="default", kernel: int = 11):
+def decode_heatmap_coords(heatmaps, post_process="default", kernel: int = 11,
+                          decode: str = "hrnet"):
     """Keypoints in heatmap pixels (N, K, 2) float32 and maxvals (N, K, 1).
 
     ``post_process``: None (plain argmax), ``'default'`` (quarter offset, HRNet and
     mmpose), ``'gaussian'`` (Lite-HRNet's test_cfg; identical to ``'default'``, see the
     module docstring), ``'dark'`` (DARK; ``kernel`` is the modulation kernel).
     ``True``/``False`` and ``'unbiased'`` are accepted as mmpose spells them.
+    ``decode``: the argmax of non-positive maxima (``get_max_preds``).
     """
     hm = _check_batch(heatmaps)
     mode = _normalise_mode(post_process)
-    coords, maxvals = get_max_preds(hm)
+    coords, maxvals = get_max_preds(hm, decode)
     if mode in ("default", "gaussian"):
         coords = quarter_offset(hm, coords)
     elif mode == "dark":
@@ -311,28 +324,45 @@ def decode_heatmap_coords(heatmaps, post_process="default", kernel: int = 11):
     return coords, maxvals
 
 
-def decode_heatmaps(heatmaps, centers, scales, post_process="default", kernel: int = 11):
+def mmpose_transform_preds(coords, center, scale, output_size) -> np.ndarray:
+    """(K, 2) heatmap coordinates -> image pixels as mmpose 0.13's
+    mmpose/core/post_processing/post_transforms.py ``transform_preds`` (use_udp False):
+    per axis, x * (s_x * 200 / w) + c_x - s_x * 200 / 2, all in float32 (centre and scale
+    cast to float32 first, as its ``TopDownBaseHead.decode`` does)."""
+    coords = np.asarray(coords, dtype=np.float32)
+    center = np.asarray(center, dtype=np.float32)
+    scale = np.asarray(scale, dtype=np.float32) * np.float32(200.0)
+    out = np.ones_like(coords[..., :2])
+    for axis in (0, 1):
+        step = scale[axis] / np.float32(output_size[axis])
+        out[..., axis] = coords[..., axis] * step + center[axis] - scale[axis] * np.float32(0.5)
+    return out
+
+
+def decode_heatmaps(heatmaps, centers, scales, post_process="default", kernel: int = 11,
+                    decode: str = "hrnet"):
     """Predicted heatmaps (N, K, h, w) -> keypoints in original image pixels.
 
     ``centers`` (N, 2) and ``scales`` (N, 2) (or (N,) scalar scales) describe each test
     crop in the 200 px convention; heatmap coordinates go back through the inverse crop
     transform with the heatmap as the crop (so the stride is accounted for). Returns
     ``preds`` (N, K, 2) float32 and ``maxvals`` (N, K, 1) (the scores COCO evaluation
-    rescores with). mmpose, as we read it, maps back with a per-axis formula instead of
-    the inverse affine; the two agree whenever the box has the input's aspect ratio,
-    which ``box_to_center_scale`` guarantees.
+    rescores with). ``decode='hrnet'``: the inverse affine in float64 (HRNet's
+    ``transform_preds``, to its float32 rounding); ``'mmpose'``: mmpose's per-axis
+    float32 formula (``mmpose_transform_preds``) and its -1 for non-positive maxima.
     """
     hm = _check_batch(heatmaps)
     n, _, h, w = hm.shape
-    coords, maxvals = decode_heatmap_coords(hm, post_process, kernel)
+    coords, maxvals = decode_heatmap_coords(hm, post_process, kernel, decode)
     centers = np.asarray(centers, dtype=np.float64).reshape(n, 2)
     scales = np.asarray(scales, dtype=np.float64)
     if scales.size == n:                 # one scalar scale per box means (s, s)
         scales = np.repeat(scales.reshape(n, 1), 2, axis=1)
     scales = scales.reshape(n, 2)
     preds = np.empty_like(coords)
+    back = mmpose_transform_preds if decode == "mmpose" else transform_preds
     for i in range(n):
-        preds[i] = transform_preds(coords[i], centers[i], scales[i], (w, h))
+        preds[i] = back(coords[i], centers[i], scales[i], (w, h))
     return preds, maxvals
 
 
@@ -399,12 +429,12 @@ class MSRAHeatmapCodec:
                                 self.sigma, unbiased=self.unbiased, joint_weights=joint_weights)
 
     def decode(self, heatmaps, centers=None, scales=None, post_process="default",
-               kernel: int | None = None):
+               kernel: int | None = None, decode: str = "hrnet"):
         kernel = self.modulate_kernel if kernel is None else kernel
         if centers is None:
-            coords, maxvals = decode_heatmap_coords(heatmaps, post_process, kernel)
+            coords, maxvals = decode_heatmap_coords(heatmaps, post_process, kernel, decode)
             return (coords * self.stride).astype(np.float32), maxvals
-        return decode_heatmaps(heatmaps, centers, scales, post_process, kernel)
+        return decode_heatmaps(heatmaps, centers, scales, post_process, kernel, decode)
 
     def __repr__(self) -> str:
         return (f"MSRAHeatmapCodec(input_size={self.input_size}, heatmap_size="

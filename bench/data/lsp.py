@@ -7,37 +7,12 @@ training run (scored with ``bench.evaluation.lsp_pck``, PCK@0.2). Layout::
     <root>/joints.mat
     <root>/images/im00001.jpg ...   (im%05d.jpg, 1-based; the original LSP uses im%04d)
 
-``joints.mat`` holds one variable ``joints`` in one of two shapes:
+``load_lsp_joints`` returns visibility for both ``joints.mat`` layouts (LSP-extended
+14 x 3 x N, original LSP 3 x 14 x N); ``split_indices`` keeps the last 10 % of the
+images as validation.
 
-* LSP-extended (10,000 images): **14 x 3 x N**, rows x, y, *visibility* (1 = visible).
-  Invisible joints are not annotated: their coordinates are junk (often 0 or negative,
-  e.g. (0, -26.1) for the right ankle of im00001) and must never be used.
-* original LSP (2,000 images): **3 x 14 x N**, rows x, y and a flag that, despite the
-  README's "visibility", is 1 for *occluded* joints (the usual conversions invert it);
-  occluded joints there still have an estimated position.
-
-``load_lsp_joints`` recognises the layout from the shape (the two are never ambiguous:
-the joint axis comes first in one and second in the other) and returns visibility in
-both cases; ``flag=`` forces the meaning when a file does not follow its dataset's
-convention.
-
-One person per image; the person box is the bounding box of the *visible* joints (fall
-back to all joints inside the image, then to the whole image), grown to the input aspect
-ratio and padded by ``PADDING`` = 1.5. Why 1.5 and not COCO's 1.25: a COCO box already
-encloses the whole body (head, hands, feet), a joint box stops at the joint centres
-(wrists, ankles, head top); 1.5 is what the reference half-body transform uses for its
-joint boxes, and close to what MPII's pipeline gives over its joint extent (person scale
-~1.15 x the joint extent on the shared sample, times the 1.25 padding = 1.44).
-
-Split (LSP-extended has no official validation set; the literature trains on all 10,000
-and tests on the original LSP's test half): ``split_indices`` keeps the **last 10 %**
-of the images (im09001-im10000 for LSP-extended) as validation. The file order is
-already mixed across the three Flickr tags (parkour, gymnastics, athletics; checked on a
-contact sheet of the first, middle and last images), so a contiguous block is an
-unbiased sample; it is trivial to state and reproduce, a prefix of the training part
-(for a shorter run) never touches validation, and near-duplicate neighbours (one
-photographer's burst) can only straddle the single split boundary, whereas "every 10th
-image" would interleave them throughout.
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/data/lsp.py.
 """
 from __future__ import annotations
 

@@ -6,24 +6,11 @@ Lite-HRNet (Yu et al., CVPR 2021) Tables 5-7, FlatteNet's MPII tables::
     <root>/annot/{train,valid}.json   (+ gt_valid.mat for the PCKh evaluation)
     <root>/images/<name>.jpg
 
-Each JSON entry is one person: ``image``, ``center`` (x, y), ``scale`` (person size /
-200 px, one number), ``joints`` (16 x 2), ``joints_vis`` (16), in MATLAB 1-based pixels.
-The conversion is the reference's (HRNet ``lib/dataset/mpii.py::_get_db``; mmpose's
-``TopDownMpiiDataset`` is identical), in this order:
+Records are converted to 0-based pixels as HRNet's ``_get_db`` does; validation records
+keep ``gt_valid.mat``'s order.
 
-1. ``scale`` -> (s, s);
-2. when the center is given (``center[0] != -1``): ``center_y += 15 * s`` (with the
-   *unpadded* s; MPII's annotated ``objpos`` sits high on the body, around the chest,
-   so the crop is moved down toward the person's middle) and then ``s *= 1.25`` (the
-   same 1.25 padding as COCO boxes, so limbs near the box edge stay inside the crop);
-3. ``center - 1`` and ``joints - 1``: MATLAB 1-based -> 0-based pixels. The PCKh
-   evaluation (``bench.evaluation.mpii_pckh``, ``one_based=False``) adds the 1 back.
-
-Missing joints (``joints_vis == 0``) are stored by the JSON at (-1, -1), i.e. (-2, -2)
-after step 3; they only ever carry weight 0. The validation records keep the file's
-order, which is ``gt_valid.mat``'s order (checked on the shared sample: its 5 entries
-are gt_valid's first 5 persons, joints equal to ``pos_gt_src`` to 1e-4), so predictions
-in dataset order can be scored directly; ``gt_order`` reorders shuffled ones.
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/data/mpii.py.
 """
 from __future__ import annotations
 

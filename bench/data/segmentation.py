@@ -6,47 +6,11 @@ Lite-HRNet Table 8 and FlatteNet Table VIII (HRNetV2's recipes).
 file pairs of their official layouts and say how label values map to train ids;
 everything from the files to the tensors happens here, once, for all of them.
 
-The training pipeline is the one of HRNet-Semantic-Segmentation's datasets
-(``lib/datasets/base_dataset.py`` ``gen_sample``: ``multi_scale_aug`` -> ``rand_crop``
-with ``pad_image`` -> ``input_transform`` -> flip; its ``lip.py`` flips and resizes to
-the crop size first). tests/test_samples_golden_seg_train.py checks samples against that
-code's own output (``tests/golden/samples_hrnet_seg_*.json``):
+Each sample draws from ``numpy.random.default_rng([seed, epoch, index])``: call
+``set_epoch`` once per epoch.
 
-1. read the image with OpenCV, BGR -> RGB (greyscale files load as 3 equal channels),
-   the label as a single-channel PNG mapped to train ids (``map_label``);
-2. optional, first (``flip_first``, LIP's order): the horizontal flip of step 6, on the
-   image and label as read; then optional ``resize_to_crop``: image (bilinear) and label
-   (nearest) resized to ``crop_size`` whatever their aspect ratio (LIP);
-3. random scale: long side = ``base_size`` (or the image's own long side) x s, rounded
-   (``int(x + 0.5)``), the short side in proportion, rounded alike; image bilinear,
-   label nearest. With ``scale_factor`` (HRNet's SCALE_FACTOR) s = 0.5 + k / 10 for k
-   uniform in 0..scale_factor (16: 0.5..2.1, both ends included); otherwise s is
-   U(``scale_range``), continuous;
-4. pad at the bottom/right to at least ``crop_size``: the label with ``ignore_label`` so
-   padding never enters the loss, the image with ``pad_image``: 'black' (pixel value 0
-   before normalisation, as the official code pads the uint8 image) or 'mean' (0 after
-   normalisation, the ImageNet mean colour);
-5. random crop to ``crop_size``, offsets x then y uniform over the valid positions;
-6. horizontal flip (unless done first): with ``flip_prob`` 0.5 the draw is a fair coin
-   (``integers('flip', 0, 2) == 0`` flips, as the official ``np.random.choice(2)``),
-   otherwise U(0, 1) < ``flip_prob``; image and label mirrored and the label values of
-   ``flip_pairs`` exchanged (LIP's left/right arm, leg, shoe);
-7. ImageNet mean/std normalisation, (x / 255 - mean) / std with the subtraction and the
-   division in float64 and float32 results (the official ``input_transform``), HWC ->
-   CHW float32; label int64.
-
-Evaluation items are the whole image, normalised, at its own size (or, with
-``eval_image_size``, the uint8 image resized to it first, as HRNet-Semantic-Segmentation's
-LIP testval), with the label at the image's own size: resizing to a test scale, sliding
-windows and flip averaging belong to the evaluator (images differ in size, so evaluation
-runs at batch 1).
-
-Randomness: every draw of a sample is a named call on ``draws_for(index)``, by default
-``SampleDraws`` over ``numpy.random.default_rng([seed, epoch, index])``, in the order
-(flip, if first), scale, crop offset (x, y), flip; a draw that is switched off is not
-made. So a sample depends on (seed, epoch, index) only, whatever the DataLoader workers
-or sampling order; with the flip last, the flip of a crop is the mirror of the
-unflipped crop. Call ``set_epoch`` once per epoch.
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/data/segmentation.py.
 """
 from __future__ import annotations
 

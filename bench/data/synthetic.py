@@ -5,34 +5,11 @@ FlatteNet) run on these files, so they exercise exactly the loading code real da
 through (``coco.py``, ``mpii.py``, ``lsp.py``, pycocotools, ``gt_valid.mat``) without the
 real datasets. Never compared with published accuracy.
 
-Every image shows stick figures on a noisy, cluttered background (all background and
-limb colours <= 170): limbs are thick coloured lines, the torso and head are filled
-shapes, and every *annotated, visible* joint is a filled white (255) disc centred
-exactly on its annotated position. So an image crop and its target heatmaps can be
-checked against each other by brightness alone.
+``write_coco``, ``write_mpii``, ``write_lsp`` and ``write_all`` write the layouts; every
+annotated, visible joint is a white disc centred exactly on its annotated position.
 
-* ``write_coco(root)``: ``annotations/person_keypoints_{train2017,val2017}.json`` (COCO
-  format, person category with keypoint names and skeleton; per person bbox, area,
-  polygon, num_keypoints, iscrowd, keypoints with v = 2 visible / 1 occluded (not
-  drawn) / 0 unlabelled (0, 0, 0)), like the real data also crowd regions (RLE, no
-  keypoints) and small zero-keypoint persons; ``images/<split>/%012d.jpg``;
-  ``person_detection_results/COCO_val2017_detections_AP_H_56_person.json`` (jittered
-  boxes of the val persons with high scores, weaker ones for the small persons, and
-  low-score false boxes).
-* ``write_mpii(root)``: ``annot/{train,valid}.json`` in HRNet's JSON (1-based MATLAB
-  pixels, MPII's high ``center`` and person-height ``scale``) and ``annot/gt_valid.mat``
-  (``dataset_joints``, ``jnt_missing``, ``pos_gt_src``, ``headboxes_src``, 1-based,
-  written with ``scipy.io.savemat`` so ``bench.evaluation.load_gt_valid`` reads it);
-  ``images/%09d.jpg``.
-* ``write_lsp(root)``: ``joints.mat`` (14 x 3 x N with visibility, LSP-extended; or
-  3 x 14 x N with an occlusion flag, original LSP) and ``images/im%05d.jpg``
-  (``im%04d.jpg`` for the original layout); invisible LSP-extended joints get junk
-  coordinates, as in the real file.
-* ``write_all(data_root)``: the three under ``coco/``, ``mpii/``, ``lspet/`` (the
-  protocols' ``data_files`` layout).
-
-All deterministic for a seed (numpy Generator; JPEG encoding is deterministic) and fast
-(defaults: 8 images per split, 128..256 px).
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/data/synthetic.py.
 """
 from __future__ import annotations
 

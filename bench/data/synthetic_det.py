@@ -4,27 +4,8 @@ Tests and the ``smoke`` profile of the detection table run on these files, so th
 through the same loading code as the real VOC 2007 + 2012 (``bench.data.voc``); never
 compared with published accuracy.
 
-Layout, as the devkit tarballs unpack it::
-
-    root/VOCdevkit/VOC2007/{Annotations/<id>.xml, JPEGImages/<id>.jpg,
-                            ImageSets/Main/{train,val,trainval,test}.txt}
-    root/VOCdevkit/VOC2012/...   (train, val, trainval only: VOC2012 test is held back)
-
-The XML files carry what real ones do: ``folder``, ``filename``, ``source``, ``size``
-(width, height, depth), ``segmented`` and per object ``name``, ``pose``, ``truncated``,
-``difficult`` and ``bndbox`` in the devkit's 1-based pixel coordinates (a shape covering
-0-based pixel columns ``a..b`` is written ``xmin = a + 1``, ``xmax = b + 1``).
-
-The content is learnable: each object is a filled rectangle or ellipse painted in its
-class's colour (fixed per class for every seed and split) on a low-contrast noisy
-background, under mild illumination change and pixel noise, so a detector can learn
-colour -> class and the box from the shape's extent in a few steps. Objects overlap
-little (IoU < 0.3 with earlier ones); some run off the border (``truncated``, box
-clipped to the image) and every third image holds a small object marked ``difficult``
-(as VOC's hard-to-recognise ones, the evaluation ignores it).
-
-Deterministic for a seed (numpy Generator; JPEG encoding is deterministic); numpy and
-OpenCV only.
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/data/synthetic_det.py.
 """
 from __future__ import annotations
 

@@ -5,32 +5,11 @@ PASCAL-Context / LIP, GSTO, DPN, FlatteNet) run on these files, so they go throu
 same loading code as the real data (``cityscapes.py``, ``pascal_context.py``, ``lip.py``)
 without it. Never compared with published accuracy.
 
-The content is learnable: every label region is painted in a colour fixed per class
-(the same for every seed and split) with mild illumination and pixel noise, so a network
-can learn the colour -> class map in a few steps and a smoke run's mIoU rises above
-chance. The paired LIP classes (left/right arm, leg, shoe) share a colour, as real limbs
-do: only their position relative to the body tells them apart, which is what a flip with
-label swapping has to keep consistent. Label files hold the *stored* values of each
-dataset (Cityscapes labelIds including ignored ids, PASCAL-Context 0 = background,
-LIP 0..19), so the loaders' label mapping is exercised too.
+``write_cityscapes``, ``write_pascal_context``, ``write_lip`` and
+``write_segmentation_all`` write the layouts.
 
-* ``write_cityscapes(root)``: street scenes (sky, buildings, vegetation, road, sidewalk,
-  cars, people, poles with signs and lights, an ego-vehicle strip, unlabelled patches),
-  ``leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and
-  ``gtFine/{train,val}/<city>/*_gtFine_labelIds.png``;
-* ``write_pascal_context(root)``: a stuff class above and one below a horizon, 2-5
-  object shapes and unlabelled (0) patches; ``JPEGImages``, ``SegmentationClassContext``,
-  ``ImageSets/SegmentationContext/{train,val}.txt``;
-* ``write_lip(root)``: one person facing the viewer (their left is image right), parts
-  hair, face, clothes, arms, legs, shoes and sometimes hat, glove, scarf, sunglasses;
-  ``TrainVal_images/{split}_images``, ``TrainVal_parsing_annotations/{split}_segmentations``,
-  ``TrainVal_images/{split}_id.txt``. The first val image is a greyscale JPEG, as some
-  real LIP images are;
-* ``write_segmentation_all(root)``: the three under ``cityscapes/``, ``pascal_context/``,
-  ``lip/``.
-
-Deterministic for a seed (numpy Generator; PNG and JPEG encoding are deterministic);
-numpy and OpenCV only.
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/data/synthetic_seg.py.
 """
 from __future__ import annotations
 

@@ -11,58 +11,12 @@ A person record is a plain dict::
     {image_file, center (2,), scale (2,) in 200 px units, joints (K, 2) image pixels,
      visible (K,) 0/1, score, area, image_id, bbox_id}
 
-The sample pipeline follows the reference implementations (HRNet's
-``lib/dataset/JointsDataset.py::__getitem__`` and the mmpose 0.x pipeline Lite-HRNet's
-configs spell out: ``TopDownRandomFlip -> TopDownHalfBodyTransform ->
-TopDownGetRandomScaleRotation -> TopDownAffine -> NormalizeTensor ->
-TopDownGenerateTarget``):
+Each sample draws from ``numpy.random.default_rng([seed, epoch, index])``: call
+``set_epoch`` once per epoch. ``input_size`` and ``heatmap_size`` are (H, W), as the
+protocol YAML files write them.
 
-1. read the image with OpenCV, BGR -> RGB (HRNet ``COLOR_RGB: true``, mmpose ``to_rgb``);
-2. training only: flip (prob ``flip_prob``; image, joints with the flip pairs, center),
-   half body (prob ``half_body_prob`` when more than ``half_body_num_joints`` joints are
-   visible), zoom ``N(1, scale_factor)`` clipped to +-``scale_factor``, rotation
-   ``N(0, rotation_factor)`` clipped to +-2 ``rotation_factor``, applied with prob
-   ``rotation_prob``. Two orders (``order``, the protocol's ``augmentation.order``):
-
-   * ``'hrnet'``: half body, zoom, rotation (its probability drawn first, the angle only
-     when it applies), then the flip. ``tests/golden/samples_hrnet_{coco,mpii}.json``
-     (recorded from HRNet's ``JointsDataset.__getitem__``) pins it value for value;
-   * ``'mmpose'`` (default of the class): flip first, then half body, zoom and rotation
-     (the angle always drawn before its probability), as mmpose 0.13's pipeline;
-     ``tests/golden/samples_mmpose_{coco,mpii}.json`` pins it value for value.
-
-   Both orders share the official arithmetic: the flip mirrors the centre as
-   ``width - c - 1`` in the centre's own precision (float32 for COCO boxes and half-body
-   boxes, float64 for MPII's centres), the half-body box is computed in float32, the
-   zoomed scale is float64 and the crop matrix is built from three float32 points
-   (``get_affine_transform_points``, OpenCV's ``getAffineTransform``). The two orders give
-   the same distribution of crops (the half-body box of a mirrored person is the
-   mirrored box); the samples differ in the draws they consume;
-3. affine crop to ``input_size`` (bilinear, zero border), joints through the same matrix;
-4. ImageNet mean/std normalisation, HWC -> CHW float32;
-5. MSRA Gaussian targets on the heatmap grid by the dataset's codec
-   (``self.codec``, a ``bench.data.codecs.MSRAHeatmapCodec``); a joint whose 3-sigma
-   window leaves the heatmap gets weight 0, as the reference. The same codec object
-   decodes the predictions (``bench.tasks.pose``), so targets and decoding cannot
-   disagree on sizes, sigma or the unbiased (DARK) setting.
-
-Per-core cost (issue 15): the steps above produce exactly the values of the plain
-formulation (``tests/test_datasets.py`` keeps it as the reference) but skip its copies:
-the flip is ``cv2.flip`` (not a numpy copy of a negative-stride view), the file is
-decoded from memory straight to RGB, the normalisation is a per-channel lookup table
-written into the CHW array, and targets paste a precomputed (6 sigma + 1)^2 patch. What
-is left is mostly the JPEG decode itself (see docs/benchmarks.md).
-
-Randomness: each sample draws from ``numpy.random.default_rng([seed, epoch, index])``,
-so a sample depends only on (seed, epoch, index): identical across runs, DataLoader
-worker counts and sampling orders (the reference used the global ``np.random`` /
-``random`` state, which is neither). Call ``set_epoch`` once per epoch. Every draw is a
-named call on ``draws_for(index)`` (``bench.data.draws``): ``flip``, ``half_body``,
-``half_body_upper``, ``scale``, ``rotation``, ``rotation_prob``; the golden-sample tests
-replace it to replay an official loader's draws.
-
-Sizes: ``input_size`` and ``heatmap_size`` are (H, W), as the protocol YAML files write
-them; the transforms/codecs below take (W, H), converted here once.
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/data/topdown.py.
 """
 from __future__ import annotations
 

@@ -97,6 +97,47 @@ def oks_nms(kpts_db: Sequence[Mapping[str, Any]], thr: float,
     return keep
 
 
+def mmpose_oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarray,
+                   sigmas: np.ndarray | None = None) -> np.ndarray:
+    """``oks_iou`` in mmpose 0.13's arithmetic (mmpose/core/post_processing/nms.py
+    ``oks_iou``, vis_thr None): float32 poses and areas, the exponent in float64, each
+    OKS stored as float32."""
+    var = (2.0 * (COCO_SIGMAS if sigmas is None else np.asarray(sigmas, np.float64))) ** 2
+    g = np.asarray(g, dtype=np.float32).reshape(-1)
+    d = np.asarray(d, dtype=np.float32).reshape(-1, g.size)
+    area_g = np.float32(area_g)
+    area_d = np.asarray(area_d, dtype=np.float32).reshape(-1)
+    out = np.zeros(len(d), dtype=np.float32)
+    for n in range(len(d)):
+        dx, dy = d[n, 0::3] - g[0::3], d[n, 1::3] - g[1::3]
+        e = (dx ** 2 + dy ** 2) / var / ((area_g + area_d[n]) / 2 + np.spacing(1)) / 2
+        out[n] = np.sum(np.exp(-e)) / len(e) if len(e) else 0.0
+    return out
+
+
+def mmpose_oks_nms(kpts_db: Sequence[Mapping[str, Any]], thr: float,
+                   sigmas: np.ndarray | None = None) -> list[int]:
+    """``oks_nms`` as mmpose 0.13's (nms.py ``oks_nms``): float32 scores ordered by
+    ``argsort()[::-1]`` (ties: the later pose first), OKS by ``mmpose_oks_iou``."""
+    if len(kpts_db) == 0:
+        return []
+    scores = np.array([p["score"] for p in kpts_db], dtype=np.float32)
+    kpts = np.stack([np.asarray(p["keypoints"], dtype=np.float32).reshape(-1) for p in kpts_db])
+    areas = np.array([p["area"] for p in kpts_db], dtype=np.float32)
+    order = scores.argsort()[::-1]
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        ovr = mmpose_oks_iou(kpts[i], kpts[order[1:]], areas[i], areas[order[1:]], sigmas)
+        order = order[np.where(ovr <= thr)[0] + 1]
+    return keep
+
+
+#: whose arithmetic rescoring and OKS-NMS follow (``evaluation.coco_postprocess``)
+POSTPROCESS_STYLES = ("hrnet", "mmpose")
+
+
 # --------------------------------------------------------------------------- rescoring
 def _pose_area(p: Mapping[str, Any]) -> float:
     if "area" in p and p["area"] is not None:
@@ -108,7 +149,8 @@ def _pose_area(p: Mapping[str, Any]) -> float:
 
 def rescore_and_nms(results: Iterable[Mapping[str, Any]], in_vis_thr: float = 0.2,
                     oks_thr: float = 0.9, sigmas: np.ndarray | None = None,
-                    use_nms: bool = True, category_id: int = 1) -> list[dict]:
+                    use_nms: bool = True, category_id: int = 1,
+                    style: str = "hrnet") -> list[dict]:
     """HRNet's post-processing of top-down predictions, per image (checked against its
     ``COCODataset.evaluate`` by ``tests/test_predictions_golden_pose_hrnet.py``).
 
@@ -120,6 +162,8 @@ def rescore_and_nms(results: Iterable[Mapping[str, Any]], in_vis_thr: float = 0.
     is), then OKS-NMS per image at ``oks_thr`` (skipped with ``use_nms=False``).
     Returns COCO keypoint result dicts (image_id, category_id, flat keypoints, score).
     """
+    if style not in POSTPROCESS_STYLES:
+        raise ValueError(f"style must be one of {POSTPROCESS_STYLES}, got {style!r}")
     per_image: dict[Any, list[dict]] = defaultdict(list)
     for r in results:
         kpts = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)
@@ -131,15 +175,20 @@ def rescore_and_nms(results: Iterable[Mapping[str, Any]], in_vis_thr: float = 0.
             if t > in_vis_thr:
                 kpt_score, valid = kpt_score + t, valid + 1
         kpt_score = float(kpt_score / np.float32(valid)) if valid else 0.0
+        # style 'mmpose': the product in float32 too (topdown_coco_dataset.py evaluate:
+        # its box scores are float32, TopDownBaseHead.decode's boxes array)
+        score = float(np.float32(kpt_score) * np.float32(r["score"])) if style == "mmpose" \
+            else float(r["score"]) * kpt_score
         per_image[r["image_id"]].append({
             "image_id": r["image_id"],
             "keypoints": kpts,
-            "score": float(r["score"]) * kpt_score,
+            "score": score,
             "area": _pose_area(r),
         })
+    nms = mmpose_oks_nms if style == "mmpose" else oks_nms
     out: list[dict] = []
     for image_id, poses in per_image.items():
-        keep = oks_nms(poses, oks_thr, sigmas) if use_nms else range(len(poses))
+        keep = nms(poses, oks_thr, sigmas) if use_nms else range(len(poses))
         for k in keep:
             p = poses[k]
             out.append({
@@ -246,8 +295,12 @@ class CocoKeypointEvaluator(Evaluator):
 
     def __init__(self, ann_file, oks_thr: float = 0.9, in_vis_thr: float = 0.2,
                  use_nms: bool = True, sigmas: np.ndarray | None = None,
-                 num_samples: int | None = None, verbose: bool = False):
+                 num_samples: int | None = None, verbose: bool = False,
+                 style: str = "hrnet"):
         super().__init__()
+        if style not in POSTPROCESS_STYLES:
+            raise ValueError(f"style must be one of {POSTPROCESS_STYLES}, got {style!r}")
+        self.style = style
         self.ann_file = ann_file
         self.oks_thr = oks_thr
         self.in_vis_thr = in_vis_thr
@@ -282,7 +335,7 @@ class CocoKeypointEvaluator(Evaluator):
         poses = unique_by_index(self.results if results is None else results,
                                 self.num_samples, type(self).__name__)
         return rescore_and_nms(poses, self.in_vis_thr, self.oks_thr, self.sigmas,
-                               self.use_nms)
+                               self.use_nms, style=self.style)
 
     def compute_metrics(self, results: Sequence[Mapping[str, Any]]
                         ) -> "OrderedDict[str, float]":
@@ -297,5 +350,6 @@ class CocoKeypointEvaluator(Evaluator):
         atomic_write_text(path, json.dumps(self.coco_results()))
 
 
-__all__ = ["COCO_SIGMAS", "STATS_NAMES", "PREDICTION_KEYS", "oks_iou", "oks_nms",
+__all__ = ["COCO_SIGMAS", "STATS_NAMES", "PREDICTION_KEYS", "POSTPROCESS_STYLES", "oks_iou",
+           "oks_nms", "mmpose_oks_iou", "mmpose_oks_nms",
            "rescore_and_nms", "load_coco", "coco_keypoint_ap", "CocoKeypointEvaluator"]

@@ -94,14 +94,26 @@ def _as_gt(gt_mat) -> dict:
     return gt
 
 
+#: whose arithmetic the PCKh follows (``evaluation.pckh_arithmetic``)
+PCKH_STYLES = ("hrnet", "mmpose")
+
+
+def _check_style(style: str) -> str:
+    if style not in PCKH_STYLES:
+        raise ValueError(f"style must be one of {PCKH_STYLES}, got {style!r}")
+    return style
+
+
 def pckh_curve(preds: np.ndarray, gt_mat, one_based: bool = False,
-               alphas: np.ndarray = ALPHAS) -> tuple[np.ndarray, np.ndarray]:
+               alphas: np.ndarray = ALPHAS, style: str = "hrnet"
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Per-joint correct counts and counted joints: (len(alphas) x 16, 16).
 
     The building block of ``mpii_pckh``; see the module docstring for the conventions.
     """
     gt = _as_gt(gt_mat)
     n = _check_gt(gt)
+    raw = preds
     preds = np.asarray(preds, dtype=np.float64)
     if preds.ndim != 3 or preds.shape[1] != 16 or preds.shape[2] < 2:
         raise ValueError(f"preds must be N x 16 x 2 (or x 3), got {preds.shape}")
@@ -109,6 +121,10 @@ def pckh_curve(preds: np.ndarray, gt_mat, one_based: bool = False,
         raise ValueError(f"preds has {preds.shape[0]} persons, gt_valid has {n} "
                          "(predictions must follow gt_valid.mat order)")
     pred = preds[:, :, :2] + (0.0 if one_based else 1.0)  # 0-based -> MATLAB 1-based
+    if _check_style(style) == "mmpose":
+        # mmpose 0.13's topdown_mpii_dataset.py evaluate adds the 1 to its float32 preds
+        pred = (np.asarray(raw, np.float32)[:, :, :2]
+                + np.float32(0.0 if one_based else 1.0)).astype(np.float64)
     pos_gt = np.transpose(gt["pos_gt_src"], (2, 0, 1))     # N x 16 x 2
     visible = (1 - np.asarray(gt["jnt_missing"]).T).astype(bool)  # N x 16
     hb = gt["headboxes_src"]
@@ -125,8 +141,8 @@ def _auc(curve: np.ndarray, alphas: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (curve[1:] + curve[:-1]) / 2.0))
 
 
-def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False, low_alpha: float = 0.1
-              ) -> "OrderedDict[str, float]":
+def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False, low_alpha: float = 0.1,
+              style: str = "hrnet") -> "OrderedDict[str, float]":
     """MPII PCKh of ``preds`` (N x 16 x 2, original-image pixels, gt_valid.mat order).
 
     ``gt_mat``: path to gt_valid.mat or the dict of ``load_gt_valid``. ``one_based``:
@@ -140,7 +156,7 @@ def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False, low_alpha: flo
     PCKh@0.5 under gt_valid's names (``rank``, ``rkne``, ...).
     """
     gt = _as_gt(gt_mat)
-    correct, count = pckh_curve(preds, gt, one_based)
+    correct, count = pckh_curve(preds, gt, one_based, style=style)
     names = list(gt["dataset_joints"])
     idx = {name: names.index(name) for name in MPII_JOINTS}
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -159,6 +175,11 @@ def mpii_pckh(preds: np.ndarray, gt_mat, one_based: bool = False, low_alpha: flo
         out[part] = float(np.mean([per_joint[i05, idx[j]] for j in joints]))
     out["Mean"] = float(mean_curve[i05])
     out["Mean@0.1"] = float(mean_curve[i01])
+    if style == "mmpose":
+        # mmpose: its float32 PCK curve (pckAll) weighted by each joint's share of counts
+        ratio = np.where(used, count, 0.0) / count[used].sum()
+        out["Mean@0.1"] = float(np.sum(np.where(
+            used, per_joint[i01].astype(np.float32).astype(np.float64) * ratio, 0.0)))
     out["AUC"] = _auc(mean_curve, ALPHAS)
     out["PCKh@0.5"] = out["Mean"]
     for j in MPII_JOINTS:
@@ -178,8 +199,9 @@ class MpiiPCKhEvaluator(KeypointsByIndex):
     """
 
     def __init__(self, gt_mat, num_samples: int | None = None, one_based: bool = False,
-                 low_alpha: float = 0.1):
+                 low_alpha: float = 0.1, style: str = "hrnet"):
         super().__init__()
+        self.style = _check_style(style)
         self.low_alpha = float(low_alpha)
         self.gt = _as_gt(gt_mat)
         self.num_samples = _check_gt(self.gt) if num_samples is None else int(num_samples)
@@ -187,10 +209,12 @@ class MpiiPCKhEvaluator(KeypointsByIndex):
 
     def compute_metrics(self, results: Sequence[Mapping[str, Any]]
                         ) -> "OrderedDict[str, float]":
-        out = mpii_pckh(self.ordered(results), self.gt, self.one_based, self.low_alpha)
+        out = mpii_pckh(self.ordered(results), self.gt, self.one_based, self.low_alpha,
+                        self.style)
         out["PCKh@0.1"] = out["Mean@0.1"]
         return out
 
 
-__all__ = ["SC_BIAS", "MPII_JOINTS", "ALPHAS", "load_gt_valid", "pckh_curve", "mpii_pckh",
+__all__ = ["SC_BIAS", "MPII_JOINTS", "ALPHAS", "PCKH_STYLES", "load_gt_valid", "pckh_curve",
+           "mpii_pckh",
            "MpiiPCKhEvaluator"]

@@ -2,8 +2,10 @@
 
 Serves FlatteNet Table X (CenterNet-style detection, PASCAL VOC 2007 test, mAP@0.5),
 scored with py-faster-rcnn's ``voc_eval.py`` (the copy CenterNet uses) and the VOC07
-11-point AP (``use_07_metric`` is true for years before 2010). All of this is our reading
-of that code; no test runs it (``tests/test_voc_metric.py`` checks hand-made cases).
+11-point AP (``use_07_metric`` is true for years before 2010).
+``tests/test_predictions_golden_det.py`` checks it, through the detection task's
+evaluator, against CenterNet's own ``tools/reval.py`` run (every class AP to 1e-9);
+``tests/test_voc_metric.py`` checks hand-made cases.
 
 Semantics of ``voc_eval.py`` as we read it, per class:
 
@@ -25,8 +27,10 @@ input order (a stable sort; the devkit's quicksort order is unspecified); ignore
 detections are dropped from the precision/recall curve (they repeat the previous point,
 or give 0/0 before the first TP/FP, which CenterNet's copy, as we read it, turns into
 precision 0: the AP is the same); a class without non-difficult ground truth has AP NaN
-and is left out of the mean (the devkit divides by zero). AP values are in percent.
-numpy only.
+and is left out of the mean (the devkit divides by zero). The detection task's evaluator
+(``bench.tasks.detection.MapAtThreshold``) adds CenterNet's results-file rounding, its
+argsort order of equal scores and its AP 0 for such classes as options. AP values are in
+percent. numpy only.
 """
 from __future__ import annotations
 

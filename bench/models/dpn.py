@@ -3,49 +3,11 @@
 Serves DPN Tables I-VII (suites/dpn_table*.yaml) and the measured claims of
 suites/dpn_receptive_field.yaml.
 
-A dilation pyramid module (DPM) is ``blocks_per_dpm`` consecutive bottleneck blocks
-(1x1 to the width, 3x3 dilated, 1x1 to 4x the width, identity shortcut) whose 3x3
-dilations follow a scheme; the paper's pyramid uses d_i = 2^(N-i) for block i = 1..N, so
-a DPM of six blocks dilates by 32, 16, 8, 4, 2, 1 and covers (k-1)(2^N - 1) + 1 = 127
-positions without gaps (Eq. 6).
+``dilation`` selects the scheme (``"pyramid"``, the default, ``"reversed"``, ``"normal"``
+or an integer); ``high_resolution=True`` is Table IV's variant.
 
-Table I, read so that the parameter counts match the printed ones (the table's two
-columns are garbled in the text):
-
-* conv0: 7x7/2 conv, 64 channels + max pool (1/4 resolution); conv1: three ResNet
-  bottlenecks of width 64 (256 channels), as ResNet-50's first stage.
-* conv2, DPN4_32: a single 1x1 conv 256 -> 128 with stride 2 ("subsampling is performed
-  by conv2_0"); DPN4_64: ResNet-50's second stage (four bottlenecks of width 128, the
-  first with stride 2, 512 channels) and a 1x1 conv 512 -> 256. Each 1x1 is conv-BN-ReLU.
-  The alternative reading, ResNet's second stage in DPN4_32 too, already holds 1.2M
-  parameters, against the printed 0.7M for the whole network.
-* DPM1-4 at 1/8 resolution (32x24 for 256x192): width 32 (DPN4_32) or 64 (DPN4_64),
-  128 or 256 channels in and out.
-* heatmap: x2 bilinear upsampling, then a 1x1 conv to the joints (1/4 resolution).
-
-With these, DPN4_32 has 687,569 and DPN4_64 3,270,481 parameters (17 joints), the
-printed 0.7M and 3.3M. ``high_resolution=True`` is Table IV's variant: conv2 keeps the
-1/4 resolution (no stride) and the heatmap needs no upsampling.
-
-Counting: ``lite_hrnet_paper`` (our reading of Lite-HRNet's torchstat-style counter:
-conv MACs + BN + ReLU, binary G) reproduces every printed medium-resolution figure:
-DPN4_32 1.069 G (printed 1.1), DPN1-4_64 2.086 / 2.389 / 2.692 / 2.995 G (2.1 / 2.4 /
-2.7 / 3.0); each DPM of width 64 adds 0.303 G. ``hrnet_paper`` gives 1.046 (1.0) for
-DPN4_32, fvcore 3.21 (3.2) for DPN4_64. The high-resolution variants come out 5.83 /
-7.04 / 8.26 / 9.47 G against the printed 6.0 / 7.2 / 8.4 / 9.6: the per-DPM step
-(1.21 G) matches, the common base is 0.17 G (3%) lower than the paper's.
-
-DPN2_hrnet (Table VI: "just two more DPM modules stacked to the end of the backbone net
-HRNet-w32", 29.5M / 7.8 G against HRNet-W32's 28.5M / 7.1 G) is read the way DPN itself
-places its DPMs: HRNet-W32's 1/4 output (32 channels) -> 3x3 stride-2 conv-BN-ReLU to 256
-channels at 1/8 -> two DPMs of width 64 -> x2 upsampling -> 1x1 to the joints. That
-holds 29,458,961 parameters and 7.78 G (hrnet_paper; 7.84 lite_hrnet_paper), both the
-printed values. The readings it rules out: a 1x1 stride-2 transition gives 29.39M (29.4);
-DPMs at the 1/4 output (no subsampling) add 2.4 G (9.5 G); width-32 DPMs add 0.2M.
-
-``dilation`` selects the scheme of Tables II, III and V: ``"pyramid"`` (default,
-2^(N-i)), ``"reversed"`` (2^(i-1), Table V's RDPM), ``"normal"`` (all 1, Table II) or an
-integer D (every dilation D, Table III's stacked dilated convolutions).
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/models/dpn.py.
 """
 from __future__ import annotations
 

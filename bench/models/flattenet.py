@@ -7,71 +7,12 @@ Serves FlatteNet Tables II-V (pose, MPII 256x256), VIII (PASCAL-Context segmenta
 480x480) and X (PASCAL VOC detection, 512x512), with the module settings of Tables I,
 VII, IX and XI, and the equivalence claim of Sec. III-C.
 
-The Flattening Module (Sec. III-B, Fig. 2 and 3) is one or more depthwise separable group
-convolution (DWSGConv) layers followed by the rearrangement R:
+``DWSGConvSpec`` holds one row of Tables I/VII/IX/XI; ``Rearrangement`` is the paper's R
+(``Rearrangement.inverse`` undoes it); ``predict_folded``, ``fold_targets`` and
+``unfold_predictions`` expose the folded view of Sec. III-C.
 
-* DWSGConv: k x k depthwise conv (stride s) + BN; first pointwise group conv (FPGConv,
-  g1 groups, c -> c) + BN + PReLU (channel-wise, initialised to 1: Sec. IV-A); channel
-  shuffle with g2 groups; second pointwise group conv (SPGConv, g3 groups,
-  c -> expansion x c) + BN + ReLU. ``DWSGConvSpec`` holds one row of Tables I/VII/IX/XI.
-* R: channel shuffle with g4 = u^2 groups, then pixel shuffle with factor u. The layer's
-  output holds, for each coarse position, the u x u grid of pixelwise descriptors
-  "stacked along the channel dimension": block p = i u + j of D = C_out / u^2 channels is
-  the descriptor of sub-pixel (i, j); the shuffle with u^2 groups interleaves the blocks
-  so that pixel shuffle moves block p to sub-pixel p. R is a bijection (a permutation of
-  the tensor's elements); ``Rearrangement.inverse`` undoes it exactly.
-* The predictor: an affine map (1x1 conv, the paper's "fc") from each D-dimensional
-  descriptor to the joints / classes, at 1/4 of the input (64x64 heatmaps for 256x256).
-
-Sec. III-C: predicting through R equals predicting the folded targets T = R^-1(Y) with
-the same parameters: the fc applied to each descriptor block at the coarse resolution
-gives P with Y = R(P). ``predict_folded``, ``fold_targets`` and ``unfold_predictions``
-expose that view; ``bench.complexity.fold_equivalence`` measures the difference.
-
-Readings of the tables (text extraction, so the layouts are partly garbled), each chosen
-because it reproduces the printed numbers:
-
-* Table I (default, ResNet): k=3, s=1, g1=g2=32, g3=64, c_out = c_in; g4 = 8^2, u = 8.
-  On 2048 channels the layer has 229,376 parameters (printed 0.23M), the predictor maps
-  the 2048 / 64 = 32-dimensional descriptors to 16 joints. FlatteNet-ResNet-101:
-  42,730,064 parameters (printed 42.73M); ResNet-50: 23,737,936 (printed 23.77M: the
-  printed R101 - R50 difference, 18.96M, is smaller than the backbones' exact 18.99M,
-  so no single head reproduces both rows; Table V's other rows agree with this one).
-* ShuffleNetV2 1x (1024 channels, Table III and footnote 6: SPGConv c_out = 2 c_in).
-  With Table I's groups (g1 = 32, g3 = 64) the network has 1.34M parameters and 0.18
-  GFLOPs against the printed 1.42M / 0.19. The paper sets the groups by the
-  complementary condition of IGCV2 (g3 = c_in / g1, which g1 = 32, g3 = 64 breaks on
-  1024 channels); the only complementary pairs that give 1.42M are (g1, g3) = (64, 16)
-  and (8, 128), which also give 0.19 GFLOPs; we take g1 = g2 = 64, g3 = 16 (64 groups
-  appear elsewhere in the paper, 8 nowhere). 1,420,020 parameters.
-* Table II (ResNet-50, one layer replaced): "Regular 1x1 conv" is a 1x1 conv + BN + ReLU
-  (what Fig. 3 factorises), 4,198,400 parameters (printed 4.19M; the bare conv has
-  4,194,304); "ReLU" replaces the PReLU; "SPGConv c_out = 8 c_in" has 716,800 (printed
-  0.71M); "PS" drops the channel shuffle of R; "RandPerm + PS" replaces it with a fixed
-  random channel permutation (seeded).
-* Tables V / XI (subsampling depth): each extra subsampling is a stride-2 depthwise
-  conv in a DWSGConv layer and doubles u. 6 subsamplings: one layer k=3, s=2, g1=g2=32,
-  g3=64, c_out = 4 c_in, u = 16 (23,946,832 parameters, printed 23.95M); 7: that layer
-  then k=3, s=2, g1=g2=64, g3=128, c_out = 4 c_in, u = 32 (27,272,784, printed 27.27M).
-  Heatmaps stay at 64x64.
-* Table VII (segmentation): two layers, k = 7: (g1=g2=32, g3=64, c_out = 2 c_in) and
-  (g1=g2=64, g3=64, c_out = 2 c_in), u = 8: 1,404,928 parameters (printed 1.40M). The
-  predictor maps 128-dimensional descriptors to 59 classes; the logits come out at 1/4
-  of the input (120x120 for 480x480) and are resized to the input by the loss and the
-  evaluation (Eq. 4), as HRNet's segmentation models do.
-* Tables IX / X (detection, CenterNet-style, PASCAL VOC: 20 classes): one layer k=5,
-  g1=g2=g3=32, c_out = 2 c_in, u = 8 (64-dimensional descriptors at stride 4), then
-  CenterNet's three heads (centre heatmap, box size, offset) as we read its code (no
-  CenterNet network is run by a test), each a 3x3 conv of 64 channels (CenterNet's
-  ``head_conv`` for ResNets) + ReLU + 1x1 conv. "3x3 deformable convolution in the last
-  stage of ResNet-101" (Sec. IV-C): every 3x3 conv of layer4 is a modulated deformable
-  conv (DCNv2, like CenterNet's) whose offsets and masks come from a 3x3 conv with bias,
-  zero-initialised.
-
-Counting: HRBench's ``hrnet_paper`` convention (our reading of HRNet's
-``get_model_summary``: conv and linear multiply-adds, binary G) reproduces the printed
-GFLOPs: ResNet-50 4.99, ResNet-101 9.50, ShuffleNetV2 0.19 at 256x256, and the
-detector's 39.9 at 512x512 (the deformable convs counted as convs).
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/models/flattenet.py.
 """
 from __future__ import annotations
 

@@ -5,95 +5,12 @@ ASPP heads of Table 6.
 
 Serves GSTO Tables 1, 2, 3, 4, 6, 7 and 10 (suites/gsto_table*.yaml).
 
-The operation (Sec. 3.1): a conventional scale transfer ST (pooling, interpolation,
-strided conv) is applied to ``g * F`` instead of ``F``, where ``g`` is one map in (0, 1)
-per position. *Unsupervised*: ``g = sigmoid(conv1x1_{C->1}(F))`` (Eq. 4). *Supervised*: a
-predictor gives c0 class maps ``P`` (supervised by the labels), ``g = sigmoid(theta . P)``
-(Eqs. 5, 6). ``GSTO`` below is the plug-in; ``SpatialGate`` the gate alone.
+``GSTO`` is the plug-in (a scale transfer applied to ``g * F``), ``SpatialGate`` the
+gate alone. ``gate_style="official"`` (default) is the released gate (conv -> BN -> ReLU ->
+sigmoid), ``gate_style="paper"`` the equations as printed.
 
-Facts taken from the authors' released segmentation code (github.com/VDIGPKU/GSTO,
-``models/gsto_hrnet.py``; read for facts, nothing copied), and the readings chosen where
-the paper leaves a detail open, each checked against the published increments:
-
-* **GFM** (Sec. 3.2.1): every module's fusion gates *each* input of *each* output,
-  the identity term included: ``y_i = ReLU(sum_j T_ij(g_ij * x_j))``, one gate per (i, j)
-  (``att_layers[i][j]``). The released gate is conv1x1 (no bias) -> BN -> ReLU ->
-  sigmoid, so its values lie in [0.5, 1): ``gate_style="official"`` (default).
-  ``gate_style="paper"`` is Eq. 4 as printed (conv -> sigmoid, values in (0, 1)). Both
-  have the same parameters and FLOPs under the papers' counters (the BN is neither).
-* **GTM** (Sec. 3.2.2): the branches leaving stage k are upsampled to the highest
-  resolution and concatenated; a predictor turns this united feature into c0 class maps
-  (``last_layer_stage{k}``: HRNetV2's head, 1x1 conv + BN + ReLU + 1x1 conv); a 3x3 conv
-  (c0 -> 1) + BN + ReLU and k-1 stride-2 3x3 conv-BN-ReLU steps (1 -> 1) bring the gate
-  to the lowest branch's resolution; the sigmoid gate multiplies the *lowest branch*,
-  which HRNet's usual strided transition turns into the new branch (``att{k}``, a
-  ModuleList with holes like ``transition{k}``; ``gate_style="paper"`` drops the BNs and
-  ReLUs and makes the first conv 1x1, Eq. 6). So the united feature feeds the
-  predictor, and the transfer stays HRNet's. This predictor is what the printed numbers
-  measure: Eq. 5's bare 1x1 conv would give GSTO-HRNet-W18 72.1 GFLOPs, not 74.4.
-  The released model also builds a gate for transition 1 that its forward never calls;
-  it is not built here (HRNet's tool, as we read it, only counts modules that run, so
-  the published count lacks it too).
-* **Unsupervised GTM** (Table 1, not in the released code): the gate comes from the
-  united feature by a 1x1 conv (Eq. 4), then the same stride-2 steps.
-* **Placement**: ``gfm`` is per stage 2-4, ``gtm`` per transition (after stages 1-3):
-  ``"none"``, ``"aux"`` (the predictor and its loss, no gate: Table 1's "baseline (w/
-  sup)"), ``"unsupervised"`` or ``"supervised"``. GSTO-HRNet is GFM in every stage and
-  supervised GTMs after stages 2 and 3 (Table 2's choice). Table 1's GTM rows are read
-  as GTMs after all three stages: its "GTM (w/ sup) + GFM" (77.2) is Table 2's
-  three-stage row, which Table 2 then improves on by dropping stage 1 (77.3).
-* **Table 3** (all unsupervised): "combined with ST" is the GFM plus unsupervised GTMs
-  after stages 2 and 3 (its spatial row, 76.8, is Table 1's "GTM (w/o sup) + GFM") with
-  spatial gates (``gate="spatial"``, GSTO) or SE channel gates (``gate="channel"``) in
-  the same places. The two other locations apply the attention modules the paper cites
-  ([17] SE, reduction 16, for channel-wise; [45] CBAM's 7x7 spatial attention for
-  spatial-wise) to every branch after each HRNet module ("block") or after each residual
-  unit of stages 2-4 ("layer"). The suite says which cells this reproduces.
-* **Loss** (Sec. 3.2.2): ``0.2 L1 + 0.3 L2 + 0.5 L3 + 1.0 L4``, L_k the cross-entropy of
-  the predictor after stage k and L4 that of the final output, every prediction resized
-  to the labels as we read the released code (no GSTO training golden). In training
-  mode the forward returns ``{"out": final, "stage2": P2, ...}``; the segmentation (and
-  pose) task weighs the terms with the protocol's ``aux_weights``. In eval mode it
-  returns the final output.
-* **Pose** (Table 10): GSTO-HRNet-W32/W48 is HRNet-W32/W48's backbone with GFM and
-  supervised GTMs, all four branches leaving stage 4, concatenated and fed to HRNetV2's
-  head with 17 outputs (heatmaps at 1/4), c0 = 17 joints. This reading reproduces the
-  printed 29.6M / 18.2 G and 66.0M / 37.6 G; GFMs and GTMs on HRNet's own pose head (one
-  1x1 conv on the highest branch) would give about 28.6M / 16.5 G for W32.
-* **Resizing**: lower-resolution terms are resized bilinearly with corners aligned, as
-  the project's HRNetV2; the released code uses PyTorch's default (not aligned), which
-  ``align_corners=False`` (segmentation spec) selects. This changes interpolation
-  weights, not parameters or FLOPs, and keeps GSTO-HRNet with every GSTO part switched
-  off identical to HRNetV2.
-* **Released weights**: with ``align_corners=False`` and the key map of ``GSTOHRNet``
-  (``model.`` prefix, the unused ``att1`` dropped, InPlaceABN's ``|weight| + eps``
-  scale), ``gsto_hrnet_w48_seg`` computes the released ``gsto_hrnet.py`` on the same
-  weights to 7e-7 (``tests/golden/gsto_official.json``, Cityscapes and LIP configs). The
-  remaining differences are float32 summation order (the fusion adds a module's own
-  branch first) and the eval output (the released forward also returns the stage
-  predictions, which the test reads from ``last_layer_stage{2,3}``).
-* **Parameters as printed** (``gsto_paper`` convention), from our reading of GSTO's
-  summary.py (not run by a test): it is HRNet's get_model_summary, which adds the
-  parameters of modules whose class name holds "Conv", "BatchNorm" or "Linear"; the
-  released code's BatchNorm is InPlaceABNSync, so every normalisation weight is left
-  out. Conv and linear parameters alone give
-  HRNetV2-W18-Small-v2 3,923,091 (printed 3.92M; 3,939,579 in all) and HRNetV2-W48
-  65,773,843 (printed 65.78M; 65,859,379 in all).
-
-Measured (gsto_paper params, GFLOPs at 1024x2048): GSTO-HRNet-W18 3,949,292 / 74.41 G
-(+0.668% / +3.95% over HRNetV2-W18-Small-v2's 3,923,091 / 71.58 G; printed 3.95M / 74.4,
-+0.67% / +3.9%), GSTO-HRNet-W48 65,930,442 / 713.92 G (printed 65.93M / 714.0); Table 2's
-placements 3.93 / 71.65, 3.95 / 73.90, 3.95 / 74.41, 4.02 / 83.02; pose at 384x288 (all
-parameters) 29,620,538 / 18.16 G and 66,014,682 / 37.63 G (printed 29.6M / 18.2, 66.0M /
-37.6).
-
-Table 6's PPM (PSPNet) and ASPP (DeepLabv3) heads sit on a dilated ResNet (output stride
-8). With GSTO, a gate is applied before each scale transfer of the head: before every
-pyramid pooling (PPM), before every atrous branch and the image pooling (ASPP); the 1x1
-ASPP branch transfers nothing and is not gated. The supervised form shares one 1x1
-predictor (Eq. 5) on the backbone features, whose class maps feed every gate; ``"aux"``
-keeps the predictor and its loss without gates ("Baseline (w/ sup)"). The paper gives no
-weight for this auxiliary loss; 0.4 (PSPNet's auxiliary weight) is used.
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/models/gsto.py.
 """
 from __future__ import annotations
 

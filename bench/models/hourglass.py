@@ -3,40 +3,12 @@
 Serves the "8-stage Hourglass" rows of HRNet Tables 1 and 4 and Lite-HRNet Table 3
 (printed: 25.1M parameters, 14.3 GFLOPs at 256x192, 19.1 GFLOPs at 256x256).
 
-Building blocks as we read Newell's code (princeton-vl/pose-hg-train ``hg.lua``, ported
-to PyTorch by bearpaw/pytorch-pose as ``hg``, whose key names we keep; no test runs
-either, so this is our port, not a checked copy): pre-activation
-bottleneck residual modules (BN-ReLU-1x1 conv to 128, BN-ReLU-3x3 conv, BN-ReLU-1x1 conv
-to 256, convolutions with bias, a 1x1 projection on the shortcut when the width changes),
-256 features, one residual module per location, hourglasses of four poolings with a
-residual module on the skip branch of every level. Between stacks, 1x1 convs map the
-features (``fc_``) and the heatmaps (``score_``) back into the next stack's input.
+Key names follow bearpaw/pytorch-pose's ``hg``. The default is the network of the paper's
+text; ``residual_after_hourglass=True`` with ``stem="pytorch_pose"`` is our port of
+bearpaw's network.
 
-Which network the papers counted. The paper's text (Sec. 3.1) describes the stem as a
-7x7 stride-2 conv, a residual module, max pooling and two residual modules, and the
-output of each hourglass as "two consecutive rounds of 1x1 convolutions" (``fc``: conv-
-BN-ReLU, then ``score``); the released ``hg.lua``, as we read it, adds one residual
-module between the hourglass and those convolutions (``residual_after_hourglass``).
-Measured here on HRBench's ports, 8 stacks, HRNet's convention (``hrnet_paper``; 17
-joints at 256x192, 16 at 256x256):
-
-===========================================================  ==========  =======  =======
-variant                                                      params      256x192  256x256
-===========================================================  ==========  =======  =======
-paper text: newell stem, no residual after hg (default)      23,721,736  14.30 G  19.06 G
-hg.lua: newell stem (64-128, 128-128, 128-256), residual     25,437,960  19.18 G  25.56 G
-bearpaw ``hg``: stem 64-128, 128-256, 256-256, residual      25,598,472  19.63 G  26.17 G
-===========================================================  ==========  =======  =======
-
-Only the network of the paper's text reproduces the printed FLOPs, at both sizes and to
-the printed precision (the other conventions give 14.43 / 19.23 G, ``lite_hrnet_paper``,
-and 15.44 / 20.57 GFLOPs, ``fvcore``). Its 23.7M parameters are 5.5% below the printed
-25.1M, and our ports of the released code give 25.4-25.6M, 1.3-2% above it, with FLOPs
-34-37% above 14.3 / 19.1: no stem or residual layout we tried matches both columns,
-since the FLOPs sit in the full-resolution modules that also carry the parameters. We
-default to the paper's text (two of three printed numbers exact);
-``residual_after_hourglass=True`` with ``stem="pytorch_pose"`` is our port of bearpaw's
-network, built to load its checkpoints (not tested against a bearpaw file).
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/models/hourglass.py.
 """
 from __future__ import annotations
 

@@ -4,41 +4,12 @@ Small HRNet.
 Serves HRNet Tables 1, 2, 4, 6 and 7 (and the resolution-maintenance study of Sec. 4.4),
 the HRNet rows of Lite-HRNet Tables 3-6, and GSTO's HRNetV2 baselines.
 
-One backbone, ``HighResolutionNet``: a stem of two stride-2 3x3 convolutions, stage 1 of
-bottlenecks at 1/4 resolution, then stages 2-4 adding one lower-resolution branch each
-(C, 2C, 4C, 8C channels) made of modules with ``num_blocks`` basic blocks per branch
-followed by a multi-resolution fusion ("exchange unit"). Attribute names follow the
-official code (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``layer1``, ``transition1``,
-``stage2`` ... ``final_layer`` in leoxiaobin/deep-high-resolution-net.pytorch's
-``pose_hrnet.py``, ``last_layer`` in HRNet-Semantic-Segmentation's ``seg_hrnet.py``), so
-their checkpoints load with ``strict=True``; the transitions, fusion grid and fusion
-forward are the shared ones in ``layers``.
+Attribute names follow the official code, so its checkpoints load with ``strict=True``.
+``HighResolutionNet`` is the backbone; ``PoseHighResolutionNet`` and
+``HRNetV2Segmentation`` add the pose and segmentation heads.
 
-* ``PoseHighResolutionNet`` (HRNet-W32/W48): the last stage fuses into the highest
-  resolution only, then a 1x1 conv gives one heatmap per joint at 1/4 resolution.
-  Parameters equal the official ones: 28,536,113 (W32) and 63,595,745 (W48).
-* ``exchange`` is HRNet Table 6: ``full`` fuses after every module (1 + 4 + 3 = 8
-  exchange units, the paper's (c)); ``across_stage`` only after the last module of each
-  stage (3 units, (b)); ``final`` only after the very last module (1 unit, (a)). A module
-  without an exchange unit keeps its branches apart and has no fusion layers.
-* ``branches_from_start`` is the "resolution maintenance" variant of Sec. 4.4: all four
-  resolutions are created by the first transition (from stage 1's output) and every
-  stage runs all four with the same number of modules and blocks. The paper gives no
-  widths for it and calls its complexity "similar"; keeping HRNet-W32's widths, the
-  extra low-resolution blocks of stages 2 and 3 make it larger (see the suite's note).
-* ``HRNetV2Segmentation``: all four branches leave stage 4, the lower ones are resized
-  bilinearly (corners aligned) to 1/4 resolution and concatenated (15C channels), then
-  ``last_layer`` = 1x1 conv (with bias) + BN + ReLU + 1x1 conv to the classes, as in
-  HRNet-Semantic-Segmentation. Its fusion also resizes bilinearly instead of nearest
-  upsampling. W18-Small-v2 (stage 1 of two bottlenecks; 1, 3, 2 modules of two blocks)
-  and W48 are the backbones GSTO builds on.
-
-Small HRNet-W16, as we read Lite-HRNet's description (no official golden), is
-HRNet-Semantic-Segmentation's ``seg_hrnet_w18_small_v1`` depth (one module per stage,
-one bottleneck in stage 1, two blocks per branch) with widths 16/32/64/128, used as a
-pose network (1x1 heatmap head on the highest resolution). Under HRBench's Lite-HRNet
-counting convention it gives 1,284,961 parameters and 551.7M / 735.5M / 1.21G FLOPs at
-256x192 / 256x256 / 384x288, the values the Lite-HRNet paper prints.
+Design reasoning, readings and measurements: docs/design-notes.md, "Module notes",
+bench/models/hrnet.py.
 """
 from __future__ import annotations
 

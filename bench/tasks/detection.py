@@ -8,7 +8,9 @@ object centres (weights 1 / 0.1 / 1). Prediction: the flip test averages heatmap
 sizes with the mirrored pass (offsets from the plain one), 3x3 peak picking, the top
 boxes mapped back through the inverse crop transform. Metric: the VOC devkit's AP
 (``bench.evaluation.voc``). The model returns ``(heatmap logits, sizes, offsets)`` as
-its main output.
+its main output. By default prediction and scoring are CenterNet's test path and
+``run_eval`` (``tests/test_predictions_golden_det.py``); ``DetEvaluation`` names the
+alternatives.
 """
 from __future__ import annotations
 
@@ -39,16 +41,79 @@ def _heads(output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return tuple(heads)
 
 
-def _sigmoid(logits: torch.Tensor) -> torch.Tensor:
-    """CenterNet's clamped sigmoid (probabilities in [1e-4, 1 - 1e-4])."""
-    return torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
+def _activation(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Heatmap probabilities: "sigmoid" as CenterNet's test (``detectors/ctdet.py``
+    ``process``: ``sigmoid_()``), "clamped_sigmoid" as its loss (in [1e-4, 1 - 1e-4])."""
+    probs = torch.sigmoid(logits.float())
+    if kind == "clamped_sigmoid":
+        return probs.clamp(1e-4, 1 - 1e-4)
+    if kind != "sigmoid":
+        raise ValueError(f"heatmap_activation must be 'sigmoid' or 'clamped_sigmoid', "
+                         f"got {kind!r}")
+    return probs
+
+
+def _round_as_results_file(det: dict) -> dict:
+    """A detection as py-faster-rcnn's ``pascal_voc._write_voc_results_file`` writes it and
+    ``voc_eval`` reads it back: score ``{:.3f}``, devkit box ``{:.1f}``."""
+    return {**det, "score": float(f"{det['score']:.3f}"),
+            "bbox": [float(f"{v:.1f}") for v in det["bbox"]]}
 
 
 class MapAtThreshold(VOCDetectionEvaluator):
-    """The VOC evaluator whose metrics also hold ``mAP@<threshold>``, the suites' name."""
+    """The VOC evaluator whose metrics also hold ``mAP@<threshold>``, the suites' name,
+    with CenterNet's evaluation details as options (``DetEvaluation``):
+    ``results_rounding="devkit_file"`` rounds each detection as the results file does;
+    ``score_sort="quicksort"`` orders each class's detections as ``voc_eval``'s
+    ``np.argsort(-confidence)`` (numpy's default sort: equal scores in its order, not the
+    input order); ``empty_classes="zero"`` scores a class without non-difficult ground
+    truth 0 (what ``voc_eval`` returns under the VOC07 metric, or without detections) and
+    keeps it in the mean, as ``_do_python_eval``'s ``np.mean(aps)``."""
+
+    def __init__(self, *args, results_rounding: str = "devkit_file",
+                 score_sort: str = "quicksort", empty_classes: str = "zero", **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, value, allowed in (
+                ("results_rounding", results_rounding, ("devkit_file", "none")),
+                ("score_sort", score_sort, ("quicksort", "stable")),
+                ("empty_classes", empty_classes, ("zero", "skip"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.results_rounding = results_rounding
+        self.score_sort = score_sort
+        self.empty_classes = empty_classes
+
+    def process(self, predictions) -> None:
+        if self.results_rounding == "devkit_file":
+            predictions = {**predictions, "detections": [
+                _round_as_results_file(d) for d in predictions["detections"]]}
+        super().process(predictions)
 
     def compute_metrics(self, results):
-        metrics = super().compute_metrics(results)
+        dets = [det for batch in results for det in batch]
+        if self.score_sort == "quicksort":
+            # per class in arrival order (images in order, each image's boxes by score),
+            # then numpy's default argsort; the stable sort inside keeps this order
+            by_class: dict = {}
+            for det in dets:
+                by_class.setdefault(det["category"], []).append(det)
+            dets = []
+            for group in by_class.values():
+                order = np.argsort(-np.array([d["score"] for d in group]))
+                dets.extend(group[i] for i in order)
+        metrics = super().compute_metrics([dets])
+        if self.empty_classes == "zero":
+            with_dets = {d["category"] for d in dets}
+            aps = []
+            for name in metrics:
+                if name.startswith("AP.") and np.isnan(metrics[name]):
+                    # voc_eval: rec = tp / 0 is NaN; the 11-point AP is then 0, the area
+                    # AP 0 only without detections
+                    if self.use_07_metric or name[3:] not in {str(c) for c in with_dets}:
+                        metrics[name] = 0.0
+                if name.startswith("AP."):
+                    aps.append(metrics[name])
+            metrics["mAP"] = float(np.mean(aps)) if aps else float("nan")
         return {f"mAP@{self.iou_threshold:g}": metrics["mAP"], **metrics}
 
 
@@ -72,9 +137,13 @@ class DetectionTask(Task):
         write_voc(Path(root) / "voc", seed=seed, num_trainval=6, num_test=4)
 
     def smoke_protocol(self, protocol: Mapping) -> dict:
-        """Inputs of at most ``SMOKE_INPUT`` for the generated images."""
+        """Inputs of at most ``SMOKE_INPUT`` for the generated images; classes without
+        ground truth left out of the mAP (the small generated sets miss classes, and the
+        target oracle must still score 100)."""
         size = protocol.get("input_size") or SMOKE_INPUT
-        return {**protocol, "input_size": [min(s, m) for s, m in zip(size, SMOKE_INPUT)]}
+        ev = {**(protocol.get("evaluation") or {}), "empty_classes": "skip"}
+        return {**protocol, "input_size": [min(s, m) for s, m in zip(size, SMOKE_INPUT)],
+                "evaluation": ev}
 
     # --- training ---------------------------------------------------------------------
     def loss(self, outputs: Mapping, batch: Mapping, protocol: Mapping) -> dict[str, torch.Tensor]:
@@ -102,7 +171,7 @@ class DetectionTask(Task):
             x = torch.cat([x, torch.flip(x, dims=[3])])
         with autocast_context(device, amp):
             hm, wh, reg = _heads(model(x))
-        hm, wh, reg = _sigmoid(hm), wh.float(), reg.float()
+        hm, wh, reg = _activation(hm, ev["heatmap_activation"]), wh.float(), reg.float()
         if ev["flip"]:
             # CenterNet: heatmaps and sizes averaged with the mirrored pass mirrored back;
             # offsets from the plain pass only (a mirrored offset belongs to another cell)
@@ -112,16 +181,21 @@ class DetectionTask(Task):
         meta = batch["meta"]
         dets = dataset.codec.decode(hm.cpu(), wh.cpu(), reg.cpu(),
                                     np.asarray(meta["center"]), np.asarray(meta["scale"]),
-                                    k=ev["top_k"])
+                                    k=ev["top_k"], selection=ev["top_k_selection"],
+                                    numerics=getattr(dataset, "numerics", "centernet"))
         return {"detections": self._as_dicts(dataset, dets, meta["image_id"])}
 
     @staticmethod
     def _as_dicts(dataset, detections, image_ids) -> list[dict]:
+        """Decoded float32 boxes in the devkit's 1-based coordinates: + 1 in float64
+        (exact), as the results file's ``dets[k, 0] + 1``."""
+        from ..data.voc import DEVKIT_PIXEL_OFFSET
         out = []
         for image_id, det in zip(image_ids, detections):
-            for x1, y1, x2, y2, score, cls in dataset.to_devkit(det):
-                out.append({"image_id": str(image_id), "category": dataset.class_names[int(cls)],
-                            "score": float(score), "bbox": [float(x1), float(y1), float(x2), float(y2)]})
+            for row in np.asarray(det):
+                box = row[:4].astype(np.float64) + DEVKIT_PIXEL_OFFSET
+                out.append({"image_id": str(image_id), "category": dataset.class_names[int(row[5])],
+                            "score": float(row[4]), "bbox": box.tolist()})
         return out
 
     def evaluator(self, dataset, protocol: Mapping):
@@ -129,7 +203,9 @@ class DetectionTask(Task):
         return MapAtThreshold(annotations=dataset.annotations(),
                               class_names=dataset.class_names,
                               iou_threshold=ev["iou_threshold"],
-                              use_07_metric=ev["use_07_metric"])
+                              use_07_metric=ev["use_07_metric"],
+                              results_rounding=ev["results_rounding"],
+                              score_sort=ev["score_sort"], empty_classes=ev["empty_classes"])
 
     def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
         """Each image's boxes, difficult ones included, through the evaluation crop and the
@@ -139,7 +215,7 @@ class DetectionTask(Task):
         from ..data.transforms import affine_transform, get_affine_transform
         codec = dataset.codec
         h, w = codec.input_size
-        k = _cfg(protocol, "evaluation")["top_k"]
+        ev = _cfg(protocol, "evaluation")
         for index in range(len(dataset)):
             meta = dataset[index]["meta"]
             boxes, labels = dataset.boxes(index, with_difficult=True)
@@ -149,5 +225,7 @@ class DetectionTask(Task):
             size, offset = codec.dense_maps(t["wh"], t["reg"], t["ind"], t["reg_mask"])
             dets = codec.decode(torch.from_numpy(t["hm"])[None], torch.from_numpy(size)[None],
                                 torch.from_numpy(offset)[None], np.asarray([meta["center"]]),
-                                np.asarray([meta["scale"]]), k=k)
+                                np.asarray([meta["scale"]]), k=ev["top_k"],
+                                selection=ev["top_k_selection"],
+                                numerics=getattr(dataset, "numerics", "centernet"))
             yield {"detections": self._as_dicts(dataset, dets, [meta["image_id"]])}

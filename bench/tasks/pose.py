@@ -8,9 +8,10 @@ GSTO and FlatteNet on COCO and MPII; LSP-extended for the CPU sanity runs).
   mean squared error, the protocol's ``loss.mse_factor``), plus one term per
   auxiliary heatmap output (GSTO's stage predictors, ``aux.<name>``), weighted by the
   protocol's ``aux_weights``;
-* prediction: the flip test as we read HRNet / mmpose (no golden; the mirrored crop's
-  heatmaps flipped back with the dataset's joint pairs, shifted one pixel right,
-  averaged with the plain ones), decoded by the dataset's codec into original-image pixels;
+* prediction: the flip test (the mirrored crop's heatmaps flipped back with the
+  dataset's joint pairs, shifted one pixel right, averaged with the plain ones), decoded
+  by the dataset's codec into original-image pixels in HRNet's or mmpose's arithmetic
+  (``evaluation.decode``); checked against both codes by the prediction goldens;
 * evaluation: COCO OKS AP (rescoring + OKS-NMS), MPII PCKh, LSP PCK
   (``bench.evaluation``), one ``Evaluator`` interface;
 * the smoke gate's target oracle: the dataset's own target heatmaps decoded and scored
@@ -165,7 +166,8 @@ class PoseTask(Task):
     @staticmethod
     def _decoded(dataset, heatmaps: np.ndarray, meta: dict, ev: Evaluation) -> dict:
         preds, maxvals = dataset.codec.decode(heatmaps, meta["center"], meta["scale"],
-                                              ev.post_process, ev.modulate_kernel)
+                                              ev.post_process, ev.modulate_kernel,
+                                              decode=ev.decode)
         return {"preds": preds, "maxvals": maxvals, **meta}
 
     def evaluator(self, dataset, protocol):
@@ -178,10 +180,12 @@ class PoseTask(Task):
         if name == "coco":
             return CocoKeypointEvaluator(dataset.coco, oks_thr=ev.oks_nms_threshold,
                                          in_vis_thr=ev.keypoint_score_threshold,
-                                         num_samples=len(dataset))
+                                         num_samples=len(dataset),
+                                         style=ev.coco_postprocess)
         if name == "mpii":
             return MpiiPCKhEvaluator(dataset.gt_file, num_samples=len(dataset),
-                                     low_alpha=ev.pckh_low_alpha)
+                                     low_alpha=ev.pckh_low_alpha,
+                                     style=ev.pckh_arithmetic)
         if name == "lsp":
             gts, visible = dataset.ground_truth()
             return LspPCKEvaluator(gts, visible, threshold=ev.pck_threshold)
