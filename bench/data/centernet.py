@@ -3,45 +3,11 @@
 FlatteNet's detection rows (Tables IX / X, PASCAL VOC 512x512) use CenterNet's recipe
 (Zhou et al., "Objects as Points"; xingyizhou/CenterNet ``ctdet``). One
 ``CenterNetCodec`` object serves the dataset's targets and the decoder, so the two cannot
-disagree on the input size, the stride or the number of objects.
-
-Encoding (CenterNet's ``datasets/sample/ctdet.py``), per box in input pixels:
-
-1. divide by the stride (the input crop's affine transform divided by the stride is
-   CenterNet's output transform up to round-off: both map the crop centre to the grid
-   centre); ``encode(..., on_grid=True)`` takes boxes already mapped by the output
-   transform, as the VOC dataset does by default to match CenterNet's rounding;
-2. clip to the output grid, x to [0, w - 1] and y to [0, h - 1] (so a box reaching the
-   right or bottom edge of the input loses up to one cell, as in CenterNet); a box left
-   with non-positive width or height gets no target (its slot stays 0, ``reg_mask`` 0);
-3. radius = ``max(0, int(radius((ceil(h), ceil(w)), 0.7)))``; a Gaussian of
-   sigma ``(2 r + 1) / 6`` is max-merged into the class's heatmap at the integer centre
-   ``int(centre)`` (``draw_umich_gaussian``);
-4. slot k (the k-th box; boxes past ``max_objects`` are dropped, as CenterNet's
-   ``min(len(anns), max_objs)``) holds ``wh = (w, h)`` on the output grid, ``ind = y_int
-   * w_out + x_int`` and the sub-pixel offset ``reg = centre - int(centre)``.
-
-The radius (``heatmap_radius``): "centernet" (default) is CenterNet's
-``utils/image.py::gaussian_radius`` as coded, ``gaussian_radius_centernet`` (each root
-``(b + sqrt(b^2 - 4ac)) / 2``: no division by ``2a``, so for usual boxes about 2.8x the
-solved value); "exact" is ``gaussian_radius``, the smallest of the three radii r for which
-a box whose corners are moved by r keeps IoU ``min_overlap`` with the true box (moved
-together, shrunk, grown). CenterNet applies the corner radius to the centre heatmap
-unchanged; so do we. ``tests/test_samples_golden_det.py`` shows the default's targets
-equal CenterNet's bit for bit.
-
-Decoding (``models/decode.py::ctdet_decode`` + ``utils/post_process.py``): a 3x3 max-pool
-keeps heatmap peaks, the top ``k`` scores are taken (by default as CenterNet's ``_topk``:
-per class, then over the classes), a box is ``(x + reg_x, y + reg_y) -/+ wh / 2`` on the
-output grid and is mapped back through the inverse of the test crop's affine transform
-(centre, scale = the long side) to image pixels (by default with CenterNet's float32
-three-point inverse; ``tests/test_predictions_golden_det.py`` shows the boxes equal its
-own ``CtdetDetector``'s bit for bit). Boxes are in OpenCV's pixel frame (pixel i
-covers [i - 0.5, i + 0.5]); the VOC dataset says how that relates to the devkit's
-1-based coordinates.
-
-Encoding is numpy; decoding uses torch for the max-pool and top-k (imported when called,
-so this module stays importable without torch).
+disagree on the input size, the stride or the number of objects; targets and decoded
+boxes equal CenterNet's own bit for bit (``tests/test_samples_golden_det.py``,
+``tests/test_predictions_golden_det.py``). Encoding is numpy; decoding imports torch when
+called. The encoding and decoding steps and the radius formulas: docs/design-notes.md,
+"Module notes", bench/data/centernet.py.
 """
 from __future__ import annotations
 

@@ -8,68 +8,12 @@ Files are read as the devkit ships them::
     root/VOCdevkit/VOC{year}/JPEGImages/<id>.jpg
     root/VOCdevkit/VOC{year}/ImageSets/Main/<set>.txt
 
-(CenterNet reads Detectron's COCO-style conversion of the same XML files instead.)
-
-Defaults are CenterNet's behaviour as ``tests/test_samples_golden_det.py`` shows it against
-its own loader (``tests/golden/samples_centernet_voc.json``: 30 training samples, 5 test
-inputs, bit for bit given the same random draws); each has an explicit alternative
-(``channel_order``, ``box_convention``, ``numerics``, ``heatmap_radius``).
-
-Coordinates. The devkit writes boxes as 1-based pixel indices (``xmin..xmax`` inclusive);
-``parse_voc_xml`` and ``annotations()`` keep them as written. Training boxes
-(``boxes()``), ``box_convention="centernet"``: ``[xmin - 1, ymin - 1, xmax, ymax]``, what
-CenterNet's ``_coco_box_to_bbox`` makes of Detectron's json (x = xmin - 1, w = xmax -
-xmin + 1; inferred from Detectron's conversion, the json itself was not at hand);
-``"zero_based"``: all four minus 1 (py-faster-rcnn's). ``to_devkit`` adds 1 to all four
-coordinates of decoded boxes, as CenterNet's VOC evaluation does.
-
-Training sample (CenterNet's ``datasets/sample/ctdet.py``):
-
-1. read the image with OpenCV; ``channel_order="bgr"`` keeps it as read (CenterNet),
-   ``"rgb"`` converts;
-2. crop: centre (w/2, h/2), scale s = the long side; with ``scale_range`` s is multiplied
-   by a value of CenterNet's grid ``np.arange(lo, hi, 0.1)`` (draw ``scale``; 0.6,
-   0.7, 0.7999999999999999, ... as numpy gives them, or rounded with ``numerics=
-   "exact"``) and the centre is drawn uniformly at least ``border`` (128, halved until
-   it fits) from each image edge (``_get_border``; draws ``center_x``, ``center_y``).
-   With ``shift`` set, CenterNet's ``--not_rand_crop`` branch is used instead: centre +=
-   s * clip(N(0, 1) shift, +-2 shift) per axis (draws ``shift_x``, ``shift_y``), then
-   with ``scale_range`` s *= clip(N(1, sf), lo, hi), sf = max(1 - lo, hi - 1) (draw
-   ``scale``; CenterNet's --scale 0.4 is the protocol's [0.6, 1.4]);
-3. horizontal flip with ``flip_prob`` (draw ``flip``; image mirrored, centre x -> w - 1
-   - x, boxes x1, x2 -> w - 1 - x2, w - 1 - x1);
-4. affine warp of (centre, s) to ``input_size`` (bilinear, black border), /255; with
-   ``numerics="centernet"`` the matrix is built as CenterNet's ``get_affine_transform``
-   does (float32 centre and scale, three float32 point pairs), else in closed form;
-5. ``color_jitter``: CenterNet's brightness / contrast / saturation (random order, +-0.4)
-   and PCA lighting (``bench.data.centernet.color_augment``), with the grey image and
-   PCA table of the channel order;
-6. normalisation by ``mean`` / ``std`` (ImageNet's, the values CenterNet's ``PascalVOC``
-   lists) in the order given: with BGR images, as CenterNet, the RGB-ordered numbers
-   apply to B, G, R;
-7. targets by the dataset's ``codec`` (``CenterNetCodec``): with ``numerics="centernet"``
-   the boxes go through the output-grid transform (CenterNet's ``trans_output``, one
-   float32 ``np.dot`` per corner), else through the input transform and are divided by
-   ``output_stride`` (4); the first ``max_objects`` (50, CenterNet's VOC ``max_objs``)
-   objects of an image get slots. ``meta`` holds the crop centre, scale and flip.
-
-Difficult objects are kept for training (``keep_difficult=True``): CenterNet's ``ctdet``
-trains on every annotation its json lists for an image and never reads a difficult or
-``ignore`` field (that the json holds them is inferred: Detectron's loaders skip
-annotations flagged ``ignore``). ``keep_difficult=False`` is py-faster-rcnn's choice.
-Evaluation always reads them and marks them ``difficult`` (the devkit's scoring ignores
-them).
-
-Evaluation sample (CenterNet's ``pre_process`` with ``fix_res``): the whole image warped
-to ``input_size`` with centre (w/2, h/2) and scale max(h, w), no augmentation, normalised
-in float64 then stored as float32 (``numerics="centernet"``; float32 with ``"exact"``);
-``meta`` carries what ``codec.decode`` needs to map boxes back to the image.
-
-Randomness: every draw of a sample is a named call on ``draws_for(index)``, by default
-one call each of ``numpy.random.default_rng([seed, epoch, index])`` in the order: crop
-(scale, centre x, centre y; or shift x, shift y, scale), flip, colour (order, three
-factors, lighting weights); a draw that is switched off is not made. Tests replay
-CenterNet's recorded values through ``draws_for``. Call ``set_epoch`` once per epoch.
+Defaults are CenterNet's behaviour, bit for bit given the same draws
+(``tests/test_samples_golden_det.py``); ``channel_order``, ``box_convention``,
+``numerics`` and ``heatmap_radius`` select the alternatives. Every draw is a named call on
+``draws_for(index)``; call ``set_epoch`` once per epoch. The pipeline step by step, the
+coordinate conventions and what is inferred: docs/design-notes.md, "Module notes",
+bench/data/voc.py.
 """
 from __future__ import annotations
 
