@@ -93,7 +93,7 @@ _LAZY = {
                     ".synthetic"),
     **dict.fromkeys(("write_cityscapes", "write_lip", "write_pascal_context",
                      "write_segmentation_all"), ".synthetic_seg"),
-    **dict.fromkeys(("VOC_CLASSES", "write_voc"), ".synthetic_det"),
+    "VOC_CLASSES": ".det_labels", "write_voc": ".synthetic_det",
 }
 
 

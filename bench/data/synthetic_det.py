@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..evaluation.voc import VOC_CLASSES   # the devkit's class table (torch-free)
+from .det_labels import VOC_CLASSES
 from .synthetic_seg import class_palette
 
 __all__ = ["VOC_CLASSES", "write_voc"]

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from .centernet import HEATMAP_RADII, CenterNetCodec, center_scale_of_image, color_augment
 from .draws import SampleDraws
-from ..evaluation.voc import VOC_CLASSES
+from .det_labels import VOC_CLASSES
 from .topdown import IMAGENET_MEAN, IMAGENET_STD, protocol_to_dict, require_path
 from .transforms import (affine_transform, get_affine_transform, get_affine_transform_points,
                          scale_range_of)

@@ -39,12 +39,9 @@ from typing import Any, Hashable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..data.det_labels import VOC_CLASSES  # noqa: F401  (re-exported)
 from .base import Evaluator
 
-#: The 20 PASCAL VOC classes in the devkit's order.
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-               "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 # The devkit's thresholds (as we read voc_eval.py) exactly as ``np.arange`` makes them:
 # 3 x 0.1, 6 x 0.1 and 7 x 0.1 round above 0.3, 0.6 and 0.7, so a recall of exactly 3/10
