@@ -163,7 +163,7 @@ def build_parser(add_help: bool = True, prog: str | None = None) -> argparse.Arg
 
 
 JOB_PROFILES = names_with("runs_jobs")
-TRAINING_PROFILES = names_with("takes_training_options")
+TRAINING_PROFILES = names_with("trains")   # --epochs, --batch-size, --seeds, --amp, ...
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,11 +26,6 @@ class Profile:
     job_settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def takes_training_options(self) -> bool:
-        """--epochs, --batch-size, --seeds, --amp, --channels-last apply."""
-        return self.trains
-
-    @property
     def reads_datasets(self) -> bool:
         """--data-root applies: its jobs read the real datasets."""
         return self.runs_jobs and not self.generated_data

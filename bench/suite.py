@@ -22,6 +22,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt,
 
 from .complexity.conventions import CONVENTIONS
 from .paths import PROTOCOLS_DIR, SUITES_DIR
+from .profiles import has
 from .yaml_limits import (_dotted, InputLimitError, UnreadableValue, check_events, construct_checked,
                           read_limited)
 from .names import MAX_KEY_LENGTH, check_model_name, check_name, name_problem
@@ -829,7 +830,6 @@ class Suite(_Frozen):
         """(value, source) a cell is compared with: the paper's value (``published``),
         or for a cell scored from released weights the authors' model-zoo number for
         those weights where their repository prints one."""
-        from .profiles import has
         released = self.released_for(row, cid) if has(profile, "released_weights") else None
         if released is not None and cid in released.model_zoo:
             return released.model_zoo[cid], "model zoo"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zlib
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,14 @@ def reference_gaussian_targets(joints, visible, input_size, heatmap_size, sigma,
                   & (ys >= max(0.0, ul[1])) & (ys < min(br[1], h)))
         target[k] = np.where(inside, g, 0.0)
     return target, weight
+
+
+def sample_file_crcs(root_or_crcs) -> dict:
+    """{relative path: crc32} of the files a golden's synthetic data consists of (a
+    folder), or a recorded such dict, with MPII's ``gt_valid.mat`` left out: its bytes
+    depend on the scipy version that wrote it (another MAT header), not on the data."""
+    if isinstance(root_or_crcs, dict):
+        return {k: v for k, v in root_or_crcs.items() if not k.endswith(".mat")}
+    root = Path(root_or_crcs)
+    return {str(p.relative_to(root)): zlib.crc32(p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".mat"}

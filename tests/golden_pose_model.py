@@ -83,3 +83,16 @@ class TableModel(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         crops = x.detach().cpu().numpy()
         return torch.from_numpy(np.stack([self.table[crop_key(c)] for c in crops]))
+
+
+def dataset_table_model(dataset, use_targets: bool, recorded: dict) -> TableModel:
+    """The table model of a pose dataset's evaluation crops (their targets with
+    ``use_targets``, else target-free), checked against the recorded ``table_digest``."""
+    items = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        items.append((item["image"].numpy(), item["target"].numpy() if use_targets else None))
+    shape = (dataset.num_joints, dataset.heatmap_size[0], dataset.heatmap_size[1])
+    table = build_table(items, shape, dataset.flip_pairs)
+    assert table_digest(table) == recorded, "not the recorded model (crops differ?)"
+    return TableModel(table)

@@ -450,6 +450,19 @@ def _reference_targets(joints, visible, ds):
     return target, weight
 
 
+def _reference_crop(ds, image, joints, visible, center, scale, rotation, flipped):
+    """The plain crop, targets and normalisation both orders end with (three-point
+    matrix, warpAffine, whole-grid Gaussians, float normalisation, transposing copy)."""
+    from bench.data import transforms as T
+    M = T.get_affine_transform_points(center, scale, rotation, ds.image_size_wh)
+    crop = cv2.warpAffine(np.ascontiguousarray(image), M, ds.image_size_wh,
+                          flags=cv2.INTER_LINEAR)
+    target, weight = _reference_targets(T.affine_transform(joints, M), visible, ds)
+    x = (crop.astype(np.float32) / 255.0 - ds.mean) / ds.std
+    return (np.ascontiguousarray(x.transpose(2, 0, 1)), target, weight.reshape(-1, 1),
+            center, scale, float(rotation), flipped)
+
+
 def _reference_sample(ds, index):
     """One training/evaluation sample computed plainly, as the pipeline did before its
     per-core tuning (issue 15): cv2.imread + cvtColor, ``default_rng``, the flip as a
@@ -487,13 +500,7 @@ def _reference_sample(ds, index):
         angle = float(np.clip(rng.standard_normal() * ds.rotation_factor,
                               -2 * ds.rotation_factor, 2 * ds.rotation_factor))
         rotation = angle if rng.random() <= ds.rotation_prob else 0.0
-    M = T.get_affine_transform_points(center, scale, rotation, ds.image_size_wh)
-    crop = cv2.warpAffine(np.ascontiguousarray(image), M, ds.image_size_wh,
-                          flags=cv2.INTER_LINEAR)
-    target, weight = _reference_targets(T.affine_transform(joints, M), visible, ds)
-    x = (crop.astype(np.float32) / 255.0 - ds.mean) / ds.std
-    return (np.ascontiguousarray(x.transpose(2, 0, 1)), target, weight.reshape(-1, 1),
-            center, scale, float(rotation), flipped)
+    return _reference_crop(ds, image, joints, visible, center, scale, rotation, flipped)
 
 
 def _reference_sample_hrnet(ds, index, image, joints, visible):
@@ -525,13 +532,7 @@ def _reference_sample_hrnet(ds, index, image, joints, visible):
             joints, visible = T.fliplr_joints(joints, visible, width, ds.flip_pairs)
             center = center.copy()
             center[0] = width - center[0] - 1
-    M = T.get_affine_transform_points(center, scale, rotation, ds.image_size_wh)
-    crop = cv2.warpAffine(np.ascontiguousarray(image), M, ds.image_size_wh,
-                          flags=cv2.INTER_LINEAR)
-    target, weight = _reference_targets(T.affine_transform(joints, M), visible, ds)
-    x = (crop.astype(np.float32) / 255.0 - ds.mean) / ds.std
-    return (np.ascontiguousarray(x.transpose(2, 0, 1)), target, weight.reshape(-1, 1),
-            center, scale, float(rotation), flipped)
+    return _reference_crop(ds, image, joints, visible, center, scale, rotation, flipped)
 
 
 def test_samples_equal_the_plain_reference_pipeline(synth):

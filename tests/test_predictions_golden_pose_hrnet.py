@@ -36,7 +36,7 @@ from bench.suite import load_protocol
 from bench.tasks import get_task
 from bench.training.evaluate import evaluate
 from conftest import GOLDEN
-from golden_pose_model import TableModel, build_table, table_digest
+from golden_pose_model import dataset_table_model
 
 #: official name -> HRBench's (COCO stats in HRBench are percent)
 COCO_NAMES = {"AP": "AP", "Ap .5": "AP50", "AP .75": "AP75", "AP (M)": "APM",
@@ -82,15 +82,7 @@ def _setup(case: str, roots):
         assert p["evaluation"]["oks_nms_threshold"] == g["config"]["OKS_THRE"]
         assert p["evaluation"]["keypoint_score_threshold"] == g["config"]["IN_VIS_THRE"]
     assert len(ds) == g["num_samples"]
-    items = []
-    for i in range(len(ds)):
-        item = ds[i]
-        items.append((item["image"].numpy(), item["target"].numpy() if g["use_gt_bbox"]
-                      else None))
-    shape = (ds.num_joints, ds.heatmap_size[0], ds.heatmap_size[1])
-    table = build_table(items, shape, ds.flip_pairs)
-    assert table_digest(table) == g["model"], "not the recorded model (crops differ?)"
-    return p, ds, TableModel(table)
+    return p, ds, dataset_table_model(ds, g["use_gt_bbox"], g["model"])
 
 
 CASES = ["coco_gt", "coco_det", "mpii_valid"]

@@ -30,7 +30,6 @@ task's evaluator (``bench.training.evaluate``), and must give:
 from __future__ import annotations
 
 import json
-import shutil
 from functools import lru_cache
 
 import numpy as np
@@ -48,7 +47,7 @@ from bench.suite import load_protocol
 from bench.tasks import get_task
 from bench.training.evaluate import evaluate
 from conftest import GOLDEN
-from golden_pose_model import TableModel, build_table, table_digest
+from golden_pose_model import dataset_table_model
 from test_samples_golden_pose_mmpose import _edit_coco, _edit_mpii
 
 PROTOCOLS = {"coco": "coco_256x192_lite_hrnet", "mpii": "mpii_256x256_lite_hrnet"}
@@ -104,15 +103,7 @@ def _setup(case: str, roots):
     else:
         ds = MPIIDataset.from_protocol(p, roots["mpii"], split="valid", **sizes)
     assert len(ds) == g["num_samples"]
-    items = []
-    for i in range(len(ds)):
-        item = ds[i]
-        items.append((item["image"].numpy(), item["target"].numpy() if g["use_gt_bbox"]
-                      else None))
-    shape = (ds.num_joints, ds.heatmap_size[0], ds.heatmap_size[1])
-    table = build_table(items, shape, ds.flip_pairs)
-    assert table_digest(table) == g["model"], "not the recorded model (crops differ?)"
-    return p, ds, TableModel(table)
+    return p, ds, dataset_table_model(ds, g["use_gt_bbox"], g["model"])
 
 
 def _predict(p, ds, model):

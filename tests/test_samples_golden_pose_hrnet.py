@@ -28,7 +28,7 @@ from bench.data.draws import ReplayDraws
 from bench.data.mpii import MPIIDataset
 from bench.suite import load_protocol
 
-from conftest import GOLDEN, SHARED_DATA
+from conftest import GOLDEN, SHARED_DATA, sample_file_crcs
 
 PROTOCOLS = {"coco": "coco_256x192_hrnet", "mpii": "mpii_256x256_hrnet"}
 
@@ -36,18 +36,6 @@ PROTOCOLS = {"coco": "coco_256x192_hrnet", "mpii": "mpii_256x256_hrnet"}
 @lru_cache(maxsize=None)
 def golden(name: str) -> dict:
     return json.loads((GOLDEN / f"samples_hrnet_{name}.json").read_text())
-
-
-def _crcs(root: Path) -> dict:
-    """crc32 of every file the loaders read for the samples. MPII's ``gt_valid.mat``
-    (evaluation only) is left out: its bytes depend on the scipy version that wrote it
-    (scipy 1.17 writes another MAT header than the recording's), not on the data."""
-    return {str(p.relative_to(root)): zlib.crc32(p.read_bytes())
-            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".mat"}
-
-
-def _without_mat(crcs: dict) -> dict:
-    return {k: v for k, v in crcs.items() if not k.endswith(".mat")}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +50,8 @@ def roots(tmp_path_factory):
                         for k, v in data["kwargs"].items()})
         # the same image bytes as the recording (a different OpenCV JPEG encoder would
         # change them: then the pixels below could not be compared)
-        assert _crcs(root) == _without_mat(data["files_crc32"]), "synthetic files differ from the recording"
+        assert sample_file_crcs(root) == sample_file_crcs(data["files_crc32"]), \
+            "synthetic files differ from the recording"
         out[name, "syn"] = root
         real = SHARED_DATA / f"{name}_sample"
         out[name, "real"] = real if real.is_dir() else None

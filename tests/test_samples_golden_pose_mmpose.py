@@ -38,7 +38,7 @@ from bench.data.draws import ReplayDraws
 from bench.data.mpii import MPIIDataset
 from bench.suite import load_protocol
 
-from conftest import GOLDEN, SHARED_DATA
+from conftest import GOLDEN, SHARED_DATA, sample_file_crcs
 
 PROTOCOLS = {"coco": "coco_256x192_lite_hrnet", "mpii": "mpii_256x256_lite_hrnet"}
 DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
@@ -52,18 +52,6 @@ def golden(name: str) -> dict:
 def _unpack(text: str, shape) -> np.ndarray:
     raw = zlib.decompress(base64.b64decode(text))
     return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
-
-
-def _crcs(root: Path) -> dict:
-    """crc32 of every file the loaders read for the samples. MPII's ``gt_valid.mat``
-    (evaluation only) is left out: its bytes depend on the scipy version that wrote it
-    (scipy 1.17 writes another MAT header than the recording's), not on the data."""
-    return {str(p.relative_to(root)): zlib.crc32(p.read_bytes())
-            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".mat"}
-
-
-def _without_mat(crcs: dict) -> dict:
-    return {k: v for k, v in crcs.items() if not k.endswith(".mat")}
 
 
 def _edit_coco(root: Path, edit: dict) -> None:
@@ -99,7 +87,8 @@ def roots(tmp_path_factory):
                         for k, v in writer_rec["kwargs"].items()})
         edit(root, writer_rec["then_edit"])
         # the same bytes as the recording (another JPEG encoder would change the pixels)
-        assert _crcs(root) == _without_mat(writer_rec["files_crc32"]), "synthetic files differ from the recording"
+        assert sample_file_crcs(root) == sample_file_crcs(writer_rec["files_crc32"]), \
+            "synthetic files differ from the recording"
         out[name, "synthetic"] = root
         real = SHARED_DATA / f"{name}_sample"
         out[name, "real"] = real if real.is_dir() else None

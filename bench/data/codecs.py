@@ -27,7 +27,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .transforms import transform_preds
+from .transforms import PIXEL_STD, transform_preds
 
 __all__ = [
     "gaussian_targets", "get_max_preds", "quarter_offset", "gaussian_modulation",
@@ -331,7 +331,7 @@ def mmpose_transform_preds(coords, center, scale, output_size) -> np.ndarray:
     cast to float32 first, as its ``TopDownBaseHead.decode`` does)."""
     coords = np.asarray(coords, dtype=np.float32)
     center = np.asarray(center, dtype=np.float32)
-    scale = np.asarray(scale, dtype=np.float32) * np.float32(200.0)
+    scale = np.asarray(scale, dtype=np.float32) * np.float32(PIXEL_STD)
     out = np.ones_like(coords[..., :2])
     for axis in (0, 1):
         step = scale[axis] / np.float32(output_size[axis])

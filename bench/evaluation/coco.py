@@ -72,27 +72,32 @@ def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarray,
 
 def oks_nms(kpts_db: Sequence[Mapping[str, Any]], thr: float,
             sigmas: np.ndarray | None = None,
-            in_vis_thr: float | None = None) -> list[int]:
+            in_vis_thr: float | None = None, style: str = "hrnet") -> list[int]:
     """Greedy OKS non-maximum suppression; returns the indices kept, best score first.
 
     ``kpts_db``: one dict per pose with ``keypoints`` (K x 3 or flat 3K), ``score`` and
     ``area``. A pose is suppressed when its OKS with an already kept, higher-scored pose
     is *above* ``thr`` (OKS == thr is kept, as we read HRNet's ``oks_nms``).
+    ``style='mmpose'``: mmpose 0.13's nms.py ``oks_nms``: float32 scores, poses and areas,
+    ``argsort()[::-1]`` order (a tie keeps the later pose), ``mmpose_oks_iou``.
     """
     if len(kpts_db) == 0:
         return []
-    scores = np.array([p["score"] for p in kpts_db], dtype=np.float64)
-    kpts = np.stack([np.asarray(p["keypoints"], dtype=np.float64).reshape(-1) for p in kpts_db])
-    areas = np.array([p["area"] for p in kpts_db], dtype=np.float64)
-    # Stable sort on -score: ties keep input order. HRNet's argsort()[::-1] (as we read
-    # it) leaves tie order to numpy's quicksort; only exact score ties can differ.
-    order = np.argsort(-scores, kind="stable")
+    mmpose = style == "mmpose"
+    dtype = np.float32 if mmpose else np.float64
+    scores = np.array([p["score"] for p in kpts_db], dtype=dtype)
+    kpts = np.stack([np.asarray(p["keypoints"], dtype=dtype).reshape(-1) for p in kpts_db])
+    areas = np.array([p["area"] for p in kpts_db], dtype=dtype)
+    # HRNet: a stable sort on -score, ties in input order (its argsort()[::-1], as we
+    # read it, leaves tie order to numpy's quicksort; only exact score ties can differ)
+    order = scores.argsort()[::-1] if mmpose else np.argsort(-scores, kind="stable")
     keep: list[int] = []
     while order.size > 0:
         i = int(order[0])
         keep.append(i)
         rest = order[1:]
-        ovr = oks_iou(kpts[i], kpts[rest], areas[i], areas[rest], sigmas, in_vis_thr)
+        ovr = (mmpose_oks_iou(kpts[i], kpts[rest], areas[i], areas[rest], sigmas) if mmpose
+               else oks_iou(kpts[i], kpts[rest], areas[i], areas[rest], sigmas, in_vis_thr))
         order = rest[ovr <= thr]
     return keep
 
@@ -113,25 +118,6 @@ def mmpose_oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarr
         e = (dx ** 2 + dy ** 2) / var / ((area_g + area_d[n]) / 2 + np.spacing(1)) / 2
         out[n] = np.sum(np.exp(-e)) / len(e) if len(e) else 0.0
     return out
-
-
-def mmpose_oks_nms(kpts_db: Sequence[Mapping[str, Any]], thr: float,
-                   sigmas: np.ndarray | None = None) -> list[int]:
-    """``oks_nms`` as mmpose 0.13's (nms.py ``oks_nms``): float32 scores ordered by
-    ``argsort()[::-1]`` (ties: the later pose first), OKS by ``mmpose_oks_iou``."""
-    if len(kpts_db) == 0:
-        return []
-    scores = np.array([p["score"] for p in kpts_db], dtype=np.float32)
-    kpts = np.stack([np.asarray(p["keypoints"], dtype=np.float32).reshape(-1) for p in kpts_db])
-    areas = np.array([p["area"] for p in kpts_db], dtype=np.float32)
-    order = scores.argsort()[::-1]
-    keep: list[int] = []
-    while order.size > 0:
-        i = int(order[0])
-        keep.append(i)
-        ovr = mmpose_oks_iou(kpts[i], kpts[order[1:]], areas[i], areas[order[1:]], sigmas)
-        order = order[np.where(ovr <= thr)[0] + 1]
-    return keep
 
 
 #: whose arithmetic rescoring and OKS-NMS follow (``evaluation.coco_postprocess``)
@@ -185,10 +171,9 @@ def rescore_and_nms(results: Iterable[Mapping[str, Any]], in_vis_thr: float = 0.
             "score": score,
             "area": _pose_area(r),
         })
-    nms = mmpose_oks_nms if style == "mmpose" else oks_nms
     out: list[dict] = []
     for image_id, poses in per_image.items():
-        keep = nms(poses, oks_thr, sigmas) if use_nms else range(len(poses))
+        keep = oks_nms(poses, oks_thr, sigmas, style=style) if use_nms else range(len(poses))
         for k in keep:
             p = poses[k]
             out.append({
@@ -351,5 +336,5 @@ class CocoKeypointEvaluator(Evaluator):
 
 
 __all__ = ["COCO_SIGMAS", "STATS_NAMES", "PREDICTION_KEYS", "POSTPROCESS_STYLES", "oks_iou",
-           "oks_nms", "mmpose_oks_iou", "mmpose_oks_nms",
+           "oks_nms", "mmpose_oks_iou",
            "rescore_and_nms", "load_coco", "coco_keypoint_ap", "CocoKeypointEvaluator"]

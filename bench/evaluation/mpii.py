@@ -120,11 +120,12 @@ def pckh_curve(preds: np.ndarray, gt_mat, one_based: bool = False,
     if preds.shape[0] != n:
         raise ValueError(f"preds has {preds.shape[0]} persons, gt_valid has {n} "
                          "(predictions must follow gt_valid.mat order)")
-    pred = preds[:, :, :2] + (0.0 if one_based else 1.0)  # 0-based -> MATLAB 1-based
     if _check_style(style) == "mmpose":
         # mmpose 0.13's topdown_mpii_dataset.py evaluate adds the 1 to its float32 preds
         pred = (np.asarray(raw, np.float32)[:, :, :2]
                 + np.float32(0.0 if one_based else 1.0)).astype(np.float64)
+    else:
+        pred = preds[:, :, :2] + (0.0 if one_based else 1.0)  # 0-based -> MATLAB 1-based
     pos_gt = np.transpose(gt["pos_gt_src"], (2, 0, 1))     # N x 16 x 2
     visible = (1 - np.asarray(gt["jnt_missing"]).T).astype(bool)  # N x 16
     hb = gt["headboxes_src"]

@@ -191,8 +191,7 @@ class SegmentationTask(Task):
         from ..evaluation.segmentation import SegmentationEvaluator
         return SegmentationEvaluator(dataset.num_classes, ignore_index=dataset.ignore_label,
                                      class_names=dataset.class_names,
-                                     absent=_cfg(protocol, "evaluation").get("absent_classes",
-                                                                             "skip"))
+                                     absent=_cfg(protocol, "evaluation")["absent_classes"])
 
     def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
         from .segmentation_inference import predict_scores
