@@ -1,7 +1,7 @@
 """Where jobs run: in this process, under torchrun (one process per GPU), or on a Slurm
 cluster through submitit.
 
-The runner builds plain-data jobs (``bench.training.job.Job``) and hands them here;
+The runner builds plain-data jobs (``bench.job.Job``) and hands them here;
 every launcher ends with the job's run record written atomically by rank 0 at the
 job's ``record_path``, so the runner reads results the same way whatever ran them.
 
@@ -164,7 +164,7 @@ def run_jobs(jobs: Sequence, cfg: LaunchConfig = LaunchConfig()) -> list[Optiona
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .training.job import Job
+    from .job import Job
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         print("usage: python -m bench.launch JOB.json", file=sys.stderr)

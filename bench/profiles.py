@@ -20,7 +20,7 @@ class Profile:
     released_weights: bool = False    # scores the authors' released weights
     # why its accuracy is not compared with the paper (for a profile that is not)
     not_compared_why: str = ""
-    # Job settings (bench.training.job); cpu_threads: CPU kernels split their reductions
+    # Job settings (bench.job); cpu_threads: CPU kernels split their reductions
     # by thread count and a network at its initialisation amplifies the last bits, so a
     # fixed count makes the smoke numbers, and the committed baselines, machine-free
     job_settings: Mapping[str, Any] = field(default_factory=dict)

@@ -14,22 +14,20 @@ import fnmatch
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
+from pydantic import (AfterValidator, BeforeValidator, Field, SerializeAsAny, ValidationError,
                       field_validator, model_validator)
 
 from .complexity.conventions import CONVENTIONS
 from .paths import PROTOCOLS_DIR, SUITES_DIR
 from .profiles import has
+from .protocol import FrozenModel, Name, Protocol
+from .tasks import all_specs, task_names, task_spec
 from .yaml_limits import (_dotted, InputLimitError, UnreadableValue, check_events, construct_checked,
                           read_limited)
 from .names import MAX_KEY_LENGTH, check_model_name, check_name, name_problem
-
-# a name that becomes part of a path (bench.names: one pattern, stated in docs/suites.md)
-Name = Annotated[str, AfterValidator(check_name)]
-
 
 # receptive_field / contributing_fraction: measured from a gradient on the built module
 # (bench.complexity.receptive_field), for claims that need no training (DPN)
@@ -44,27 +42,21 @@ Name = Annotated[str, AfterValidator(check_name)]
 STRUCTURE_MEASURES = ("attribute", "output_stride", "subsamplings", "out_channels")
 COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms", "receptive_field",
                        "contributing_fraction", "fold_equivalence_error") + STRUCTURE_MEASURES
-# accuracy measures a protocol's evaluator reports (COCO keypoints, MPII PCKh, LSP PCK)
-# (MeanPose-PCK@0.2: the training set's mean pose scored on the same split, the
-# reference a trained model must beat; bench.evaluation.baselines)
-# (Head ... Ankle: MPII PCKh@0.5 per body part, left and right pooled)
-# (mAP@0.5: PASCAL VOC detection, mean over classes of the AP at IoU 0.5)
-# (mIoU, aAcc, mAcc: segmentation, in percent: mean IoU over classes, pixel accuracy and
-# mean class accuracy; bench.evaluation.segmentation)
-# (iIoU, IoU_category, iIoU_category: Cityscapes instance-level IoU over classes, and IoU
-# and iIoU over the 7 categories; reported only by the Cityscapes evaluation server: their
-# protocols are server_only, so no local run fills them)
-# (mAP, AP.<part>: PoseTrack's frame-wise multi-person pose estimation, the mean AP over
-# joints and the AP per body part; MOTA, MOTA.<part>: its multi-object tracking accuracy
-# (poseval). No task plug-in reads PoseTrack, so no local run fills them)
-POSETRACK_PARTS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
-ACCURACY_MEASURES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50",
-                     "PCKh@0.5", "PCKh@0.1", "AUC", "Head", "Shoulder", "Elbow", "Wrist",
-                     "Hip", "Knee", "Ankle", "PCK@0.2", "MeanPose-PCK@0.2", "mIoU", "aAcc",
-                     "mAcc", "iIoU", "IoU_category", "iIoU_category", "mAP@0.5",
-                     "mAP", "MOTA") + tuple(f"{m}.{part}" for m in ("AP", "MOTA")
-                                            for part in POSETRACK_PARTS)
-MEASURES = COMPLEXITY_MEASURES + ACCURACY_MEASURES
+
+
+def accuracy_measures() -> tuple[str, ...]:
+    """Every measure a task reports or its papers print (``TaskSpec.metric_names`` and
+    ``external_metric_names``), over the registered tasks: the one source of their names."""
+    out: dict[str, None] = {}
+    for spec in all_specs():
+        out.update(dict.fromkeys(spec.metric_names + spec.external_metric_names))
+    return tuple(out)
+
+
+def measure_names() -> tuple[str, ...]:
+    return COMPLEXITY_MEASURES + accuracy_measures()
+
+
 Unit = Literal["", "K", "M", "G", "%", "ms"]   # multiples of a measure's base unit
 
 
@@ -77,13 +69,7 @@ class SuiteError(ValueError):
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
 
-class _Frozen(BaseModel):
-    # allow_inf_nan: a published value, tolerance or rate of "1e400" (YAML leaves it a
-    # string, which becomes infinity as a float) is an error, not a number
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Tolerance(_Frozen):
+class Tolerance(FrozenModel):
     abs: Optional[float] = Field(None, ge=0)
     rel: Optional[float] = Field(None, ge=0)
     # "both": |m - p| within; "below": only falling short fails (accuracy);
@@ -108,7 +94,7 @@ class Tolerance(_Frozen):
         return max(bounds, default=0.0)
 
 
-class Column(_Frozen):
+class Column(FrozenModel):
     id: Name                                # the key in ``columns`` (plot file names)
     label: str = ""
     unit: Unit = ""
@@ -153,8 +139,9 @@ class Column(_Frozen):
     @field_validator("measure")
     @classmethod
     def _known_measure(cls, v):
-        if v not in MEASURES:
-            raise ValueError(f"unknown measure {v!r}; known: {', '.join(MEASURES)}")
+        known = measure_names()
+        if v not in known:
+            raise ValueError(f"unknown measure {v!r}; known: {', '.join(known)}")
         return v
 
     @field_validator("convention")
@@ -173,7 +160,7 @@ class Column(_Frozen):
         return self.label or self.id
 
 
-class ModelRef(_Frozen):
+class ModelRef(FrozenModel):
     name: Annotated[str, AfterValidator(check_model_name)]
     overrides: dict[str, Any] = Field(default_factory=dict)
 
@@ -195,7 +182,7 @@ class ModelRef(_Frozen):
         return f"{self.name}({args})"
 
 
-class ReleasedWeights(_Frozen):
+class ReleasedWeights(FrozenModel):
     """A file of trained weights the authors released for a row under one of the suite's
     protocols (the ``released`` profile scores it, evaluation only). ``model_zoo`` holds
     the numbers the authors' repository prints for these weights where they are given
@@ -237,7 +224,7 @@ class ReleasedWeights(_Frozen):
         return None if v is None else v.lower()
 
 
-class Row(_Frozen):
+class Row(FrozenModel):
     name: str
     # a registered model, or (for a method this project does not build) ``not_built``:
     # why not; such a row keeps its published cells so the report shows the whole table
@@ -302,505 +289,27 @@ def _row_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-class HalfBody(_Frozen):
-    prob: float = Field(ge=0, le=1)
-    num_joints: int = Field(8, ge=1)       # more visible joints than this are needed
-
-
-class BoxCenterJitter(_Frozen):
-    """mmpose 0.x's COCO training boxes: with probability ``prob`` a box's centre moves by
-    ``factor x (U(0, 1) - 0.5) x (w, h)``, drawn once when the dataset is built."""
-    prob: float = Field(ge=0, le=1)
-    factor: float = Field(ge=0)
-
-
-class Augmentation(_Frozen):
-    """Training augmentation; an entry left out is switched off (no silent default)."""
-    flip_prob: float = Field(0.0, ge=0, le=1)
-    half_body: Optional[HalfBody] = None
-    box_center_jitter: Optional[BoxCenterJitter] = None   # COCO only (boxes)
-    rotation: float = Field(0.0, ge=0, le=180)        # degrees, N(0, r) clipped to 2r
-    rotation_prob: float = Field(0.6, ge=0, le=1)
-    scale: float = Field(0.0, ge=0, lt=1)             # zoom N(1, s) clipped to 1 +- s
-    # whose sample pipeline: HRNet's JointsDataset (half body, zoom, rotation, flip last)
-    # or mmpose 0.x's (flip first); see bench.data.topdown
-    order: Literal["mmpose", "hrnet"] = "mmpose"
-
-
-class Optimizer(_Frozen):
-    type: Literal["adam", "adamw", "sgd"]
-    lr: float = Field(gt=0)
-    # applied as L2 (adam, sgd) or decoupled (adamw); 0 means none
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)          # sgd only
-    nesterov: bool = False                             # sgd only
-    betas: tuple[float, float] = (0.9, 0.999)          # adam / adamw
-
-
-class Warmup(_Frozen):
-    type: Literal["linear", "constant"] = "linear"
-    iters: int = Field(ge=0)
-    ratio: float = Field(0.001, gt=0, le=1)           # the rate starts at lr x ratio
-
-
-class Schedule(_Frozen):
-    """The length and learning-rate policy. The length is ``epochs`` (the pose recipes,
-    HRNetV2's 484 Cityscapes epochs) or ``iterations`` (Lite-HRNet's 160k): one of them."""
-    epochs: Optional[int] = Field(None, gt=0)
-    iterations: Optional[int] = Field(None, gt=0)
-    policy: Literal["step", "poly"] = "step"
-    milestones: tuple[int, ...] = ()                   # step: epochs where lr *= gamma
-    gamma: float = Field(0.1, gt=0, le=1)
-    power: float = Field(0.9, gt=0)                    # poly: lr (1 - it/total)^power
-    min_lr: float = Field(0.0, ge=0)
-    warmup: Optional[Warmup] = None
-    # poly: the rate of step g is that of g - lag (HRNet-Semantic-Segmentation sets the rate
-    # after optimizer.step(), so its steps 0 and 1 share the first rate)
-    rate_lag: int = Field(0, ge=0)
-    # poly: what the rate's iteration counts. steps: every optimiser step. samples:
-    # HRNet-Semantic-Segmentation's epoch_iters = floor(train samples / total batch) per
-    # epoch, restarting at epoch x epoch_iters (its padded DistributedSampler takes one
-    # step more per epoch on 4 GPUs: that step shares the next epoch's first rate), the
-    # lag counted within the epoch
-    rate_epoch: Literal["steps", "samples"] = "steps"
-
-    @model_validator(mode="after")
-    def _milestones_in_range(self):
-        if (self.epochs is None) == (self.iterations is None):
-            raise ValueError("give the length as epochs or as iterations (one of them)")
-        ms = list(self.milestones)
-        if ms and self.epochs is None:
-            raise ValueError("milestones are epochs: an iteration-based schedule uses policy: poly")
-        if ms != sorted(set(ms)):
-            raise ValueError(f"milestones must be strictly increasing, got {ms}")
-        if ms and (ms[0] <= 0 or ms[-1] >= self.epochs):
-            raise ValueError(f"milestones must lie in 1..{self.epochs - 1}, got {ms}")
-        if self.rate_epoch == "samples" and (self.policy != "poly" or self.epochs is None):
-            raise ValueError("rate_epoch: samples counts a poly rate over epochs "
-                             "(policy: poly with epochs)")
-        return self
-
-
-class Batch(_Frozen):
-    """The paper's batch: ``per_gpu`` images on each of ``gpus`` devices. A run with a
-    different total batch scales the learning rate linearly and records it."""
-    per_gpu: int = Field(gt=0)
-    gpus: int = Field(1, gt=0)
-    # the last, partial batch of an epoch: dropped (mmpose, HRNet-Semantic-Segmentation,
-    # CenterNet) or trained on (HRNet's and SimpleBaseline's pose loaders set no drop_last)
-    drop_last: bool = True
-
-    @property
-    def total(self) -> int:
-        return self.per_gpu * self.gpus
-
-
-class Evaluation(_Frozen):
-    """How a top-down pose protocol is scored."""
-    boxes: Literal["detector", "ground_truth"] = "ground_truth"
-    detection_file: Optional[str] = None               # relative to --data-root
-    box_score_threshold: float = Field(0.0, ge=0)
-    flip_test: bool = True
-    shift_heatmap: bool = True                         # flipped heatmaps moved 1 px right
-    post_process: Optional[Literal["default", "gaussian", "dark"]] = "default"
-    modulate_kernel: int = Field(11, ge=1)             # gaussian / dark
-    oks_nms_threshold: float = Field(0.9, gt=0, le=1)  # COCO
-    keypoint_score_threshold: float = Field(0.2, ge=0, le=1)   # COCO rescoring
-    pck_threshold: float = Field(0.2, gt=0)           # LSP PCK, fraction of the torso
-    # the alpha MPII's Mean@0.1 is read at: 0.1, or 0.11 as HRNet's lib/dataset/mpii.py
-    # evaluate reads it (row 11 of its 0.01 grid)
-    pckh_low_alpha: Literal[0.1, 0.11] = 0.1
-    # whose arithmetic maps heatmaps back to image pixels: HRNet's (lib/core/inference.py
-    # get_final_preds: inverse affine, (0, 0) for a maximum <= 0) or mmpose 0.13's
-    # (mmpose/core/evaluation/top_down_eval.py keypoints_from_heatmaps: transform_preds'
-    # per-axis float32 formula, (-1, -1) for a maximum <= 0)
-    decode: Literal["hrnet", "mmpose"] = "hrnet"
-    # COCO rescoring + OKS-NMS: HRNet's lib/dataset/coco.py evaluate + lib/nms/nms.py, or
-    # mmpose 0.13's topdown_coco_dataset.py evaluate + core/post_processing/nms.py oks_nms
-    # (float32 pose scores and OKS, ties ordered by argsort()[::-1])
-    coco_postprocess: Literal["hrnet", "mmpose"] = "hrnet"
-    # MPII PCKh: HRNet's lib/dataset/mpii.py evaluate, or mmpose 0.13's
-    # topdown_mpii_dataset.py evaluate (float32 predictions + 1, float32 PCK curve)
-    pckh_arithmetic: Literal["hrnet", "mmpose"] = "hrnet"
-    batch_size: int = Field(32, gt=0)
-
-    @model_validator(mode="after")
-    def _detector_needs_file(self):
-        if self.boxes == "detector" and not self.detection_file:
-            raise ValueError("boxes: detector needs a detection_file")
-        if self.modulate_kernel % 2 == 0:
-            raise ValueError(f"modulate_kernel must be odd, got {self.modulate_kernel}")
-        return self
-
-
-class Validation(_Frozen):
-    """Validation during training, as the official recipe runs it: every ``interval``
-    epochs (0: only after training) on the protocol's evaluation with ``evaluation``'s
-    changes (SimpleBaseline validates on ground-truth boxes without flipping, then
-    reports detector boxes with flipping), the weights kept as the best by
-    ``best_metric`` (``mode`` max or min). The run record holds the final and the best
-    epoch's numbers."""
-    interval: int = Field(0, ge=0)
-    best_metric: Optional[str] = None
-    mode: Literal["max", "min"] = "max"
-    # a value equal to the best so far: the earlier epoch stays (SimpleBaseline's ">")
-    # or the later one wins (HRNet's ">=")
-    ties: Literal["earlier", "later"] = "earlier"
-    evaluation: dict[str, Any] = Field(default_factory=dict)
-
-
-FIDELITY_KINDS = ("official-code", "model-zoo-config", "paper-text", "project")
-
-
-class Fidelity(_Frozen):
-    """How far the protocol's training recipe is shown to be the authors':
-    ``official-code`` (a training golden file recorded from the authors' code,
-    ``tests/golden/<golden>.json``, reproduced by HRBench within ``max_rel_diff`` over
-    ``steps`` steps; ``source`` is repo@commit), ``model-zoo-config`` (read from the
-    config file ``source``, no code run), ``paper-text`` (only what the paper states,
-    quoted in ``source``) or ``project`` (HRBench's own recipe, e.g. the CPU sanity run).
-    ``covers`` says what the check does and does not cover."""
-    kind: Literal["official-code", "model-zoo-config", "paper-text", "project"]
-    source: str = Field(min_length=1)
-    golden: Optional[str] = None
-    steps: Optional[int] = Field(None, gt=0)
-    max_rel_diff: Optional[float] = Field(None, ge=0)
-    covers: str = ""
-
-    @model_validator(mode="after")
-    def _official_needs_numbers(self):
-        numbers = (self.golden, self.steps, self.max_rel_diff)
-        if self.kind == "official-code" and None in numbers:
-            raise ValueError("official-code fidelity needs golden, steps and max_rel_diff")
-        if self.kind != "official-code" and any(n is not None for n in numbers):
-            raise ValueError("golden, steps and max_rel_diff belong to official-code fidelity")
-        return self
-
-    @property
-    def summary(self) -> str:
-        """One line: ``official-code: <repo>@<commit>, steps K, max rel diff x`` or
-        ``<kind>: <source>`` (``hrbench list protocols``)."""
-        if self.kind == "official-code":
-            return (f"official-code: {self.source}, steps {self.steps}, "
-                    f"max rel diff {self.max_rel_diff:.0e}")
-        return f"{self.kind}: {self.source}"
-
-    @property
-    def line(self) -> str:
-        """The summary with what it covers (reports)."""
-        return f"{self.summary} ({self.covers})" if self.covers else self.summary
-
-
-class Protocol(_Frozen):
-    """What a run needs, whatever the task: dataset and splits, the input size (at which
-    the complexity columns count), the training recipe (optimiser, schedule, the paper's
-    batch and GPU count) and seeds. Each task's protocol adds its own fields
-    (``PoseProtocol``, ``SegmentationProtocol``); a file says which by ``task:``.
-    The complexity profile reads only the shapes; training reads the rest."""
-    name: Name                           # names its run records and work dirs
-    task: str
-    dataset: str
-    input_size: tuple[int, int]          # (H, W)
-    num_classes: Optional[int] = None
-    in_channels: int = 3
-    data_files: tuple[str, ...] = ()     # relative to --data-root; all needed to evaluate
-    model_overrides: dict[str, Any] = Field(default_factory=dict)
-    train_split: Optional[str] = None
-    val_split: Optional[str] = None
-    optimizer: Optional[Optimizer] = None
-    schedule: Optional[Schedule] = None
-    batch: Optional[Batch] = None
-    # BatchNorm synchronised across GPUs under DDP (HRNetV2's Cityscapes recipe); per GPU
-    # otherwise, as the pose recipes
-    sync_bn: bool = False
-    seed: int = Field(0, ge=0, lt=2**32)       # what numpy's generators accept (--seeds too)
-    # the protocol file this one extends (``base:``; its fields, then this file's)
-    base: Optional[str] = None
-    # why no local run can score this protocol: an evaluation server holds the labels
-    # (COCO test-dev, the MPII test set, Cityscapes test); its accuracy cells say so
-    server_only: str = ""
-    # ImageNet-pretrained backbone weights (a torch file in the backbone's usual layout,
-    # e.g. torchvision's resnet50); "~" and $VARIABLES are expanded, relative paths are
-    # taken from the working directory. Checked when a training job starts.
-    pretrained: Optional[str] = None
-    validation: Validation = Field(default_factory=Validation)
-    fidelity: Optional[Fidelity] = None
-
-    @model_validator(mode="after")
-    def _validation_evaluation_fits(self):
-        changes = self.validation.evaluation
-        current = getattr(self, "evaluation", None)
-        if changes and current is not None:
-            # the changes must make a valid evaluation of this task (unknown keys fail)
-            type(current).model_validate({**current.model_dump(), **changes})
-        elif changes:
-            raise ValueError("validation.evaluation needs a protocol with an evaluation")
-        return self
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (self.in_channels, *self.input_size)
-
-    @property
-    def trainable(self) -> bool:
-        return None not in (self.optimizer, self.schedule, self.batch)
-
-    def task_overrides(self) -> dict[str, Any]:
-        out = dict(self.model_overrides)
-        if getattr(self, "num_joints", None) is not None:
-            out.setdefault("num_joints", self.num_joints)
-        if self.num_classes is not None:
-            out.setdefault("num_classes", self.num_classes)
-        return out
-
-
-class PoseLoss(_Frozen):
-    # the heatmap MSE is mse_factor x the mean squared error: HRNet's JointsMSELoss (and
-    # SimpleBaseline's, DARK's) halves it, mmpose's JointsMSELoss (Lite-HRNet and the
-    # mmpose baselines) does not. Under Adam the factor only acts through eps.
-    mse_factor: float = Field(0.5, gt=0)
-
-
-class PoseProtocol(Protocol):
-    """Top-down pose: heatmap targets, pose augmentation, detector or GT boxes."""
-    task: Literal["pose"] = "pose"
-    heatmap_size: Optional[tuple[int, int]] = None
-    num_joints: Optional[int] = None
-    sigma: Optional[float] = Field(None, gt=0)        # Gaussian target, heatmap pixels
-    unbiased_encoding: bool = False                    # DARK targets
-    use_target_weight: bool = True
-    # images as RGB (HRNet COLOR_RGB true, mmpose to_rgb) or as OpenCV's BGR with the RGB
-    # ImageNet statistics (SimpleBaseline's loader, HRNet's resnet configs COLOR_RGB false)
-    color_rgb: bool = True
-    # which sanitised COCO ground-truth boxes are kept: x2 >= x1 and y2 >= y1 (HRNet's
-    # lib/dataset/coco.py) or x2 > x1 and y2 > y1 (mmpose 0.13's topdown_coco_dataset.py)
-    box_filter: Literal["hrnet", "mmpose"] = "hrnet"
-    # a JPEG's EXIF orientation tag: ignored (HRNet's JointsDataset, cv2.IMREAD_IGNORE_
-    # ORIENTATION) or applied (mmpose 0.x LoadImageFromFile: mmcv.imread 'color', i.e.
-    # cv2.IMREAD_COLOR, as we read mmcv 1.3's source)
-    exif_orientation: Literal["ignore", "apply"] = "ignore"
-    augmentation: Augmentation = Field(default_factory=Augmentation)
-    evaluation: Evaluation = Field(default_factory=Evaluation)
-    loss: PoseLoss = Field(default_factory=PoseLoss)
-    # weights of the auxiliary heatmaps a model returns in training mode (GSTO's stage
-    # predictors, Sec. 3.2.2: 0.2 / 0.3 / 0.5)
-    aux_weights: dict[str, float] = Field(
-        default_factory=lambda: {"stage1": 0.2, "stage2": 0.3, "stage3": 0.5})
-
-    @model_validator(mode="after")
-    def _jitter_needs_boxes(self):
-        if self.augmentation.box_center_jitter is not None and self.dataset != "coco":
-            raise ValueError(f"augmentation.box_center_jitter moves COCO person boxes; "
-                             f"dataset {self.dataset!r} has none")
-        if self.box_filter != "hrnet" and self.dataset != "coco":
-            raise ValueError(f"box_filter selects COCO ground-truth boxes; dataset "
-                             f"{self.dataset!r} has none")
-        return self
-
-
-class SegAugmentation(_Frozen):
-    """Training augmentation of the segmentation recipes; left out = off
-    (bench.data.segmentation's module docstring says what each entry does)."""
-    scale_range: Optional[tuple[float, float]] = None  # long side x U(lo, hi)
-    # HRNet-Semantic-Segmentation's SCALE_FACTOR: long side x (0.5 + k / 10), k uniform
-    # in 0..scale_factor (its base_dataset.py gen_sample); instead of scale_range
-    scale_factor: Optional[int] = Field(None, ge=0)
-    flip_prob: float = Field(0.0, ge=0, le=1)
-    # image padding below the crop size: pixel 0 before normalisation, or 0 after it
-    pad_image: Literal["black", "mean"] = "black"
-    resize_to_crop: bool = False       # image and label resized to crop_size first (LIP)
-    flip_first: bool = False           # flip before resizing, not after the crop (LIP)
-
-    @field_validator("scale_range")
-    @classmethod
-    def _ordered(cls, v):
-        if v is not None and not 0 < v[0] <= v[1]:
-            raise ValueError(f"scale_range must be 0 < low <= high, got {list(v)}")
-        return v
-
-    @model_validator(mode="after")
-    def _one_scale_rule(self):
-        if self.scale_range is not None and self.scale_factor is not None:
-            raise ValueError("give scale_range (continuous) or scale_factor (0.1 grid), "
-                             "not both")
-        return self
-
-
-class Ohem(_Frozen):
-    """Online hard example mining (HRNet-Semantic-Segmentation's OhemCrossEntropy): keep
-    the pixels whose true-class probability is below ``threshold``, at least ``min_kept``."""
-    threshold: float = Field(0.9, gt=0, le=1)
-    min_kept: int = Field(131072, ge=1)
-
-
-class SegLoss(_Frozen):
-    # per-class weights of the cross-entropy: a list (one per class) or a named table
-    # ("hrnet_cityscapes": HRNet-Semantic-Segmentation's Cityscapes weights)
-    class_weights: Optional[Union[Literal["hrnet_cityscapes"], tuple[float, ...]]] = None
-    ohem: Optional[Ohem] = None
-    # auxiliary outputs of the model (training mode) and their weights; the main output
-    # weighs main_weight (GSTO: 0.2 / 0.3 / 0.5 for the stage predictors, 1.0 the final)
-    aux_weights: dict[str, float] = Field(default_factory=dict)
-    main_weight: float = Field(1.0, gt=0)
-    align_corners: bool = True                         # logits resized to the labels
-
-
-class SlidingWindow(_Frozen):
-    crop: tuple[int, int]                              # (H, W)
-    stride: tuple[int, int]
-    # window placement (bench.tasks.segmentation_inference.window_boxes): "shift" (last
-    # windows shifted back, image zero-padded to the crop), "hrnet" (HRNet-Semantic-
-    # Segmentation's BaseDataset: image and edge windows padded with black), or
-    # "hrnet_cityscapes" (its Cityscapes override: whole image at scales <= 1, shifted-back
-    # windows above); the two hrnet styles need ensemble: hrnet
-    style: Literal["shift", "hrnet", "hrnet_cityscapes"] = "shift"
-
-    @model_validator(mode="after")
-    def _stride_within_crop(self):
-        if any(s <= 0 or s > c for s, c in zip(self.stride, self.crop)):
-            raise ValueError(f"stride {list(self.stride)} must be positive and at most the "
-                             f"crop {list(self.crop)}")
-        return self
-
-
-class SegEvaluation(_Frozen):
-    """How a segmentation protocol is scored: single scale (``scales: [1.0]``) or several
-    with flipping; whole images or a sliding window; logits resized to the label."""
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
-    # long side of the image at scale 1 (PASCAL-Context: 520); None: the image's own size
-    base_size: Optional[int] = Field(None, gt=0)
-    # (H, W) every image is resized to at scale 1, aspect ratio not kept (LIP: 473 x 473)
-    image_size: Optional[tuple[PositiveInt, PositiveInt]] = None
-    # where that resize happens: "inference" (the normalised tensor, bilinear, inside the
-    # prediction) or "loader" (the uint8 image, cv2.resize INTER_LINEAR, before normalising:
-    # HRNet-Semantic-Segmentation's lib/datasets/lip.py testval)
-    image_resize: Literal["inference", "loader"] = "inference"
-    sliding_window: Optional[SlidingWindow] = None
-    batch_size: int = Field(1, gt=0)
-    # how views are combined (bench.tasks.segmentation_inference): "softmax_mean" (mean of
-    # the views' softmax) or "hrnet" (HRNet-Semantic-Segmentation: exp of the mean of the
-    # plain and flipped logits per window, summed over scales)
-    ensemble: Literal["softmax_mean", "hrnet"] = "softmax_mean"
-    # bilinear resizes of the scores; None: loss.align_corners
-    align_corners: Optional[bool] = None
-    # a class absent from label and prediction: "skip" (left out of mIoU / mAcc) or "zero"
-    # (counted as 0: HRNet-Semantic-Segmentation's lib/core/function.py testval)
-    absent_classes: Literal["skip", "zero"] = "skip"
-
-    @model_validator(mode="after")
-    def _one_size_rule(self):
-        if self.base_size is not None and self.image_size is not None:
-            raise ValueError("give base_size (long side, aspect kept) or image_size "
-                             "(exact size), not both")
-        if self.image_resize == "loader" and self.image_size is None:
-            raise ValueError("image_resize: loader resizes to image_size; give image_size")
-        if (self.sliding_window is not None and self.sliding_window.style != "shift"
-                and self.ensemble != "hrnet"):
-            raise ValueError(f"sliding_window.style {self.sliding_window.style!r} is "
-                             f"HRNet-Semantic-Segmentation's; it needs ensemble: hrnet")
-        return self
-
-    @field_validator("scales")
-    @classmethod
-    def _positive(cls, v):
-        if not v or any(s <= 0 for s in v):
-            raise ValueError(f"scales must be a non-empty list of positive numbers, got {list(v)}")
-        return v
-
-
-class SegmentationProtocol(Protocol):
-    """Semantic segmentation: random scale / crop / flip, pixel cross-entropy (class
-    weights, OHEM, auxiliary terms), single- or multi-scale evaluation, mIoU."""
-    task: Literal["segmentation"]
-    num_classes: int = Field(gt=0)
-    crop_size: Optional[tuple[int, int]] = None        # training crop (H, W)
-    base_size: Optional[int] = Field(None, gt=0)       # long side before random scaling
-    ignore_label: int = 255
-    data_dir: Optional[str] = None                     # folder under --data-root
-    augmentation: SegAugmentation = Field(default_factory=SegAugmentation)
-    loss: SegLoss = Field(default_factory=SegLoss)
-    evaluation: SegEvaluation = Field(default_factory=SegEvaluation)
-
-    @model_validator(mode="after")
-    def _weights_per_class(self):
-        w = self.loss.class_weights
-        if isinstance(w, tuple) and len(w) != self.num_classes:
-            raise ValueError(f"loss.class_weights has {len(w)} entries for {self.num_classes} classes")
-        if self.trainable and self.crop_size is None:
-            raise ValueError("a trainable segmentation protocol needs a crop_size")
-        return self
-
-
-class DetAugmentation(_Frozen):
-    """CenterNet's training augmentation (its ctdet sampler); left out = off."""
-    flip_prob: float = Field(0.0, ge=0, le=1)
-    # CenterNet's random crop: crop size x one of lo, lo + 0.1, ... (below hi), centre
-    # anywhere inside a 128-px border of the image
-    scale_range: Optional[tuple[float, float]] = None
-    # CenterNet's --not_rand_crop branch instead: centre shifted by N(0, shift) of the crop
-    # and scale N(1, max(1 - lo, hi - 1)) clipped to the range
-    shift: Optional[float] = Field(None, gt=0, lt=1)
-    color_jitter: bool = False                         # brightness / contrast / saturation + PCA lighting
-
-
-class DetLoss(_Frozen):
-    """CenterNet's loss: penalty-reduced focal loss on the centre heatmaps, L1 on box
-    sizes and centre offsets at the object centres (weights 1 / 0.1 / 1)."""
-    heatmap_weight: float = Field(1.0, ge=0)
-    size_weight: float = Field(0.1, ge=0)
-    offset_weight: float = Field(1.0, ge=0)
-
-
-class DetEvaluation(_Frozen):
-    flip: bool = True                                   # average heatmaps and sizes with the mirror
-    top_k: int = Field(100, gt=0)                       # boxes kept per image
-    iou_threshold: float = Field(0.5, gt=0, lt=1)
-    use_07_metric: bool = True                          # VOC07 11-point AP (else the area)
-    batch_size: int = Field(8, gt=0)
-    # CenterNet's test path and evaluation by default (tests/golden/
-    # predictions_centernet_voc.json), the other behaviour as an option
-    heatmap_activation: Literal["sigmoid", "clamped_sigmoid"] = "sigmoid"  # ctdet.py / the loss's
-    top_k_selection: Literal["per_class", "global"] = "per_class"  # decode.py _topk / one top-k
-    results_rounding: Literal["devkit_file", "none"] = "devkit_file"  # scores .3f, boxes .1f / none
-    score_sort: Literal["quicksort", "stable"] = "quicksort"  # voc_eval's np.argsort / stable
-    empty_classes: Literal["zero", "skip"] = "zero"     # no-GT class: AP 0 in the mean / left out
-
-
-class DetectionProtocol(Protocol):
-    """Object detection, CenterNet-style (FlatteNet Table X): centre heatmaps, sizes and
-    offsets at ``output_stride``; PASCAL VOC sets as (year, image set) pairs."""
-    task: Literal["detection"]
-    num_classes: int = Field(gt=0)
-    output_stride: int = Field(4, gt=0)
-    train_sets: tuple[tuple[str, str], ...] = ()        # e.g. [[2007, trainval], [2012, trainval]]
-    val_sets: tuple[tuple[str, str], ...] = ()          # e.g. [[2007, test]]
-    max_objects: int = Field(50, gt=0)                  # target slots per image (CenterNet's pascal)
-    keep_difficult: bool = True                         # train on difficult objects too
-    data_dir: Optional[str] = None                      # folder under --data-root
-    # CenterNet's behaviour by default (tests/golden/samples_centernet_voc.json), the
-    # other as an option; see bench.data.voc / bench.data.centernet
-    channel_order: Literal["bgr", "rgb"] = "bgr"        # bgr: OpenCV's, never converted
-    box_convention: Literal["centernet", "zero_based"] = "centernet"  # [x0-1, y0-1, x1, y1] / all -1
-    numerics: Literal["centernet", "exact"] = "centernet"   # official float32 rounding / closed form
-    heatmap_radius: Literal["centernet", "exact"] = "centernet"  # gaussian_radius as coded / solved
-    augmentation: DetAugmentation = Field(default_factory=DetAugmentation)
-    loss: DetLoss = Field(default_factory=DetLoss)
-    evaluation: DetEvaluation = Field(default_factory=DetEvaluation)
-
-
-PROTOCOL_TYPES = {"pose": PoseProtocol, "segmentation": SegmentationProtocol,
-                  "detection": DetectionProtocol}
-# a protocol field holds any task's protocol, chosen by its ``task``
-AnyProtocol = Annotated[Union[PoseProtocol, SegmentationProtocol, DetectionProtocol],
-                        Field(discriminator="task")]
+def _typed_protocol(value: Any) -> Any:
+    """A protocol given as a mapping becomes its task's protocol type (``task:``)."""
+    if isinstance(value, Mapping):
+        task = value.get("task")
+        if not isinstance(task, str) or task not in task_names():
+            raise ValueError(f"{'missing task' if task is None else f'unknown task {task!r}'};"
+                             f" a protocol says which task it is for: {', '.join(task_names())}")
+        return task_spec(task).protocol.model_validate(dict(value))
+    return value
+
+
+# a field holding any task's protocol: each task's own type (the task registry's), kept
+# and written out as that type
+AnyProtocol = Annotated[SerializeAsAny[Protocol], BeforeValidator(_typed_protocol)]
 
 
 ReleasedWeights.model_rebuild()   # refers to Protocol, defined after it
 Row.model_rebuild()   # Row refers to Protocol, defined after it
 
 
-class Suite(_Frozen):
+class Suite(FrozenModel):
     suite: Name                         # names its records folder and report page
     paper: str
     table: Union[int, str]
@@ -1077,14 +586,14 @@ def load_protocol(name: str, protocols_dir: ProtocolDirs = PROTOCOLS_DIR) -> Pro
     path, positions, _ = sources[0]
     data.setdefault("name", name)
     task = data.get("task")
-    if not isinstance(task, str) or task not in PROTOCOL_TYPES:     # (a list is unhashable)
+    if not isinstance(task, str) or task not in task_names():     # (a list is unhashable)
         owner = next(((p, pos) for p, pos, own in sources if "task" in own), (path, positions))
         what = "missing" if task is None else f"unknown task {task!r}"
         raise SuiteError(owner[0], _line_for(owner[1], ("task",)), "task",
                          f"{what}; a protocol says which task it is for: "
-                         f"{', '.join(PROTOCOL_TYPES)}")
+                         f"{', '.join(task_names())}")
     try:
-        return PROTOCOL_TYPES[task](**data)
+        return task_spec(task).protocol(**data)
     except ValidationError as err:
         loc = tuple(p for p in err.errors()[0]["loc"]
                     if not (isinstance(p, str) and p.startswith("function-")))

@@ -16,7 +16,7 @@ the task's shapes, the same seed and batches in every mode, and records:
 * the losses of the first ``loss_iters`` iterations and their largest relative difference
   from the fp32 mode's, against a stated tolerance (bf16: 5%).
 
-Then the pose data loader's samples/s (synthetic COCO from ``bench.data.synthetic.write_coco``
+Then the pose data loader's samples/s (synthetic COCO from ``bench.tasks.pose.synthetic.write_coco``
 at a realistic image size) with 0/2/4/8 workers (capped by the CPU count), against the
 images/s the GPU consumes in Lite-HRNet-18's fastest mode: is training loader-bound?
 ``--latency`` also runs the latency columns of Lite-HRNet Tables 3 and 5 and the smoke
@@ -205,7 +205,7 @@ def measure_loader(device: torch.device, cfg: dict, seed: int, tiny: bool) -> di
     for each worker count; the first batch (worker start-up) is timed apart."""
     from torch.utils.data import DataLoader
 
-    from bench.data.synthetic import write_coco
+    from bench.tasks.pose.synthetic import write_coco
     from bench.tasks import get_task
 
     task = get_task("pose")
@@ -213,7 +213,7 @@ def measure_loader(device: torch.device, cfg: dict, seed: int, tiny: bool) -> di
     batch = TINY["batch"] if tiny else MODELS[0]["batch"]
     cpus = os.cpu_count() or 1
     workers = [w for w in cfg["workers"] if w <= cpus] or [0]
-    out: dict[str, Any] = {"dataset": "synthetic COCO (bench.data.synthetic.write_coco)",
+    out: dict[str, Any] = {"dataset": "synthetic COCO (bench.tasks.pose.synthetic.write_coco)",
                            "image_size": list(cfg["loader_image_size"]),
                            "input_size": protocol["input_size"], "batch": batch,
                            "cpu_count": cpus, "results": {}}

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench.training.losses import centernet_focal_loss, reg_l1_loss
+from bench.tasks.detection.losses import centernet_focal_loss, reg_l1_loss
 
 
 def logit(p: float) -> float:

@@ -1,10 +1,10 @@
-"""Heatmap targets and decoding (bench.data.codecs): the HRNet / Lite-HRNet / DARK rules."""
+"""Heatmap targets and decoding (bench.tasks.pose.codecs): the HRNet / Lite-HRNet / DARK rules."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.data import codecs as C
+from bench.tasks.pose import codecs as C
 from bench.data import transforms as T
 from conftest import reference_gaussian_targets
 

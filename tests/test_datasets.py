@@ -1,4 +1,4 @@
-"""Top-down datasets (bench.data.coco / mpii / lsp / topdown) on synthetic data in the
+"""Top-down datasets (bench.tasks.pose.data.coco / mpii / lsp / topdown) on synthetic data in the
 official layouts, and on the real samples in ../shared/data when present."""
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data.coco import COCODataset, to_coco_results
-from bench.data.lsp import LSPDataset, load_lsp_joints, split_indices
-from bench.data.mpii import MPIIDataset, gt_order
-from bench.data.synthetic import write_all
-from bench.data.topdown import IMAGENET_MEAN, IMAGENET_STD, TopDownDataset, make_record
+from bench.tasks.pose.data.coco import COCODataset, to_coco_results
+from bench.tasks.pose.data.lsp import LSPDataset, load_lsp_joints, split_indices
+from bench.tasks.pose.data.mpii import MPIIDataset, gt_order
+from bench.tasks.pose.synthetic import write_all
+from bench.data.common import IMAGENET_MEAN, IMAGENET_STD
+from bench.tasks.pose.data.topdown import TopDownDataset, make_record
 from bench.data.transforms import COCO_FLIP_PAIRS, affine_transform, get_affine_transform
-from bench.evaluation import coco_keypoint_ap, load_gt_valid, mpii_pckh, rescore_and_nms
+from bench.tasks.pose.metrics import coco_keypoint_ap, load_gt_valid, mpii_pckh, rescore_and_nms
 from conftest import reference_gaussian_targets
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -359,7 +360,7 @@ def test_from_protocol(synth):
 
 
 def test_jitter_box_centers_moves_a_share_of_the_centres_within_bounds():
-    from bench.data.coco import jitter_box_centers
+    from bench.tasks.pose.data.coco import jitter_box_centers
     records = [make_record(f"{i}.jpg", (100.0 + i, 50.0), 1.0, np.zeros((17, 2)), np.ones(17),
                            clean_bbox=(0.0, 0.0, 40.0 + i % 7, 80.0)) for i in range(2000)]
     moved = jitter_box_centers(records, 0.3, 0.4, seed=3)
@@ -542,7 +543,7 @@ def test_samples_equal_the_plain_reference_pipeline(synth):
     weights at 384x288, and MPII: the per-core tuning (cv2.flip, decoding from memory
     straight to RGB, lookup-table normalisation into CHW, per-joint Gaussian patches)
     changes no value."""
-    from bench.data.topdown import dataset_kwargs_from_protocol
+    from bench.tasks.pose.data.topdown import dataset_kwargs_from_protocol
     from bench.suite import load_protocol
     root, _ = synth
     hrnet = dataset_kwargs_from_protocol(load_protocol("coco_256x192_hrnet"), train=True)
@@ -702,7 +703,7 @@ def test_augmentation_order_option(synth):
     import pydantic
 
     from bench.data.draws import ReplayDraws
-    from bench.data.topdown import dataset_kwargs_from_protocol
+    from bench.tasks.pose.data.topdown import dataset_kwargs_from_protocol
     from bench.suite import load_protocol
     root, _ = synth
     for name, order in (("coco_256x192_hrnet", "hrnet"), ("coco_384x288_hrnet", "hrnet"),
@@ -755,7 +756,7 @@ def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
 def test_exif_orientation_option(tmp_path):
     """'ignore' (HRNet: the stored pixels) or 'apply' (mmpose reads with cv2.IMREAD_COLOR,
     which turns the image by its EXIF tag); the Lite-HRNet / mmpose protocols apply it."""
-    from bench.data.topdown import dataset_kwargs_from_protocol
+    from bench.tasks.pose.data.topdown import dataset_kwargs_from_protocol
     from bench.suite import load_protocol
     rng = np.random.default_rng(1)
     ok, buf = cv2.imencode(".jpg", rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))

@@ -31,7 +31,7 @@ def test_the_task_is_registered_and_reports_the_suites_measure():
 
 
 def test_loss_has_centernets_three_weighted_terms(voc_root):
-    from bench.training.losses import centernet_focal_loss, reg_l1_loss
+    from bench.tasks.detection.losses import centernet_focal_loss, reg_l1_loss
     ds = TASK.build_dataset(protocol(input_size=[128, 128]), voc_root, train=True)
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
     torch.manual_seed(0)
@@ -101,7 +101,7 @@ def test_the_flip_test_averages_a_mirrored_pass(voc_root):
 
 
 def test_a_smoke_job_trains_and_scores_map(voc_root, tmp_path):
-    from bench.training.job import Job
+    from bench.job import Job
     job = Job("flattenet_resnet101_det", protocol(), work_dir=str(tmp_path / "w"),
               profile="smoke", data_root=str(voc_root), overrides={"backbone": "resnet50"},
               record_path=str(tmp_path / "run.json"))
@@ -155,7 +155,7 @@ def test_the_test_time_heatmap_is_centernets_plain_sigmoid(voc_root):
 def test_top_k_is_centernets_two_stage_selection():
     """models/decode.py ``_topk``: the top k of each class, then the top k of those; the
     same boxes as one top-k over everything when no two scores are equal."""
-    from bench.data.centernet import CenterNetCodec
+    from bench.tasks.detection.codecs import CenterNetCodec
     codec = CenterNetCodec(input_size=(64, 64), num_classes=5)
     torch.manual_seed(3)
     hm, wh, reg = torch.rand(2, 5, 16, 16), torch.rand(2, 2, 16, 16) * 6, torch.rand(2, 2, 16, 16)
@@ -182,7 +182,7 @@ def test_boxes_map_back_with_centernets_three_point_inverse():
     (w, h), inv=1)`` from three float32 point pairs and one ``np.dot`` per float32 corner;
     "exact" (the closed form in float64) agrees to 1e-4 px."""
     import cv2
-    from bench.data.centernet import CenterNetCodec
+    from bench.tasks.detection.codecs import CenterNetCodec
     codec = CenterNetCodec(input_size=(128, 128))
     torch.manual_seed(4)
     hm, wh, reg = torch.rand(1, 20, 32, 32), torch.rand(1, 2, 32, 32) * 9, torch.rand(1, 2, 32, 32)
@@ -202,7 +202,7 @@ def test_boxes_map_back_with_centernets_three_point_inverse():
 
 
 def _evaluator(annotations, classes=("a", "b", "c"), **options):
-    from bench.tasks.detection import MapAtThreshold
+    from bench.tasks.detection.task import MapAtThreshold
     return MapAtThreshold(annotations=annotations, class_names=list(classes),
                           iou_threshold=0.5, use_07_metric=options.pop("use_07_metric", True),
                           **options)

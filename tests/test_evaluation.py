@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.evaluation import (COCO_SIGMAS, CocoKeypointEvaluator, LspPCKEvaluator,
+from bench.tasks.pose.metrics import (COCO_SIGMAS, CocoKeypointEvaluator, LspPCKEvaluator,
                               MpiiPCKhEvaluator, coco_keypoint_ap, load_gt_valid, lsp_pck,
                               mpii_pckh, oks_iou, oks_nms, rescore_and_nms)
-from bench.evaluation.mpii import MPII_JOINTS
+from bench.tasks.pose.metrics.mpii import MPII_JOINTS
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -179,7 +179,7 @@ def test_evaluator_rescoring_and_nms(tiny_coco):
 # ------------------------------------------------------------------------------ COCO, real sample
 @pytest.fixture(scope="module")
 def coco_sample():
-    from bench.evaluation.coco import load_coco
+    from bench.tasks.pose.metrics.coco import load_coco
     gt = load_coco(COCO_ANN)
     anns = [a for a in gt.loadAnns(gt.getAnnIds(iscrowd=False)) if a["num_keypoints"] > 0]
     return gt, anns

@@ -270,9 +270,9 @@ sys.exit(main([sys.argv[1]]))
 def lsp_job(tmp_path_factory):
     """A small LSP training job (3 epochs of 6 steps) and a driver that runs it slowly
     enough to be signalled mid-run; returns a function making a job file in a folder."""
-    from bench.data.synthetic import write_all
+    from bench.tasks.pose.synthetic import write_all
     from bench.suite import load_protocol
-    from bench.training.job import Job
+    from bench.job import Job
     root = tmp_path_factory.mktemp("lsp")
     write_all(root / "data", seed=0)
     driver = root / "driver.py"

@@ -1,4 +1,4 @@
-"""bench.tasks.pose: the pose task plug-in (registration, loss terms, prediction with the
+"""bench.tasks.pose.task: the pose task plug-in (registration, loss terms, prediction with the
 flip test through the dataset's one codec, the evaluators' dedup of padded samples, the
 target oracle, the LSP mean-pose baseline)."""
 from __future__ import annotations
@@ -9,14 +9,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from bench.data.codecs import MSRAHeatmapCodec, flip_back, gaussian_targets
-from bench.data.synthetic import write_all
+from bench.tasks.pose.codecs import MSRAHeatmapCodec, flip_back, gaussian_targets
+from bench.tasks.pose.synthetic import write_all
 from bench.data.transforms import affine_transform, get_affine_transform
-from bench.evaluation import lsp_pck, mean_pose_predictions
+from bench.tasks.pose.metrics import lsp_pck, mean_pose_predictions
 from bench.suite import load_protocol
-from bench.tasks import Task, get_task, task_names
-from bench.tasks.pose import META_FOR_EVAL, PoseTask
-from bench.training.losses import joints_mse
+from bench.tasks import get_task, task_names
+from bench.tasks.base import Task
+from bench.tasks.pose.task import META_FOR_EVAL, PoseTask
+from bench.tasks.pose.losses import joints_mse
 
 SIZES = {"coco": ([128, 96], [32, 24]), "mpii": ([64, 64], [16, 16]),
          "lsp": ([64, 64], [16, 16])}

@@ -32,8 +32,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from bench.data import synthetic_det
-from bench.data.voc import VOCDetection
+from bench.tasks.detection import synthetic as synthetic_det
+from bench.tasks.detection.data.voc import VOCDetection
 from bench.suite import load_protocol
 from bench.tasks import get_task
 from bench.training.evaluate import evaluate

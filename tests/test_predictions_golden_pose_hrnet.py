@@ -29,9 +29,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from bench.data import synthetic
-from bench.data.coco import COCODataset
-from bench.data.mpii import MPIIDataset
+from bench.tasks.pose import synthetic
+from bench.tasks.pose.data.coco import COCODataset
+from bench.tasks.pose.data.mpii import MPIIDataset
 from bench.suite import load_protocol
 from bench.tasks import get_task
 from bench.training.evaluate import evaluate

@@ -37,12 +37,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from bench.data import synthetic
-from bench.data.codecs import decode_heatmaps
-from bench.evaluation.coco import CocoKeypointEvaluator, rescore_and_nms
-from bench.evaluation.mpii import MpiiPCKhEvaluator, mpii_pckh
-from bench.data.coco import COCODataset
-from bench.data.mpii import MPIIDataset
+from bench.tasks.pose import synthetic
+from bench.tasks.pose.codecs import decode_heatmaps
+from bench.tasks.pose.metrics.coco import CocoKeypointEvaluator, rescore_and_nms
+from bench.tasks.pose.metrics.mpii import MpiiPCKhEvaluator, mpii_pckh
+from bench.tasks.pose.data.coco import COCODataset
+from bench.tasks.pose.data.mpii import MPIIDataset
 from bench.suite import load_protocol
 from bench.tasks import get_task
 from bench.training.evaluate import evaluate

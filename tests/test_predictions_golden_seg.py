@@ -21,9 +21,9 @@ from functools import lru_cache
 import pytest
 import torch
 
-from bench.data import synthetic_seg
-from bench.data.cityscapes import CityscapesDataset
-from bench.data.lip import LIPDataset
+from bench.tasks.segmentation import synthetic as synthetic_seg
+from bench.tasks.segmentation.data.cityscapes import CityscapesDataset
+from bench.tasks.segmentation.data.lip import LIPDataset
 from bench.suite import load_protocol
 from bench.tasks import get_task
 from bench.training.evaluate import evaluate

@@ -301,7 +301,7 @@ def test_mmpose_layout_on_the_mpii_sample(tmp_path, cache_dir):
 
 def test_mmpose_layout_on_synthetic_coco(tmp_path, cache_dir):
     """The COCO file scored on data generated in COCO's official layout (no shared data)."""
-    from bench.data.synthetic import write_coco
+    from bench.tasks.pose.synthetic import write_coco
     weights = tmp_path / "weights"
     weights.mkdir()
     save_mmpose_layout(official_weights(bench.create_model("litehrnet_18")),
@@ -316,7 +316,7 @@ def test_mmpose_layout_on_synthetic_coco(tmp_path, cache_dir):
 
 
 def test_sha256_mismatch_is_refused_with_both_hashes(tmp_path, cache_dir):
-    from bench.data import write_all
+    from bench.tasks.pose.synthetic import write_all
     weights = tmp_path / "weights"
     weights.mkdir()
     save_mmpose_layout(official_weights(bench.create_model("litehrnet_18")),
@@ -345,7 +345,7 @@ def test_sha256_mismatch_is_refused_with_both_hashes(tmp_path, cache_dir):
 
 
 def test_missing_file_skips_the_row_with_one_message(tmp_path, cache_dir, capsys):
-    from bench.data.synthetic import write_mpii
+    from bench.tasks.pose.synthetic import write_mpii
     (tmp_path / "weights").mkdir()
     data = tmp_path / "synthetic"
     write_mpii(data / "mpii", num_train=2, num_val=2)
@@ -552,7 +552,7 @@ def test_gsto_table9_scores_the_released_lip_file_on_synthetic_lip(tmp_path, cac
     """gsto_table9's GSTO-HRNet-W48 row: a file in the authors' layout, named as the entry
     names it, scored end to end on LIP data written in the official layout, with the
     entry's forward (align_corners false) and the authors' test settings (no flip)."""
-    from bench.data.synthetic_seg import write_lip
+    from bench.tasks.segmentation.synthetic import write_lip
     weights = tmp_path / "weights" / "model_pth"
     weights.mkdir(parents=True)
     model = bench.create_model("gsto_hrnet_w48_seg", num_classes=20, align_corners=False)

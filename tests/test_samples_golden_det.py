@@ -14,7 +14,7 @@ the same crop (centre, scale, flip) and the same image tensor bit for bit: both 
 make the same OpenCV calls (imread, warpAffine with the same float32-built matrix,
 cvtColor to grey) and the same numpy arithmetic, so no tolerance is needed.
 
-Data: synthetic files written here by ``bench.data.synthetic_det.write_voc`` (the
+Data: synthetic files written here by ``bench.tasks.detection.synthetic.write_voc`` (the
 writer call is in the golden file, so these run on a fresh clone), plus the shared real
 VOC 2007 sample (``../shared/data/voc_sample``; skipped when missing).
 """
@@ -30,9 +30,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import synthetic_det
+from bench.tasks.detection import synthetic as synthetic_det
 from bench.data.draws import ReplayDraws
-from bench.data.voc import VOCDetection
+from bench.tasks.detection.data.voc import VOCDetection
 from bench.suite import load_protocol
 from conftest import GOLDEN, SHARED_DATA
 
@@ -170,7 +170,7 @@ def test_evaluation_input_matches_official(roots, i):
     assert list(ds.codec.output_size) == [ev["meta"]["out_height"], ev["meta"]["out_width"]]
     x = item["image"][None]
     assert ev["flip_test"] and ev["fix_res"]
-    x = torch.cat([x, torch.flip(x, dims=[3])])            # bench/tasks/detection.py
+    x = torch.cat([x, torch.flip(x, dims=[3])])            # bench/tasks/detection/task.py
     _check_image(x.numpy(), ev["images"])
 
 

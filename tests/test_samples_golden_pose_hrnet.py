@@ -8,7 +8,7 @@ HRBench's real datasets, built from the HRNet protocols, are handed those values
 name (``ReplayDraws``) and must give the same image tensors (bit for bit: both sides make
 the same OpenCV calls), targets, target weights and meta.
 
-Data: synthetic images from ``bench.data.synthetic`` written by the test itself (the
+Data: synthetic images from ``bench.tasks.pose.synthetic`` written by the test itself (the
 writer call is in the golden file, so these run on a fresh clone), plus the shared real
 samples (``../shared/data``; skipped when missing).
 """
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data import synthetic
-from bench.data.coco import COCODataset
+from bench.tasks.pose import synthetic
+from bench.tasks.pose.data.coco import COCODataset
 from bench.data.draws import ReplayDraws
-from bench.data.mpii import MPIIDataset
+from bench.tasks.pose.data.mpii import MPIIDataset
 from bench.suite import load_protocol
 
 from conftest import GOLDEN, SHARED_DATA, sample_file_crcs
@@ -188,7 +188,7 @@ def test_evaluation_crop_equals_hrnet(roots, name, key, k):
         assert meta["area"] == sample["meta"]["area"]
         assert meta["image_id"] == sample["meta"]["image_id"]
     if key.startswith("det"):
-        # Known departure (bench/data/coco.py): HRNet gives detector boxes all-zero joints
+        # Known departure (bench/tasks/pose/data/coco.py): HRNet gives detector boxes all-zero joints
         # marked visible, so its validation-loss targets are Gaussians at the crop
         # position of the image origin with weight 1; HRBench marks them invisible.
         assert out["target_weight"].sum() == 0

@@ -17,7 +17,7 @@ name (``ReplayDraws``; the build-time box-centre jitter through the generator
 * evaluation inputs: ground-truth boxes (mmpose's val config) and detector boxes (its
   test config, ``use_gt_bbox=False`` with the detection file), records and crops.
 
-Data: synthetic images from ``bench.data.synthetic`` plus a small edit, both stored in the
+Data: synthetic images from ``bench.tasks.pose.synthetic`` plus a small edit, both stored in the
 golden file and written here (so these run on a fresh clone), and the shared real samples
 (``../shared/data``; skipped when missing).
 """
@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data import synthetic
-from bench.data.coco import COCODataset
+from bench.tasks.pose import synthetic
+from bench.tasks.pose.data.coco import COCODataset
 from bench.data.draws import ReplayDraws
-from bench.data.mpii import MPIIDataset
+from bench.tasks.pose.data.mpii import MPIIDataset
 from bench.suite import load_protocol
 
 from conftest import GOLDEN, SHARED_DATA, sample_file_crcs

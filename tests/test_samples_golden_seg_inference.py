@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.suite import SegEvaluation
-from bench.tasks import segmentation_inference as si
-from bench.tasks.segmentation import SegmentationTask
+from bench.tasks.segmentation.protocol import SegEvaluation
+from bench.tasks.segmentation import inference as si
+from bench.tasks.segmentation.task import SegmentationTask
 from conftest import GOLDEN, SHARED_DATA
 from golden_samples_model import golden_model, synthetic_image
 

@@ -12,7 +12,7 @@ labels (exactly: whole label maps as run-lengths, crc32, class counts) and the s
 values: bit for bit, since both sides make the same OpenCV calls (imread, resize,
 cvtColor on the same bytes) and the same float32/float64 normalisation arithmetic.
 
-Data: synthetic files written here by ``bench.data.synthetic_seg`` (the writer call is
+Data: synthetic files written here by ``bench.tasks.segmentation.synthetic`` (the writer call is
 in the golden file, so these run on a fresh clone), plus the shared real samples
 (``../shared/data``; skipped when missing).
 """
@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.data import synthetic_seg
-from bench.data.cityscapes import CityscapesDataset
+from bench.tasks.segmentation import synthetic as synthetic_seg
+from bench.tasks.segmentation.data.cityscapes import CityscapesDataset
 from bench.data.draws import ReplayDraws
-from bench.data.lip import LIPDataset
-from bench.data.pascal_context import PascalContextDataset
+from bench.tasks.segmentation.data.lip import LIPDataset
+from bench.tasks.segmentation.data.pascal_context import PascalContextDataset
 from bench.suite import load_protocol
 from conftest import GOLDEN, SHARED_DATA
 

@@ -1,4 +1,4 @@
-"""Segmentation datasets (bench.data.segmentation / cityscapes / pascal_context / lip),
+"""Segmentation datasets (bench.tasks.segmentation.data.base / cityscapes / pascal_context / lip),
 their label tables and synthetic writers; the real samples in ../shared/data when present."""
 from __future__ import annotations
 
@@ -10,27 +10,25 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import (
+from bench.tasks.segmentation.labels import (
     CITYSCAPES_CLASSES,
     LIP_CLASSES,
     LIP_FLIP_PAIRS,
     PASCAL_CONTEXT_CLASSES,
     PASCAL_CONTEXT_CLASSES_60,
     cityscapes_train_ids,
-    write_cityscapes,
-    write_lip,
-    write_segmentation_all,
 )
-from bench.data.cityscapes import CityscapesDataset
-from bench.data.lip import LIPDataset
-from bench.data.pascal_context import PascalContextDataset
-from bench.data.segmentation import (
+from bench.tasks.segmentation.synthetic import write_cityscapes, write_lip, write_segmentation_all
+from bench.tasks.segmentation.data.cityscapes import CityscapesDataset
+from bench.tasks.segmentation.data.lip import LIPDataset
+from bench.tasks.segmentation.data.pascal_context import PascalContextDataset
+from bench.tasks.segmentation.data.base import (
     SegmentationDataset,
     build_segmentation_dataset,
     segmentation_dataset_class,
 )
-from bench.data.synthetic_seg import class_palette
-from bench.data.topdown import IMAGENET_MEAN, IMAGENET_STD
+from bench.tasks.segmentation.synthetic import class_palette
+from bench.data.common import IMAGENET_MEAN, IMAGENET_STD
 from conftest import SHARED_DATA
 
 CLASSES = {"cityscapes": CityscapesDataset, "pascal_context": PascalContextDataset,
@@ -250,7 +248,7 @@ def test_scale_factor_grid_and_continuous_range(synth):
         _dataset(synth, "cityscapes", scale_range=(0.5, 1.0), scale_factor=16)
     with pytest.raises(ValueError, match="scale_factor"):
         _dataset(synth, "cityscapes", scale_factor=-1)
-    from bench.suite import SegAugmentation
+    from bench.tasks.segmentation.protocol import SegAugmentation
     assert SegAugmentation(scale_factor=11).scale_factor == 11
     with pytest.raises(ValueError, match="not both"):
         SegAugmentation(scale_range=(0.5, 2.0), scale_factor=16)
@@ -450,7 +448,7 @@ def test_from_protocol_options_and_errors(synth, tmp_path):
 
 
 def test_from_pydantic_protocol(synth):
-    from bench.suite import SegmentationProtocol
+    from bench.tasks.segmentation.protocol import SegmentationProtocol
     proto = SegmentationProtocol(
         name="cs", task="segmentation", dataset="cityscapes", input_size=(128, 256),
         num_classes=19, train_split="train", val_split="val", crop_size=(64, 128),

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.tasks.segmentation_inference import (_scaled_size, _slide, predict_hrnet_scores,
+from bench.tasks.segmentation.inference import (_scaled_size, _slide, predict_hrnet_scores,
                                                 predict_labels, predict_probabilities,
                                                 predict_scores, window_boxes)
-from bench.training.losses import (HRNET_CITYSCAPES_CLASS_WEIGHTS, ohem_cross_entropy,
+from bench.tasks.segmentation.losses import (HRNET_CITYSCAPES_CLASS_WEIGHTS, ohem_cross_entropy,
                                    pixel_cross_entropy)
 
 
@@ -277,7 +277,7 @@ def test_image_size_resizes_to_an_exact_size_whatever_the_aspect():
 def test_base_size_and_image_size_are_exclusive_in_a_protocol():
     from pydantic import ValidationError
 
-    from bench.suite import SegEvaluation
+    from bench.tasks.segmentation.protocol import SegEvaluation
     assert SegEvaluation(image_size=(473, 473)).image_size == (473, 473)
     with pytest.raises(ValidationError, match="not both"):
         SegEvaluation(base_size=473, image_size=(473, 473))
@@ -388,8 +388,8 @@ def test_hrnet_cityscapes_style_whole_image_up_to_scale_one():
 
 
 def test_protocol_ensemble_option_reaches_inference():
-    from bench.suite import SegEvaluation
-    from bench.tasks.segmentation import SegmentationTask
+    from bench.tasks.segmentation.protocol import SegEvaluation
+    from bench.tasks.segmentation.task import SegmentationTask
     ev = SegEvaluation(ensemble="hrnet", align_corners=False,
                        sliding_window={"crop": [8, 8], "stride": [5, 5], "style": "hrnet"})
     ds = type("D", (), {"flip_pairs": ((1, 2),), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.5, 1.0)})
@@ -403,5 +403,12 @@ def test_protocol_ensemble_option_reaches_inference():
     assert args["ensemble"] == "softmax_mean" and args["align_corners"] is False
     assert "pad_value" not in args
     # the smoke profile shrinks the window and keeps its style
-    smoke = task.smoke_protocol({"crop_size": [480, 480], "evaluation": ev.model_dump()})
-    assert smoke["evaluation"]["sliding_window"]["style"] == "hrnet"
+    from bench.tasks.segmentation.protocol import SegmentationProtocol
+    protocol = SegmentationProtocol(name="p", task="segmentation", dataset="lip",
+                                    input_size=(480, 480), num_classes=20, crop_size=(480, 480),
+                                    evaluation=ev)
+    smoke = task.smoke_protocol(protocol)
+    window = smoke.evaluation.sliding_window
+    assert window.style == "hrnet" and window.crop == (8, 8) and smoke.crop_size == (64, 128)
+    # of the same type, and idempotent
+    assert type(smoke) is SegmentationProtocol and task.smoke_protocol(smoke) == smoke

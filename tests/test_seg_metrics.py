@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.evaluation import SegmentationEvaluator, confusion_matrix, segmentation_metrics
+from bench.tasks.segmentation.metrics import SegmentationEvaluator, confusion_matrix, segmentation_metrics
 
 # 4 classes; class 3 is in neither label nor prediction at counted pixels; one pixel is
 # ignored (its prediction 3 must not count).
@@ -147,7 +147,7 @@ def test_evaluator_without_results_raises():
 def test_absent_classes_zero_counts_them_as_0_in_the_means():
     """HRNet-Semantic-Segmentation's testval (``absent='zero'``): tp / max(1, union), so a
     class absent from label and prediction is 0 in mIoU and mAcc; 'skip' leaves it out."""
-    from bench.evaluation.segmentation import segmentation_metrics
+    from bench.tasks.segmentation.metrics import segmentation_metrics
     conf = np.array([[2, 0, 0], [0, 0, 0], [1, 0, 1]])
     skip = segmentation_metrics(conf)
     zero = segmentation_metrics(conf, absent="zero")

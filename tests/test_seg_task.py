@@ -8,7 +8,7 @@ import torch
 
 from bench.suite import load_protocol
 from bench.tasks import get_task
-from bench.tasks.segmentation import LabelEcho
+from bench.tasks.segmentation.task import LabelEcho
 
 TASK = get_task("segmentation")
 
@@ -42,8 +42,8 @@ def test_loss_weighs_the_auxiliary_outputs_as_the_protocol_says():
 
 
 def test_class_weights_by_name_are_hrnets_cityscapes_table():
-    from bench.tasks.segmentation import class_weights
-    from bench.training.losses import HRNET_CITYSCAPES_CLASS_WEIGHTS
+    from bench.tasks.segmentation.task import class_weights
+    from bench.tasks.segmentation.losses import HRNET_CITYSCAPES_CLASS_WEIGHTS
     w = class_weights({"class_weights": "hrnet_cityscapes"}, 19)
     assert w.shape == (19,) and w[0].item() == pytest.approx(HRNET_CITYSCAPES_CLASS_WEIGHTS[0])
     labels = torch.tensor([[[0, 1]]])
@@ -67,7 +67,7 @@ def test_the_label_echo_swaps_the_flip_pairs_only_on_a_mirrored_input():
 
 @pytest.fixture(scope="module")
 def seg_data(tmp_path_factory):
-    from bench.data.synthetic_seg import write_segmentation_all
+    from bench.tasks.segmentation.synthetic import write_segmentation_all
     root = tmp_path_factory.mktemp("segdata")
     write_segmentation_all(root, seed=0, num_train=12)
     return root
@@ -99,8 +99,8 @@ def test_a_broken_flip_swap_is_caught_by_the_oracle(seg_data):
     val.flip_pairs = ()                       # the evaluation forgets the swap ...
     broken = LabelEcho.encode                 # ... while a mirrored 'model' still swaps
     metrics = {}
-    from bench.tasks.segmentation_inference import predict_probabilities
-    from bench.evaluation.segmentation import SegmentationEvaluator
+    from bench.tasks.segmentation.inference import predict_probabilities
+    from bench.tasks.segmentation.metrics import SegmentationEvaluator
     ev = SegmentationEvaluator(20)
     echo = LabelEcho(20, ((14, 15), (16, 17), (18, 19)))
     for i in range(len(val)):
@@ -112,7 +112,7 @@ def test_a_broken_flip_swap_is_caught_by_the_oracle(seg_data):
 
 
 def test_a_smoke_job_trains_and_scores_miou(seg_data, tmp_path):
-    from bench.training.job import Job
+    from bench.job import Job
     p = protocol("cityscapes_512x1024_gsto", crop_size=[64, 128])
     job = Job("gsto_hrnet_w18_small_v2_seg", p, work_dir=str(tmp_path / "w"), profile="smoke",
               data_root=str(seg_data), record_path=str(tmp_path / "run.json"))
@@ -131,7 +131,7 @@ def test_a_smoke_job_trains_and_scores_miou(seg_data, tmp_path):
 
 
 def test_an_iteration_recipe_stops_at_its_iteration_count(seg_data, tmp_path):
-    from bench.training.job import Job
+    from bench.job import Job
     p = protocol("cityscapes_512x1024_lite_hrnet", crop_size=[64, 128],
                  schedule={"iterations": 5, "policy": "poly", "power": 0.9})
     job = Job("hrnetv2_w18_small_v2_seg", p, work_dir=str(tmp_path / "w"), profile="full",
@@ -152,7 +152,7 @@ def test_torchrun_gathers_the_confusion_of_every_rank_once(seg_data, tmp_path):
     from bench.registry import create_model
     from bench.training.checkpoint import load_checkpoint
     from bench.training.evaluate import evaluate
-    from bench.training.job import Job
+    from bench.job import Job
     p = protocol("cityscapes_512x1024_hrnet_seg")
     job = Job("hrnetv2_w18_small_v2_seg", p, work_dir=str(tmp_path / "w"), profile="smoke",
               data_root=str(seg_data), record_path=str(tmp_path / "rec.json"), batch_size=2)
@@ -173,8 +173,8 @@ def test_gsto_pose_rows_train_their_stage_predictors(tmp_path):
     weighs them with the protocol's aux_weights (0.3 / 0.5 for GSTO-HRNet's stages 2, 3)."""
     import json
 
-    from bench.data.synthetic import write_mpii
-    from bench.training.job import Job
+    from bench.tasks.pose.synthetic import write_mpii
+    from bench.job import Job
     write_mpii(tmp_path / "mpii", num_train=12, num_val=4, seed=3)
     p = load_protocol("mpii_256x256_hrnet").model_dump(mode="json")
     p.update(input_size=[64, 64], heatmap_size=[16, 16], sigma=1.0)

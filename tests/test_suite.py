@@ -144,7 +144,10 @@ def test_row_protocol_override_needs_a_suite_key(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "suites" / "protocols").glob("*.yaml")),
                          ids=lambda p: p.stem)
 def test_every_protocol_is_a_complete_training_recipe(path):
-    from bench.suite import DetectionProtocol, PoseProtocol, SegmentationProtocol, load_protocol
+    from bench.suite import load_protocol
+    from bench.tasks.detection.protocol import DetectionProtocol
+    from bench.tasks.pose.protocol import PoseProtocol
+    from bench.tasks.segmentation.protocol import SegmentationProtocol
     from bench.tasks import get_task
     p = load_protocol(path.stem)
     assert p.trainable

@@ -1,4 +1,4 @@
-"""bench.data.synthetic: the written files follow the official formats, the drawn joints
+"""bench.tasks.pose.synthetic: the written files follow the official formats, the drawn joints
 are where the annotations say, and a seed fixes every byte."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.data.lsp import load_lsp_joints
-from bench.data.synthetic import write_all, write_coco, write_lsp, write_mpii
-from bench.evaluation import load_gt_valid
+from bench.tasks.pose.data.lsp import load_lsp_joints
+from bench.tasks.pose.synthetic import write_all, write_coco, write_lsp, write_mpii
+from bench.tasks.pose.metrics import load_gt_valid
 
 
 def _digest(root: Path) -> dict:
@@ -57,7 +57,7 @@ def test_coco_json_looks_like_the_real_one(tmp_path):
         assert n_crowd == info.counts[f"{split}/crowd"] == 2
         assert n_zero == info.counts[f"{split}/zero_keypoints"]
     # pycocotools reads it
-    from bench.evaluation.coco import load_coco
+    from bench.tasks.pose.metrics.coco import load_coco
     coco = load_coco(info.files["val2017/annotations"])
     assert len(coco.getImgIds()) == 6
 
@@ -143,22 +143,27 @@ def test_lsp_visibility_same_in_both_layouts(tmp_path):
     np.testing.assert_allclose(je[ve > 0], jo[vo > 0])
 
 
-def test_writer_stays_torch_free():
+def test_writers_stay_torch_free():
     import subprocess
     import sys
 
-    code = "import sys, bench.data; assert 'torch' not in sys.modules; bench.data.write_all"
+    code = ("import sys; import bench.tasks.pose.synthetic, bench.tasks.segmentation.synthetic, "
+            "bench.tasks.detection.synthetic; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=Path(__file__).resolve().parent.parent)
 
 
-def test_bench_data_imports_the_synthetic_writers_only_when_asked():
-    """``bench.data`` re-exports the writers, but importing it loads none of them."""
+def test_shared_data_and_task_specs_import_no_task_implementation():
+    """``bench.data`` (shared transforms) loads no task's modules; a task package's spec
+    loads its protocol schema only: no torch, no writer, no dataset."""
     import subprocess
     import sys
     code = ("import sys, bench.data as d; "
-            "assert not [m for m in sys.modules if 'synthetic' in m]; "
-            "from bench.data import write_coco, write_lip, write_voc, VOC_CLASSES; "
-            "assert write_coco.__module__ == 'bench.data.synthetic' and len(VOC_CLASSES) == 20; "
-            "assert all(hasattr(d, n) for n in d.__all__)")
+            "assert not [m for m in sys.modules if m.startswith('bench.tasks')]; "
+            "assert all(hasattr(d, n) for n in d.__all__); "
+            "from bench.tasks import all_specs; specs = all_specs(); "
+            "assert [s.name for s in specs] == ['pose', 'segmentation', 'detection']; "
+            "loaded = [m for m in sys.modules if m.startswith('bench.tasks.')]; "
+            "assert all(m.count('.') == 2 or m.endswith('.protocol') for m in loaded), loaded; "
+            "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from bench import create_model
-from bench.data.codecs import gaussian_targets
-from bench.data.mpii import MPIIDataset
-from bench.data.synthetic import write_lsp, write_mpii
+from bench.tasks.pose.codecs import gaussian_targets
+from bench.tasks.pose.data.mpii import MPIIDataset
+from bench.tasks.pose.synthetic import write_lsp, write_mpii
 from bench.suite import load_protocol
 from bench.training.checkpoint import load_checkpoint
 from bench.tasks import get_task
-from bench.training.job import Job
+from bench.job import Job
 from bench.training.loop import Trainer, TrainingDiverged, TrainSettings
-from bench.training.losses import joints_mse
+from bench.tasks.pose.losses import joints_mse
 from bench.training.optim import build_optimizer
 from bench.training.sampler import EpochSampler
 from bench.training.schedule import PolyWarmupSchedule, StepWarmupSchedule, build_schedule
@@ -384,7 +384,7 @@ def test_validation_may_evaluate_otherwise_than_the_final_test(mpii_root, tmp_pa
 
 def test_validation_evaluation_changes_are_checked_against_the_task():
     from pydantic import ValidationError
-    from bench.suite import PoseProtocol
+    from bench.tasks.pose.protocol import PoseProtocol
     good = load_protocol("mpii_256x256_hrnet").model_dump()
     with pytest.raises(ValidationError, match="flipp"):
         PoseProtocol(**{**good, "validation": {"interval": 1, "evaluation": {"flipp": False}}})
@@ -427,7 +427,7 @@ def test_a_poly_counting_samples_restarts_each_epoch_at_the_counted_length():
         build_schedule({"epochs": 3, "policy": "poly", "rate_epoch": "samples"}, 0.01, 5)
     from pydantic import ValidationError
 
-    from bench.suite import Schedule
+    from bench.protocol import Schedule
     with pytest.raises(ValidationError, match="rate_epoch: samples counts a poly rate"):
         Schedule(epochs=3, milestones=(1,), rate_epoch="samples")
 

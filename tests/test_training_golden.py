@@ -51,7 +51,7 @@ class _Length:
 
 def _job(golden: dict, batch_size: int, protocol_changes: dict | None = None):
     from bench.suite import load_protocol
-    from bench.training.job import Job
+    from bench.job import Job
     h = golden["hrbench"]
     protocol = load_protocol(h["protocol"]).model_dump(mode="json")
     if protocol_changes:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.training.losses import JointsMSELoss, joints_mse
+from bench.tasks.pose.losses import JointsMSELoss, joints_mse
 from bench.training.schedule import StepWarmupSchedule, scaled_lr
 
 

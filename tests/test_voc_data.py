@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import VOC_CLASSES, write_voc
-from bench.data.centernet import (
+from bench.tasks.detection.labels import VOC_CLASSES
+from bench.tasks.detection.synthetic import write_voc
+from bench.tasks.detection.codecs import (
     PCA_EIGVEC_BGR,
     PCA_EIGVEC_RGB,
     CenterNetCodec,
@@ -22,7 +23,7 @@ from bench.data.centernet import (
     gaussian_radius_centernet,
 )
 from bench.data.transforms import affine_transform, get_affine_transform
-from bench.data.voc import VOCDetection, parse_voc_xml
+from bench.tasks.detection.data.voc import VOCDetection, parse_voc_xml
 from conftest import SHARED_DATA
 
 VOC_SAMPLE = SHARED_DATA / "voc_sample"
@@ -475,7 +476,8 @@ def test_options_come_from_the_protocol(synthetic_root):
         ds = VOCDetection.from_protocol(protocol, synthetic_root, train=train)
         assert (ds.channel_order, ds.box_convention, ds.numerics, ds.codec.heatmap_radius) == \
             ("rgb", "zero_based", "exact", "exact")
-    from bench.suite import DetectionProtocol, load_protocol
+    from bench.suite import load_protocol
+    from bench.tasks.detection.protocol import DetectionProtocol
     p = load_protocol("voc_512x512_flattenet")
     assert (p.channel_order, p.box_convention, p.numerics, p.heatmap_radius) == \
         ("bgr", "centernet", "centernet", "centernet")

@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from bench.evaluation import (VOC_CLASSES, VOCDetectionEvaluator, voc_ap, voc_detection_map,
-                              voc_iou)
+from bench.tasks.detection.labels import VOC_CLASSES
+from bench.tasks.detection.metrics import VOCDetectionEvaluator, voc_ap, voc_detection_map, voc_iou
 
 BOX = [0, 0, 9, 9]              # 10 x 10 pixels with the +1 convention: area 100
 FAR = [50, 50, 60, 60]          # overlaps nothing

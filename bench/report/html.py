@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from ..compare import NOT_MEASURED
 from ..paths import report_path
 from ..results import atomic_write_json, atomic_write_text, safe_name
-from ..suite import ACCURACY_MEASURES, Suite, discover_suites, load_suite
+from ..suite import Suite, discover_suites, load_suite
 from .plots import plot_suite
 from .tables import (settings_text, canonical_cell, canonical_columns, cell_verdicts, column_titles,
                      conventions_used, fmt, fmt_stat, folded_columns, pipeline_checks, records_by_row,
@@ -127,8 +127,8 @@ def _context(suite: Suite, records: list[dict], plots: list[str]) -> dict[str, A
 
 def _fidelity(suite: Suite, col) -> str:
     """An accuracy column's training fidelity: how far its protocol's recipe is shown
-    to be the authors' (``bench.suite.Fidelity``)."""
-    if col.measure not in ACCURACY_MEASURES or not col.protocol:
+    to be the authors' (``bench.protocol.Fidelity``)."""
+    if col.is_complexity or not col.protocol:
         return ""
     fidelity = suite.protocols[col.protocol].fidelity
     return fidelity.line if fidelity else "not stated"

@@ -29,7 +29,8 @@ from typing import Any
 from .. import results as res
 from ..complexity.conventions import CANONICAL, get_convention
 from ..env import now_iso, provenance
-from ..suite import Column, Protocol, Row, Suite
+from ..suite import Column, Row, Suite
+from ..protocol import Protocol
 from ..profiles import FULL, has
 from .context import RowModels, RunContext, input_shapes
 from .jobs import (accuracy_protocols, job_seeds, missing_data, run_key, run_record,

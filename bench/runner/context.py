@@ -15,7 +15,8 @@ from typing import Any
 from .. import results as res
 from ..complexity.cache import MeasurementCache
 from ..launch import LaunchConfig
-from ..suite import Column, Protocol, Row
+from ..suite import Column, Row
+from ..protocol import Protocol
 from ..profiles import DEFAULT, NAMES
 
 REPORTS_DIR = res.RESULTS_DIR.parent / "reports"
@@ -39,7 +40,7 @@ class RunContext:
     work_dir: Path = WORK_DIR
     rerun: bool = False
     launch: LaunchConfig = LaunchConfig()
-    job_options: dict = dataclasses.field(default_factory=dict)   # bench.training.job.Job fields
+    job_options: dict = dataclasses.field(default_factory=dict)   # bench.job.Job fields
     # --seeds: every training job runs once per seed and accuracy cells hold their mean;
     # empty: one run with the protocol's own seed
     seeds: tuple = ()

@@ -13,7 +13,7 @@ in the official formats (each task's ``write_smoke_data``) under ``<work-dir>/sm
 naming the expected path (``missing_data``). With ``--seeds`` each job runs once per
 seed (``job_seeds``); the protocol's own seed keeps the plain record path, another seed
 adds ``.seed<N>`` to it and to the work dir. It knows no architecture and no
-task: the job (``bench.training.job``) and the registry do.
+task: the job (``bench.job``) and the registry do.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from typing import Sequence
 from .. import results as res
 from ..paths import work_path
 from ..profiles import has
-from ..suite import Protocol, Row, Suite
+from ..suite import Row, Suite
+from ..protocol import Protocol
 from .context import SMOKE_DATA_SEED, RunContext, model_overrides
 
 
@@ -48,10 +49,10 @@ def accuracy_protocols(suite: Suite, row: Row) -> dict[str, Protocol]:
     return {k: suite.protocol_for(row, k) for k in keys if k is not None}
 
 
-def smoke_data_root(ctx: RunContext, tasks: Sequence[str] = ("pose",)) -> Path:
-    """Small datasets in the official formats of every task in ``tasks`` (pose: COCO /
-    MPII / LSP-extended; segmentation: Cityscapes / PASCAL-Context / LIP), each written
-    once per work dir by its task (deterministic: the same files for the same seed)."""
+def smoke_data_root(ctx: RunContext, tasks: Sequence[str]) -> Path:
+    """Small datasets in the official formats of every task in ``tasks`` (each task's
+    ``write_smoke_data``), each written once per work dir (deterministic: the same files
+    for the same seed)."""
     from ..tasks import get_task
     root = work_path(ctx.work_dir, "smoke_data")
     for name in sorted(set(tasks)):
@@ -133,7 +134,7 @@ def work_dir_of(ctx: RunContext, protocol: Protocol, key: str, seed: int | None 
 
 def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None,
               seed: int | None = None):
-    from ..training.job import Job
+    from ..job import Job
     key = run_key(row, protocol)
     protocol = job_protocol(row, protocol)
     return Job(
@@ -201,7 +202,7 @@ def job_outcomes(jobs: Sequence, records: Sequence) -> list[dict]:
 
 
 def job_label(job) -> str:
-    name = job.protocol.get("name", "?")
+    name = job.protocol["name"]
     extra = [job.profile] + [f"seed {job.seed}"] * (job.seed is not None)
     return f"{job.model_key} on {name} ({', '.join(extra)})"
 

@@ -20,7 +20,8 @@ from typing import Sequence
 
 from .. import results as res
 from ..profiles import RELEASED
-from ..suite import Column, Protocol, ReleasedWeights, Row, Suite
+from ..suite import Column, ReleasedWeights, Row, Suite
+from ..protocol import Protocol
 from .context import RunContext
 from .jobs import (accuracy_protocols, build_job, done_already, job_outcomes, missing_data,
                    run_key, unsupported_task)

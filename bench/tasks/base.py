@@ -23,7 +23,7 @@ from ..training.outputs import MAIN_OUTPUT, as_outputs, main_output  # noqa: F40
 def protocol_section(protocol: Mapping, key: str, schema) -> dict:
     """``protocol[key]`` (a mapping or a pydantic model) with ``schema``'s defaults filled
     in, so a task reads one place for its defaults (``bench.suite``)."""
-    value = protocol.get(key) or {}
+    value = (protocol.get(key) if isinstance(protocol, Mapping) else getattr(protocol, key, None)) or {}
     if not isinstance(value, Mapping):
         value = value.model_dump()
     return schema.model_validate(dict(value)).model_dump()
@@ -36,13 +36,22 @@ def loss_precision(t):
 
 
 class Task:
-    """Base of the task plug-ins; ``bench.tasks.register_task`` records a subclass by name."""
+    """Base of the task plug-ins. ``bench.tasks.get_task`` makes one instance per task and
+    gives it its ``spec`` (``bench.tasks.TaskSpec``): name, metric names, datasets."""
 
-    name: str = ""
-    #: measures (suite column ``measure`` names) this task's evaluators can report
-    metric_names: tuple[str, ...] = ()
-    #: datasets this task reads, by the protocol's ``dataset`` name
-    datasets: tuple[str, ...] = ()
+    spec = None     # set by bench.tasks.get_task
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return self.spec.metric_names
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return self.spec.datasets
 
     # --- data -------------------------------------------------------------------------
     def build_dataset(self, protocol: Mapping, data_root, train: bool, seed: int = 0):
@@ -52,10 +61,11 @@ class Task:
         """The DataLoader's collate function (None: torch's default)."""
         return None
 
-    def smoke_protocol(self, protocol: Mapping) -> dict:
-        """The protocol as the smoke profile runs it on the generated data (sizes made
-        to fit small images); must be idempotent. Unchanged by default."""
-        return dict(protocol)
+    def smoke_protocol(self, protocol):
+        """The (typed) protocol as the smoke profile runs it on the generated data (sizes
+        made to fit small images), of the same type; must be idempotent. Unchanged by
+        default."""
+        return protocol
 
     def write_smoke_data(self, root: Path, seed: int = 0) -> None:
         """Write small datasets in the official layouts this task reads under ``root``."""

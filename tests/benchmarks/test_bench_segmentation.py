@@ -3,7 +3,7 @@
 One sample of the Cityscapes training recipe (HRNetV2 / GSTO): decode a 1024x2048 PNG
 and its labelIds, map the labels, random scale of the long side 2048 x U(0.5, 2.0),
 pad, 512x1024 crop, flip, normalise. Images are full-size synthetic Cityscapes frames
-(``bench.data.synthetic_seg``); the epoch advances after each pass so the rounds cover
+(``bench.tasks.segmentation.synthetic``); the epoch advances after each pass so the rounds cover
 different scales. Single process, OpenCV and torch on one thread: samples/s per core =
 1 / time per sample.
 
@@ -15,8 +15,8 @@ import cv2
 import pytest
 import torch
 
-from bench.data.cityscapes import CityscapesDataset
-from bench.data.synthetic_seg import write_cityscapes
+from bench.tasks.segmentation.data.cityscapes import CityscapesDataset
+from bench.tasks.segmentation.synthetic import write_cityscapes
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 * data pipeline per CPU core: one sample = decode the JPEG, augment (flip, half body,
   scale, rotation), affine crop, normalise, Gaussian targets; COCO at 256x192 and MPII at
-  256x256, on files written in the official formats by ``bench.data.synthetic``
+  256x256, on files written in the official formats by ``bench.tasks.pose.synthetic``
   (single process, so images/s per core = 1 / mean);
 * one training step (forward, JointsMSE, backward, Adam) of litehrnet_18 at batch 8.
 
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from bench import create_model
-from bench.data.coco import COCODataset
-from bench.data.mpii import MPIIDataset
-from bench.data.synthetic import write_coco, write_mpii
+from bench.tasks.pose.data.coco import COCODataset
+from bench.tasks.pose.data.mpii import MPIIDataset
+from bench.tasks.pose.synthetic import write_coco, write_mpii
 from bench.tasks import get_task
 from bench.training.loop import Trainer, TrainSettings
 

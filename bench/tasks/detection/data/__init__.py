@@ -1,0 +1,1 @@
+"""The detection dataset: PASCAL VOC in the devkit layout."""

@@ -1,0 +1,1 @@
+"""The segmentation datasets: Cityscapes, LIP and PASCAL-Context on one base."""
