@@ -21,6 +21,7 @@ from pydantic import (AfterValidator, BeforeValidator, Field, SerializeAsAny, Va
                       field_validator, model_validator)
 
 from .complexity.conventions import CONVENTIONS
+from .measures import check_column, complexity_measure_names, is_complexity_measure
 from .paths import PROTOCOLS_DIR, SUITES_DIR
 from .profiles import has
 from .protocol import FrozenModel, Name, Protocol
@@ -28,21 +29,6 @@ from .tasks import all_specs, task_names, task_spec
 from .yaml_limits import (_dotted, InputLimitError, UnreadableValue, check_events, construct_checked,
                           read_limited)
 from .names import MAX_KEY_LENGTH, check_model_name, check_name, name_problem
-
-# receptive_field / contributing_fraction: measured from a gradient on the built module
-# (bench.complexity.receptive_field), for claims that need no training (DPN)
-# fold_equivalence_error: max |prediction through the rearrangement - folded prediction|
-# on the built model (bench.complexity.fold_equivalence; FlatteNet Sec. III-C)
-# attribute: a number read from the built model at a dotted path (``Column.attribute``,
-# below ``Column.submodule``; ``divided_by``: over another), e.g. a layer's kernel size,
-# groups or expansion: hyperparameter tables (FlatteNet Tables I, VII, IX, XI)
-# output_stride / subsamplings / out_channels: from the shape of the model's (or the
-# ``submodule``'s) output in a shape-only forward on the column's input: input size over
-# output size, its log2, the output's channels
-STRUCTURE_MEASURES = ("attribute", "output_stride", "subsamplings", "out_channels")
-COMPLEXITY_MEASURES = ("params", "flops", "formula_flops", "latency_ms", "receptive_field",
-                       "contributing_fraction", "fold_equivalence_error") + STRUCTURE_MEASURES
-
 
 def accuracy_measures() -> tuple[str, ...]:
     """Every measure a task reports or its papers print (``TaskSpec.metric_names`` and
@@ -54,7 +40,8 @@ def accuracy_measures() -> tuple[str, ...]:
 
 
 def measure_names() -> tuple[str, ...]:
-    return COMPLEXITY_MEASURES + accuracy_measures()
+    """The registered complexity measures (``bench.measures``), then the accuracy ones."""
+    return complexity_measure_names() + accuracy_measures()
 
 
 Unit = Literal["", "K", "M", "G", "%", "ms"]   # multiples of a measure's base unit
@@ -153,7 +140,7 @@ class Column(FrozenModel):
 
     @property
     def is_complexity(self) -> bool:
-        return self.measure in COMPLEXITY_MEASURES
+        return is_complexity_measure(self.measure)
 
     @property
     def title(self) -> str:
@@ -717,43 +704,15 @@ def _check_references(path: Path, positions: dict, suite: Suite, check_models: b
         if col.protocol is not None and col.protocol not in suite.protocols:
             fail(loc + ("protocol",), f"unknown protocol key {col.protocol!r}; "
                  f"the suite's protocols are: {', '.join(suite.protocols) or 'none'}")
-        if col.measure not in ("params", "attribute") and col.is_complexity \
-                and col.protocol is None and col.input is None:
-            fail(loc, f"a {col.measure} column needs a protocol or an explicit input")
-        if col.measure == "flops" and col.convention is None:
-            fail(loc + ("convention",), "a flops column must name its counting convention")
+        # the measure's own field rules (bench.measures: each handle's check)
+        check_column(col, lambda where, msg: fail(loc + where, msg))
         if col.published_from is not None and col.published_from not in suite.columns:
             fail(loc + ("published_from",), f"unknown column {col.published_from!r}")
-        if col.batch != 1 and col.measure != "latency_ms":
-            fail(loc + ("batch",), "batch applies to latency_ms columns only")
-        if col.submodule is not None and col.measure not in ("params",) + STRUCTURE_MEASURES:
-            fail(loc + ("submodule",), f"submodule applies to params and "
-                 f"{', '.join(STRUCTURE_MEASURES)} columns only")
-        if col.measure == "attribute" and col.attribute is None:
-            fail(loc, "an attribute column names the attribute it reads (attribute: a dotted "
-                 "path, e.g. dwconv.kernel_size)")
-        for name in ("attribute", "divided_by"):
-            if getattr(col, name) is not None and col.measure != "attribute":
-                fail(loc + (name,), f"{name} applies to attribute columns only")
-        if col.measure in STRUCTURE_MEASURES:
-            if col.unit not in ("", "K", "M"):
-                fail(loc + ("unit",), f"a {col.measure} column is a count: leave its unit empty "
-                     "(or K, M)")
-            if col.convention is not None:
-                fail(loc + ("convention",), f"a {col.measure} column counts nothing: no convention")
         if not col.is_complexity and col.protocol is None:
             fail(loc + ("protocol",), f"accuracy measure {col.measure!r} needs a protocol")
         if col.tolerance_std is not None and col.is_complexity:
             fail(loc + ("tolerance_std",), f"tolerance_std applies to accuracy columns (a "
                  f"spread over training seeds), not to a {col.measure} column")
-        if col.relative_to is not None:
-            if col.measure not in ("params", "flops"):
-                fail(loc + ("relative_to",), f"relative_to applies to params and flops columns, "
-                     f"not {col.measure!r}")
-            if col.unit != "":
-                fail(loc + ("unit",), "a relative_to column is a ratio: leave its unit empty")
-            if not col.relative_to:
-                fail(loc + ("relative_to",), "name the overrides of the reference model")
 
     seen = {}
     for i, row in enumerate(suite.rows):

@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 
 from ..complexity.conventions import CANONICAL
 from ..compare import NOTED, OUTSIDE, WITHIN
+from ..measures import structure_measure_names
 from ..results import safe_name
-from ..suite import STRUCTURE_MEASURES, Column, Suite
+from ..suite import Column, Suite
 from .tables import cell_verdicts
 
 COLOURS = {WITHIN: "tab:green", OUTSIDE: "tab:red", NOTED: "tab:orange"}
@@ -173,7 +174,7 @@ def plot_suite(suite: Suite, records: Iterable[dict], out_dir) -> list[Path]:
                   and v["published"] is not None and v["measured"] is not None]
         # a hyperparameter read from the model (kernel size, groups) is equal or not: a
         # published-vs-measured scatter says nothing the table does not
-        if col.is_complexity and col.measure not in STRUCTURE_MEASURES and points:
+        if col.is_complexity and col.measure not in structure_measure_names() and points:
             paths.append(_scatter(suite, col, points, report_path(out_dir, f"{safe_name(cid)}.published_vs_measured.png")))
     for key in suite.protocols:
         flops = next((c for c in suite.columns.values() if c.measure == "flops" and c.protocol == key), None)
