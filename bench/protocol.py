@@ -4,7 +4,7 @@ the recipe's fidelity. A task's package adds its own sections by subclassing ``P
 (``bench.tasks.<task>.protocol``); a protocol file says which by ``task:``."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -209,3 +209,18 @@ class Protocol(FrozenModel):
         if self.num_classes is not None:
             out.setdefault("num_classes", self.num_classes)
         return out
+
+
+def as_protocol(protocol, schema: type[Protocol]) -> Protocol:
+    """``protocol`` as an instance of ``schema`` (a task's protocol class): a typed one as it
+    is; a mapping (a job's stored JSON, a caller's dict) validated by ``schema`` once, so the
+    defaults come from the schema alone and a task's code reads attributes."""
+    if isinstance(protocol, schema):
+        return protocol
+    if isinstance(protocol, Mapping):
+        return schema.model_validate(dict(protocol))
+    if isinstance(protocol, Protocol):
+        raise TypeError(f"protocol {protocol.name!r} is a {type(protocol).__name__} "
+                        f"(task {protocol.task!r}), not a {schema.__name__}")
+    raise TypeError(f"a protocol is a {schema.__name__} or a mapping, not a "
+                    f"{type(protocol).__name__}")

@@ -54,6 +54,11 @@ def test_the_pose_task_is_registered(task):
         set(task.metric_names)
 
 
+def bare(**fields) -> dict:
+    """A pose protocol of the required fields only (the schema's defaults elsewhere)."""
+    return {"name": "p", "task": "pose", "dataset": "mpii", "input_size": [64, 64], **fields}
+
+
 # --------------------------------------------------------------------------- loss
 def _loss_case(seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -65,15 +70,15 @@ def _loss_case(seed=0):
 
 def test_loss_is_the_joints_mse_of_the_main_heatmaps(task):
     out, batch = _loss_case()
-    terms = task.loss({"out": out}, batch, {"name": "p"})
+    terms = task.loss({"out": out}, batch, bare())
     assert list(terms) == ["heatmap"]
     assert torch.equal(terms["heatmap"], joints_mse(out, batch["target"], batch["target_weight"]))
     # a bare tensor is the main output; use_target_weight: false ignores the weights
-    unweighted = task.loss(out, batch, {"name": "p", "use_target_weight": False})["heatmap"]
+    unweighted = task.loss(out, batch, bare(use_target_weight=False))["heatmap"]
     assert torch.equal(unweighted, joints_mse(out, batch["target"]))
     assert unweighted.item() > terms["heatmap"].item()
     # half-precision outputs (autocast) are scored in float32, as the trainer did
-    half = task.loss({"out": out.half()}, batch, {"name": "p"})["heatmap"]
+    half = task.loss({"out": out.half()}, batch, bare())["heatmap"]
     assert half.dtype == torch.float32
     assert torch.equal(half, joints_mse(out.half().float(), batch["target"],
                                         batch["target_weight"]))
@@ -83,7 +88,7 @@ def test_auxiliary_heatmaps_add_weighted_terms(task):
     out, batch = _loss_case()
     aux1, aux2 = _loss_case(1)[0].requires_grad_(), _loss_case(2)[0]
     outputs = {"out": out.requires_grad_(), "stage1": aux1, "stage3": aux2}
-    p = {"name": "gsto", "aux_weights": {"stage1": 0.2, "stage2": 0.3, "stage3": 0.5}}
+    p = bare(name="gsto", aux_weights={"stage1": 0.2, "stage2": 0.3, "stage3": 0.5})
     terms = task.loss(outputs, batch, p)
     assert list(terms) == ["heatmap", "aux.stage1", "aux.stage3"]
     w, t = batch["target_weight"], batch["target"]
@@ -92,9 +97,9 @@ def test_auxiliary_heatmaps_add_weighted_terms(task):
     sum(terms.values()).backward()
     assert aux1.grad is not None and aux1.grad.abs().sum() > 0
     with pytest.raises(KeyError, match=r"'stage3'.*'gsto'|'gsto'.*'stage3'"):
-        task.loss(outputs, batch, {"name": "gsto", "aux_weights": {"stage1": 0.2}})
+        task.loss(outputs, batch, bare(name="gsto", aux_weights={"stage1": 0.2}))
     with pytest.raises(KeyError, match="stage1"):
-        task.loss(outputs, batch, {"name": "old"})
+        task.loss(outputs, batch, bare(name="old", aux_weights={}))
 
 
 def test_mse_factor_is_the_protocols(task):
@@ -105,9 +110,9 @@ def test_mse_factor_is_the_protocols(task):
     outputs = {"out": out, "stage1": aux}
     w = batch["target_weight"].reshape(2, 3, 1, 1)
     by_hand = ((out - batch["target"]) * w).pow(2).sum() / out.numel()
-    half = task.loss(outputs, batch, {"name": "hrnet", "aux_weights": {"stage1": 0.2}})
-    whole = task.loss(outputs, batch, {"name": "mmpose", "aux_weights": {"stage1": 0.2},
-                                       "loss": {"mse_factor": 1.0}})
+    half = task.loss(outputs, batch, bare(name="hrnet", aux_weights={"stage1": 0.2}))
+    whole = task.loss(outputs, batch, bare(name="mmpose", aux_weights={"stage1": 0.2},
+                                            loss={"mse_factor": 1.0}))
     assert half["heatmap"].item() == pytest.approx(0.5 * by_hand.item(), rel=1e-6)
     assert whole["heatmap"].item() == pytest.approx(by_hand.item(), rel=1e-6)
     assert whole["aux.stage1"].item() == pytest.approx(2 * half["aux.stage1"].item(), rel=1e-6)
@@ -122,9 +127,9 @@ def test_build_dataset_passes_the_training_seed(task, data_root):
     val = task.build_dataset(protocol("mpii"), data_root, train=False)
     assert train.train and train.seed == 11 and not val.train
     assert task.eval_batch_size(protocol("mpii")) == 4
-    assert task.eval_batch_size({"dataset": "mpii"}) == 32      # bench.suite.Evaluation's
+    assert task.eval_batch_size(bare()) == 32      # PoseEvaluation's default
     with pytest.raises(ValueError, match="no dataset loader for 'voc'"):
-        task.build_dataset({"dataset": "voc"}, data_root, train=False)
+        task.build_dataset(bare(dataset="voc"), data_root, train=False)
 
 
 @pytest.mark.parametrize("dataset,changes", [

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.tasks.segmentation.protocol import SegEvaluation
+from bench.tasks.segmentation.protocol import SegEvaluation, SegmentationProtocol
 from bench.tasks.segmentation import inference as si
 from bench.tasks.segmentation.task import SegmentationTask
 from conftest import GOLDEN, SHARED_DATA
@@ -57,11 +57,19 @@ def _normalised(bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
 
 
+def _protocol(evaluation: dict, num_classes: int) -> SegmentationProtocol:
+    """A protocol of the case's evaluation; the rest at the schema's defaults (the loss's
+    align_corners among them, which an evaluation without its own follows)."""
+    return SegmentationProtocol(name="golden", task="segmentation", dataset="cityscapes",
+                                input_size=(64, 128), num_classes=num_classes,
+                                evaluation=SegEvaluation.model_validate(evaluation))
+
+
 def _run(case, monkeypatch):
     image = _normalised(_bgr(case))
     np.testing.assert_allclose(image[0].sum((1, 2)).numpy(), case["input"]["channel_sums"],
                                rtol=1e-12)
-    protocol = {"evaluation": SegEvaluation.model_validate(case["evaluation"]).model_dump()}
+    protocol = _protocol(case["evaluation"], case["num_classes"])
     dataset = types.SimpleNamespace(
         flip_pairs=LIP_PAIRS if case["dataset"] == "lip" else (), mean=MEAN, std=STD,
         num_classes=case["num_classes"])
@@ -135,7 +143,7 @@ def test_softmax_mean_is_an_explicit_option_and_differs(monkeypatch):
     hrnet, *_ = _run(case, monkeypatch)
     ev = dict(case["evaluation"], ensemble="softmax_mean")
     ev["sliding_window"] = dict(ev["sliding_window"], style="shift")
-    protocol = {"evaluation": SegEvaluation.model_validate(ev).model_dump()}
+    protocol = _protocol(ev, 19)
     dataset = types.SimpleNamespace(flip_pairs=(), mean=MEAN, std=STD)
     args = SegmentationTask()._inference_args(dataset, protocol)
     assert "pad_value" not in args

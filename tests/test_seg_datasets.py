@@ -253,8 +253,8 @@ def test_scale_factor_grid_and_continuous_range(synth):
     with pytest.raises(ValueError, match="not both"):
         SegAugmentation(scale_range=(0.5, 2.0), scale_factor=16)
     with pytest.raises(ValueError, match="not both"):
-        CityscapesDataset.kwargs_from_protocol(
-            {"augmentation": {"scale_range": [0.5, 2], "scale_factor": 16}}, train=True)
+        CityscapesDataset.kwargs_from_protocol(_protocol(
+            "cityscapes", augmentation={"scale_range": [0.5, 2], "scale_factor": 16}), train=True)
 
 
 def test_lip_flip_first_and_resize_to_crop(synth):
@@ -411,7 +411,8 @@ def test_bad_label_values_raise(synth, tmp_path):
 
 # --------------------------------------------------------------------------- protocol
 def _protocol(dataset, **extra):
-    p = {"dataset": dataset, "num_classes": NUM_CLASSES[dataset], "train_split": "train",
+    p = {"name": f"{dataset}_test", "task": "segmentation", "dataset": dataset,
+         "input_size": [64, 96], "num_classes": NUM_CLASSES[dataset], "train_split": "train",
          "val_split": "val", "crop_size": [64, 96], "base_size": None, "ignore_label": 255,
          "augmentation": {"scale_range": [0.75, 1.25], "flip_prob": 0.5}}
     p.update(extra)
@@ -444,7 +445,8 @@ def test_from_protocol_options_and_errors(synth, tmp_path):
     with pytest.raises(ValueError, match="lip"):
         CityscapesDataset.from_protocol(_protocol("lip"), synth, train=True)
     with pytest.raises(ValueError, match="unknown segmentation dataset"):
-        build_segmentation_dataset({"dataset": "ade20k"}, synth, train=True)
+        build_segmentation_dataset({**_protocol("cityscapes"), "dataset": "ade20k"},
+                                   synth, train=True)
 
 
 def test_from_pydantic_protocol(synth):

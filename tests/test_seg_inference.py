@@ -394,12 +394,14 @@ def test_protocol_ensemble_option_reaches_inference():
                        sliding_window={"crop": [8, 8], "stride": [5, 5], "style": "hrnet"})
     ds = type("D", (), {"flip_pairs": ((1, 2),), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.5, 1.0)})
     task = SegmentationTask()
-    args = task._inference_args(ds, {"evaluation": ev.model_dump()})
+    bare = {"name": "p", "task": "segmentation", "dataset": "lip", "input_size": (480, 480),
+            "num_classes": 20}
+    args = task._inference_args(ds, {**bare, "evaluation": ev.model_dump()})
     assert args["ensemble"] == "hrnet" and args["align_corners"] is False
     assert args["sliding_window"] == ((8, 8), (5, 5), "hrnet")
     assert args["pad_value"] == (-2.0, -1.0, -0.5)
     # no override: the loss's align_corners; the default ensemble has no padding value
-    args = task._inference_args(ds, {"evaluation": {}, "loss": {"align_corners": False}})
+    args = task._inference_args(ds, {**bare, "loss": {"align_corners": False}})
     assert args["ensemble"] == "softmax_mean" and args["align_corners"] is False
     assert "pad_value" not in args
     # the smoke profile shrinks the window and keeps its style

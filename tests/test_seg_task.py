@@ -44,7 +44,8 @@ def test_loss_weighs_the_auxiliary_outputs_as_the_protocol_says():
 def test_class_weights_by_name_are_hrnets_cityscapes_table():
     from bench.tasks.segmentation.task import class_weights
     from bench.tasks.segmentation.losses import HRNET_CITYSCAPES_CLASS_WEIGHTS
-    w = class_weights({"class_weights": "hrnet_cityscapes"}, 19)
+    from bench.tasks.segmentation.protocol import SegLoss
+    w = class_weights(SegLoss(class_weights="hrnet_cityscapes"), 19)
     assert w.shape == (19,) and w[0].item() == pytest.approx(HRNET_CITYSCAPES_CLASS_WEIGHTS[0])
     labels = torch.tensor([[[0, 1]]])
     logits = torch.zeros(1, 19, 1, 2)
@@ -53,7 +54,7 @@ def test_class_weights_by_name_are_hrnets_cityscapes_table():
     # equal losses per pixel: the weighted mean is the plain mean
     assert weighted.item() == pytest.approx(math.log(19), rel=1e-6)
     with pytest.raises(ValueError, match="19 class weights for 20 classes"):
-        class_weights({"class_weights": "hrnet_cityscapes"}, 20)
+        class_weights(SegLoss(class_weights="hrnet_cityscapes"), 20)
 
 
 def test_the_label_echo_swaps_the_flip_pairs_only_on_a_mirrored_input():
@@ -94,7 +95,8 @@ def test_a_broken_flip_swap_is_caught_by_the_oracle(seg_data):
     falls below 100, which is what the smoke gate's target metric is for."""
     from bench.training.evaluate import evaluate_targets
     p = protocol("lip_473x473_gsto")
-    p["evaluation"] = {**p["evaluation"], "flip": True, "base_size": None, "image_size": None}
+    p["evaluation"] = {**p["evaluation"], "flip": True, "base_size": None, "image_size": None,
+                       "image_resize": "inference"}
     val = TASK.build_dataset(p, seg_data, train=False)
     val.flip_pairs = ()                       # the evaluation forgets the swap ...
     broken = LabelEcho.encode                 # ... while a mirrored 'model' still swaps

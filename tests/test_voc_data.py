@@ -30,6 +30,10 @@ VOC_SAMPLE = SHARED_DATA / "voc_sample"
 needs_sample = pytest.mark.skipif(not VOC_SAMPLE.is_dir(),
                                   reason="../shared/data/voc_sample is missing")
 
+#: the fields a detection protocol must give (the schema's defaults for the rest)
+VOC_REQUIRED = {"name": "voc_test", "task": "detection", "dataset": "voc", "num_classes": 20,
+                "input_size": [512, 512]}
+
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
@@ -81,7 +85,7 @@ def test_parse_real_annotations():
 def test_real_test_set_round_trip_to_devkit_coordinates():
     """Evaluation items of the real 2007 test sample: the ground truth moved through the
     item's own crop, encoded and decoded back, lands on the devkit's numbers."""
-    ds = VOCDetection.from_protocol({"dataset": "voc", "input_size": [512, 512]},
+    ds = VOCDetection.from_protocol({**VOC_REQUIRED, "input_size": [512, 512]},
                                     VOC_SAMPLE, train=False)
     assert len(ds) == 5 and ds.ids[0] == ("2007", "000001")
     gt = ds.annotations()
@@ -185,7 +189,7 @@ def test_synthetic_objects_are_painted_where_annotated(synthetic_root):
 
 
 def test_dataset_reads_synthetic_layouts_through_the_protocol(tmp_path, synthetic_root):
-    protocol = {"dataset": "voc", "input_size": [256, 256], "output_stride": 4,
+    protocol = {**VOC_REQUIRED, "input_size": [256, 256], "output_stride": 4,
                 "max_objects": 16, "train_sets": [["2007", "trainval"], ["2012", "trainval"]],
                 "val_sets": [["2007", "test"]],
                 "augmentation": {"flip_prob": 0.5, "scale_range": [0.6, 1.4],
@@ -217,7 +221,7 @@ def test_missing_files_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
         VOCDetection(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "voc")):
-        VOCDetection.from_protocol({"dataset": "voc"}, tmp_path, train=True)
+        VOCDetection.from_protocol(VOC_REQUIRED, tmp_path, train=True)
     root = write_voc(tmp_path / "only07", years=("2007",), num_trainval=2, num_test=1)
     with pytest.raises(FileNotFoundError, match="VOC2012"):
         VOCDetection(root)                                 # default sets: 07 + 12 trainval
@@ -469,7 +473,7 @@ def test_numerics_option(synthetic_root):
 
 
 def test_options_come_from_the_protocol(synthetic_root):
-    protocol = {"dataset": "voc", "input_size": [128, 128],
+    protocol = {**VOC_REQUIRED, "input_size": [128, 128],
                 "train_sets": [["2007", "trainval"]], "channel_order": "rgb",
                 "box_convention": "zero_based", "numerics": "exact", "heatmap_radius": "exact"}
     for train in (True, False):

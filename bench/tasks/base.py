@@ -19,14 +19,7 @@ from typing import Any, Iterable, Mapping, Optional
 import torch
 
 from ..training.outputs import MAIN_OUTPUT, as_outputs, main_output  # noqa: F401  (re-exported)
-
-def protocol_section(protocol: Mapping, key: str, schema) -> dict:
-    """``protocol[key]`` (a mapping or a pydantic model) with ``schema``'s defaults filled
-    in, so a task reads one place for its defaults (``bench.suite``)."""
-    value = (protocol.get(key) if isinstance(protocol, Mapping) else getattr(protocol, key, None)) or {}
-    if not isinstance(value, Mapping):
-        value = value.model_dump()
-    return schema.model_validate(dict(value)).model_dump()
+from ..protocol import Protocol
 
 
 def loss_precision(t):
@@ -54,7 +47,7 @@ class Task:
         return self.spec.datasets
 
     # --- data -------------------------------------------------------------------------
-    def build_dataset(self, protocol: Mapping, data_root, train: bool, seed: int = 0):
+    def build_dataset(self, protocol: Protocol, data_root, train: bool, seed: int = 0):
         raise NotImplementedError
 
     def collate_fn(self, train: bool):
@@ -73,33 +66,33 @@ class Task:
 
     # --- training ---------------------------------------------------------------------
     def loss(self, outputs: Mapping[str, Any], batch: Mapping[str, Any],
-             protocol: Mapping) -> dict[str, Any]:
+             protocol: Protocol) -> dict[str, Any]:
         """Named loss terms, already weighted; the trainer sums them."""
         raise NotImplementedError
 
     # --- evaluation -------------------------------------------------------------------
-    def eval_batch_size(self, protocol: Mapping) -> int:
+    def eval_batch_size(self, protocol: Protocol) -> int:
         return 1
 
-    def predict(self, model, batch: Mapping[str, Any], dataset, protocol: Mapping, device,
+    def predict(self, model, batch: Mapping[str, Any], dataset, protocol: Protocol, device,
                 amp: str = "off", channels_last: bool = False) -> dict:
         """The predictions of one batch, in the form the task's evaluator ``process``es."""
         raise NotImplementedError
 
-    def evaluator(self, dataset, protocol: Mapping):
+    def evaluator(self, dataset, protocol: Protocol):
         raise NotImplementedError
 
-    def oracle_dataset(self, protocol: Mapping, data_root):
+    def oracle_dataset(self, protocol: Protocol, data_root):
         """The dataset the target oracle runs on (the validation set by default; pose on
         COCO needs ground-truth boxes, since detections have no targets)."""
         return self.build_dataset(protocol, data_root, train=False)
 
-    def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
+    def target_predictions(self, dataset, protocol: Protocol) -> Iterable[dict]:
         """Batches of predictions made from the dataset's own targets, pushed through
         the prediction path (decoding, inverse transforms, flips): scored by the
         evaluator they must give the best score (the smoke gate's target oracle)."""
         raise NotImplementedError
 
-    def extra_metrics(self, train_set, val_set, protocol: Mapping) -> Optional[dict]:
+    def extra_metrics(self, train_set, val_set, protocol: Protocol) -> Optional[dict]:
         """Reference scores a run reports beside its metrics (e.g. a mean-pose baseline)."""
         return None

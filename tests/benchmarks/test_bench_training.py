@@ -17,6 +17,7 @@ from bench import create_model
 from bench.tasks.pose.data.coco import COCODataset
 from bench.tasks.pose.data.mpii import MPIIDataset
 from bench.tasks.pose.synthetic import write_coco, write_mpii
+from bench.suite import load_protocol
 from bench.tasks import get_task
 from bench.training.loop import Trainer, TrainSettings
 
@@ -67,7 +68,7 @@ def test_train_step_litehrnet_18(benchmark, data):
     settings = TrainSettings(epochs=1, batch_size=8, lr=2e-3,
                              optimizer={"type": "adam", "lr": 2e-3}, schedule={"epochs": 1},
                              num_workers=0)
-    pose, protocol = get_task("pose"), {"use_target_weight": True}
+    pose, protocol = get_task("pose"), load_protocol("coco_256x192_lite_hrnet")
     trainer = Trainer(create_model("litehrnet_18"), ds, settings, data / "work",
                       torch.device("cpu"), log_fn=lambda _m: None,
                       loss_fn=lambda out, b: pose.loss(out, b, protocol))

@@ -20,16 +20,17 @@ import numpy as np
 import torch
 
 from .metrics import VOCDetectionEvaluator
-from ..base import MAIN_OUTPUT, Task, loss_precision, main_output, protocol_section
+from ..base import MAIN_OUTPUT, Task, loss_precision, main_output
+from .protocol import DetectionProtocol
+from ...protocol import as_protocol
 
 # the smoke profile's input (H, W): the generated VOC images are 160-320 px, and the CPU
 # must take a ResNet-101 detector through 6 iterations in seconds
 SMOKE_INPUT = (256, 256)
 
 
-def _cfg(protocol: Mapping, key: str) -> dict:
-    from .protocol import DetEvaluation, DetLoss
-    return protocol_section(protocol, key, {"loss": DetLoss, "evaluation": DetEvaluation}[key])
+def _evaluation(protocol):
+    return as_protocol(protocol, DetectionProtocol).evaluation
 
 
 def _heads(output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,7 +121,7 @@ class DetectionTask(Task):
     """CenterNet-style detection (see the module docstring)."""
 
     # --- data -------------------------------------------------------------------------
-    def build_dataset(self, protocol: Mapping, data_root, train: bool, seed: int = 0):
+    def build_dataset(self, protocol, data_root, train: bool, seed: int = 0):
         from .data.voc import VOCDetection
         return VOCDetection.from_protocol(protocol, data_root, train=train, seed=seed)
 
@@ -141,33 +142,34 @@ class DetectionTask(Task):
         return protocol.model_copy(update={"input_size": size, "evaluation": ev})
 
     # --- training ---------------------------------------------------------------------
-    def loss(self, outputs: Mapping, batch: Mapping, protocol: Mapping) -> dict[str, torch.Tensor]:
+    def loss(self, outputs: Mapping, batch: Mapping,
+             protocol: DetectionProtocol) -> dict[str, torch.Tensor]:
         from .losses import centernet_focal_loss, reg_l1_loss
-        w = _cfg(protocol, "loss")
+        w = as_protocol(protocol, DetectionProtocol).loss
         hm, wh, reg = (loss_precision(t) for t in _heads(outputs[MAIN_OUTPUT]))
         ind, mask = batch["ind"], batch["reg_mask"]
-        return {"heatmap": w["heatmap_weight"] * centernet_focal_loss(hm, batch["hm"]),
-                "size": w["size_weight"] * reg_l1_loss(wh, ind, mask, batch["wh"]),
-                "offset": w["offset_weight"] * reg_l1_loss(reg, ind, mask, batch["reg"])}
+        return {"heatmap": w.heatmap_weight * centernet_focal_loss(hm, batch["hm"]),
+                "size": w.size_weight * reg_l1_loss(wh, ind, mask, batch["wh"]),
+                "offset": w.offset_weight * reg_l1_loss(reg, ind, mask, batch["reg"])}
 
     # --- evaluation -------------------------------------------------------------------
-    def eval_batch_size(self, protocol: Mapping) -> int:
-        return int(_cfg(protocol, "evaluation")["batch_size"])
+    def eval_batch_size(self, protocol) -> int:
+        return _evaluation(protocol).batch_size
 
     @torch.no_grad()
-    def predict(self, model, batch: Mapping, dataset, protocol: Mapping, device,
+    def predict(self, model, batch: Mapping, dataset, protocol, device,
                 amp: str = "off", channels_last: bool = False) -> dict:
         from ...training.loop import autocast_context
-        ev = _cfg(protocol, "evaluation")
+        ev = _evaluation(protocol)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         x = batch["image"].to(device, non_blocking=True, memory_format=fmt)
         n = len(x)
-        if ev["flip"]:
+        if ev.flip:
             x = torch.cat([x, torch.flip(x, dims=[3])])
         with autocast_context(device, amp):
             hm, wh, reg = _heads(model(x))
-        hm, wh, reg = _activation(hm, ev["heatmap_activation"]), wh.float(), reg.float()
-        if ev["flip"]:
+        hm, wh, reg = _activation(hm, ev.heatmap_activation), wh.float(), reg.float()
+        if ev.flip:
             # CenterNet: heatmaps and sizes averaged with the mirrored pass mirrored back;
             # offsets from the plain pass only (a mirrored offset belongs to another cell)
             hm = (hm[:n] + torch.flip(hm[n:], dims=[3])) / 2
@@ -176,7 +178,7 @@ class DetectionTask(Task):
         meta = batch["meta"]
         dets = dataset.codec.decode(hm.cpu(), wh.cpu(), reg.cpu(),
                                     np.asarray(meta["center"]), np.asarray(meta["scale"]),
-                                    k=ev["top_k"], selection=ev["top_k_selection"],
+                                    k=ev.top_k, selection=ev.top_k_selection,
                                     numerics=getattr(dataset, "numerics", "centernet"))
         return {"detections": self._as_dicts(dataset, dets, meta["image_id"])}
 
@@ -193,16 +195,16 @@ class DetectionTask(Task):
                             "score": float(row[4]), "bbox": box.tolist()})
         return out
 
-    def evaluator(self, dataset, protocol: Mapping):
-        ev = _cfg(protocol, "evaluation")
+    def evaluator(self, dataset, protocol):
+        ev = _evaluation(protocol)
         return MapAtThreshold(annotations=dataset.annotations(),
                               class_names=dataset.class_names,
-                              iou_threshold=ev["iou_threshold"],
-                              use_07_metric=ev["use_07_metric"],
-                              results_rounding=ev["results_rounding"],
-                              score_sort=ev["score_sort"], empty_classes=ev["empty_classes"])
+                              iou_threshold=ev.iou_threshold,
+                              use_07_metric=ev.use_07_metric,
+                              results_rounding=ev.results_rounding,
+                              score_sort=ev.score_sort, empty_classes=ev.empty_classes)
 
-    def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
+    def target_predictions(self, dataset, protocol) -> Iterable[dict]:
         """Each image's boxes, difficult ones included, through the evaluation crop and the
         codec (heatmap peaks, sizes, offsets), then decoded and mapped back like a
         model's output: every box found again at score 1 (up to CenterNet's clipping of
@@ -210,7 +212,7 @@ class DetectionTask(Task):
         from ...data.transforms import affine_transform, get_affine_transform
         codec = dataset.codec
         h, w = codec.input_size
-        ev = _cfg(protocol, "evaluation")
+        ev = _evaluation(protocol)
         for index in range(len(dataset)):
             meta = dataset[index]["meta"]
             boxes, labels = dataset.boxes(index, with_difficult=True)
@@ -220,7 +222,7 @@ class DetectionTask(Task):
             size, offset = codec.dense_maps(t["wh"], t["reg"], t["ind"], t["reg_mask"])
             dets = codec.decode(torch.from_numpy(t["hm"])[None], torch.from_numpy(size)[None],
                                 torch.from_numpy(offset)[None], np.asarray([meta["center"]]),
-                                np.asarray([meta["scale"]]), k=ev["top_k"],
-                                selection=ev["top_k_selection"],
+                                np.asarray([meta["scale"]]), k=ev.top_k,
+                                selection=ev.top_k_selection,
                                 numerics=getattr(dataset, "numerics", "centernet"))
             yield {"detections": self._as_dicts(dataset, dets, [meta["image_id"]])}

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from .codecs import flip_test_average
-from .data.topdown import protocol_to_dict
+from .data.topdown import pose_protocol
 from ...evaluation.base import finite_or_none
-from .protocol import PoseEvaluation
+from .protocol import PoseEvaluation, PoseProtocol
 from .losses import joints_mse
 from ..base import MAIN_OUTPUT, Task, as_outputs, loss_precision, main_output
 
@@ -42,31 +42,16 @@ DATASETS = {"coco": ("bench.tasks.pose.data.coco", "COCODataset"),
 META_FOR_EVAL = ("center", "scale", "score", "image_id", "bbox_id", "area", "index")
 
 
-def evaluation_settings(evaluation) -> PoseEvaluation:
-    """A protocol's ``evaluation`` (mapping, ``PoseEvaluation`` or None) with the schema's
-    defaults filled in, so the defaults live in one place (``bench.tasks.pose.protocol.PoseEvaluation``)."""
-    if isinstance(evaluation, PoseEvaluation):
-        return evaluation
-    return PoseEvaluation.model_validate(dict(evaluation or {}))
-
-
-def _evaluation_of(protocol) -> PoseEvaluation:
-    if isinstance(protocol, Mapping):
-        return evaluation_settings(protocol.get("evaluation"))
-    return evaluation_settings(getattr(protocol, "evaluation", None))
-
-
 def _numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 def build_dataset(protocol, data_root, train: bool, **overrides):
-    """The protocol's dataset (``protocol['dataset']``) under ``data_root``."""
-    p = protocol_to_dict(protocol)
-    name = p["dataset"]
-    if name not in DATASETS:
-        raise ValueError(f"no dataset loader for {name!r}; known: {', '.join(DATASETS)}")
-    module, cls = DATASETS[name]
+    """The protocol's dataset (its ``dataset``) under ``data_root``."""
+    p = pose_protocol(protocol)
+    if p.dataset not in DATASETS:
+        raise ValueError(f"no dataset loader for {p.dataset!r}; known: {', '.join(DATASETS)}")
+    module, cls = DATASETS[p.dataset]
     return getattr(importlib.import_module(module), cls).from_protocol(
         p, data_root, train=train, **overrides)
 
@@ -85,11 +70,10 @@ class PoseTask(Task):
     def oracle_dataset(self, protocol, data_root):
         """The evaluation dataset the target oracle runs on: the validation split on
         ground-truth boxes (a detector box has no annotated person, hence no target)."""
-        p = protocol_to_dict(protocol)
-        ev = p.get("evaluation") or {}
-        ev = ev.model_dump() if hasattr(ev, "model_dump") else dict(ev)
-        return build_dataset({**p, "evaluation": {**ev, "boxes": "ground_truth"}},
-                             data_root, train=False)
+        p = pose_protocol(protocol)
+        on_boxes = p.evaluation.model_copy(update={"boxes": "ground_truth"})
+        return build_dataset(p.model_copy(update={"evaluation": on_boxes}), data_root,
+                             train=False)
 
     def write_smoke_data(self, root, seed: int = 0) -> None:
         """COCO, MPII and LSP-extended in their official layouts under
@@ -99,36 +83,32 @@ class PoseTask(Task):
 
     # --- training ---------------------------------------------------------------------
     def loss(self, outputs: Mapping[str, Any], batch: Mapping[str, Any],
-             protocol: Mapping) -> dict[str, torch.Tensor]:
+             protocol: PoseProtocol) -> dict[str, torch.Tensor]:
         """``heatmap``: JointsMSE (``loss.mse_factor`` x the mean) of the main heatmaps (cast to float32, as the trainer
         did outside autocast) against ``batch['target']``, joints weighted by
         ``batch['target_weight']`` when the protocol's ``use_target_weight`` (default
         True); ``aux.<name>``: the same loss of each auxiliary heatmap output times
-        ``protocol['aux_weights'][name]`` (a KeyError names a missing weight)."""
+        ``protocol.aux_weights[name]`` (a KeyError names a missing weight)."""
         outputs = as_outputs(outputs)
-        p = protocol if isinstance(protocol, Mapping) else protocol_to_dict(protocol)
+        p = pose_protocol(protocol)
         main = outputs[MAIN_OUTPUT]
         target = batch["target"].to(main.device, non_blocking=True)
         weight = batch["target_weight"].to(main.device, non_blocking=True) \
-            if p.get("use_target_weight", True) else None
-        factor = float((p.get("loss") or {}).get("mse_factor", 0.5))
+            if p.use_target_weight else None
+        factor = p.loss.mse_factor
         terms = {"heatmap": joints_mse(loss_precision(main), target, weight, factor)}
-        aux = [name for name in outputs if name != MAIN_OUTPUT]
-        if aux:
-            weights = p.get("aux_weights") or {}
-            for name in aux:
-                if name not in weights:
-                    raise KeyError(
-                        f"protocol {p.get('name', '?')!r} gives no aux_weights entry for the "
-                        f"model's auxiliary output {name!r} (aux_weights: "
-                        f"{dict(weights) or 'none'})")
-                terms[f"aux.{name}"] = float(weights[name]) * joints_mse(
-                    loss_precision(outputs[name]), target, weight, factor)
+        for name in (n for n in outputs if n != MAIN_OUTPUT):
+            if name not in p.aux_weights:
+                raise KeyError(
+                    f"protocol {p.name!r} gives no aux_weights entry for the model's "
+                    f"auxiliary output {name!r} (aux_weights: {dict(p.aux_weights) or 'none'})")
+            terms[f"aux.{name}"] = p.aux_weights[name] * joints_mse(
+                loss_precision(outputs[name]), target, weight, factor)
         return terms
 
     # --- evaluation -------------------------------------------------------------------
     def eval_batch_size(self, protocol) -> int:
-        return _evaluation_of(protocol).batch_size
+        return pose_protocol(protocol).evaluation.batch_size
 
     @torch.no_grad()
     def predict(self, model, batch: Mapping[str, Any], dataset, protocol, device,
@@ -142,7 +122,7 @@ class PoseTask(Task):
         columns ``center``, ``scale``, ``score``, ``image_id``, ``bbox_id``, ``area``,
         ``index`` (what the pose evaluators ``process``)."""
         from ...training.loop import autocast_context
-        ev = _evaluation_of(protocol)
+        ev = pose_protocol(protocol).evaluation
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         x = batch["image"].to(device, non_blocking=True, memory_format=fmt)
         with autocast_context(device, amp):
@@ -166,7 +146,7 @@ class PoseTask(Task):
         ``MpiiPCKhEvaluator`` (PCKh@0.5, PCKh@0.1, AUC, parts) or ``LspPCKEvaluator``
         (PCK@<threshold>, parts)."""
         from .metrics import CocoKeypointEvaluator, LspPCKEvaluator, MpiiPCKhEvaluator
-        ev = _evaluation_of(protocol)
+        ev = pose_protocol(protocol).evaluation
         name = dataset.dataset_name
         if name == "coco":
             return CocoKeypointEvaluator(dataset.coco, oks_thr=ev.oks_nms_threshold,
@@ -187,7 +167,7 @@ class PoseTask(Task):
         same codec, post-processing and inverse crop transform as a model's heatmaps:
         the best a heatmap model can score. Run it on ``oracle_dataset`` (ground-truth
         boxes): a detector box has no target."""
-        ev = _evaluation_of(protocol)
+        ev = pose_protocol(protocol).evaluation
         size = self.eval_batch_size(protocol)
         for start in range(0, len(dataset), size):
             items = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
@@ -204,7 +184,7 @@ class PoseTask(Task):
         if train_set is None or val_set.dataset_name != "lsp":
             return None
         from .metrics import lsp_pck, mean_pose_predictions
-        threshold = _evaluation_of(protocol).pck_threshold
+        threshold = pose_protocol(protocol).evaluation.pck_threshold
         preds = mean_pose_predictions(train_set.records, val_set.records)
         gts, visible = val_set.ground_truth()
         mean_pose = {k: finite_or_none(v)
@@ -214,4 +194,4 @@ class PoseTask(Task):
                 "metrics": {f"MeanPose-{pck}": mean_pose[pck]}}
 
 
-__all__ = ["DATASETS", "META_FOR_EVAL", "PoseTask", "build_dataset", "evaluation_settings"]
+__all__ = ["DATASETS", "META_FOR_EVAL", "PoseTask", "build_dataset"]

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..base import MAIN_OUTPUT, Task, loss_precision, protocol_section
+from ..base import MAIN_OUTPUT, Task, loss_precision
+from .protocol import SegLoss, SegmentationProtocol
+from ...protocol import as_protocol
 
 # the target oracle's logit for the labelled class (softmax ~ 1 - 1e-8 per class)
 _ORACLE_LOGIT = 20.0
@@ -25,14 +27,13 @@ _ORACLE_LOGIT = 20.0
 SMOKE_CROP = (64, 128)
 
 
-def _cfg(protocol: Mapping, key: str) -> dict:
-    from .protocol import SegEvaluation, SegLoss
-    return protocol_section(protocol, key, {"loss": SegLoss, "evaluation": SegEvaluation}[key])
+def _typed(protocol) -> SegmentationProtocol:
+    return as_protocol(protocol, SegmentationProtocol)
 
 
-def class_weights(loss_cfg: Mapping, num_classes: int):
+def class_weights(loss: SegLoss, num_classes: int):
     """The protocol's per-class weights as a tensor (None: unweighted)."""
-    weights = loss_cfg.get("class_weights")
+    weights = loss.class_weights
     if weights is None:
         return None
     if weights == "hrnet_cityscapes":
@@ -86,7 +87,7 @@ class SegmentationTask(Task):
     """Semantic segmentation (see the module docstring)."""
 
     # --- data -------------------------------------------------------------------------
-    def build_dataset(self, protocol: Mapping, data_root, train: bool, seed: int = 0):
+    def build_dataset(self, protocol, data_root, train: bool, seed: int = 0):
         from .data.base import build_segmentation_dataset
         return build_segmentation_dataset(protocol, data_root, train=train, seed=seed)
 
@@ -117,60 +118,56 @@ class SegmentationTask(Task):
                                            "evaluation": ev})
 
     # --- training ---------------------------------------------------------------------
-    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Mapping, protocol: Mapping
-             ) -> dict[str, torch.Tensor]:
+    def loss(self, outputs: Mapping[str, torch.Tensor], batch: Mapping,
+             protocol: SegmentationProtocol) -> dict[str, torch.Tensor]:
         from .losses import ohem_cross_entropy, pixel_cross_entropy
-        cfg = _cfg(protocol, "loss")
-        labels = batch["label"]
-        p = protocol if isinstance(protocol, Mapping) else protocol.model_dump()
-        ignore = int(p.get("ignore_label", 255))
+        p = _typed(protocol)
+        cfg, labels, ignore = p.loss, batch["label"], p.ignore_label
         weights = class_weights(cfg, outputs[MAIN_OUTPUT].shape[1])
         if weights is not None:
             weights = weights.to(labels.device)
-        ohem = cfg.get("ohem")
 
         def ce(logits: torch.Tensor) -> torch.Tensor:
             logits = loss_precision(logits)   # outside autocast, in float32 (or float64)
-            if ohem:
+            if cfg.ohem:
                 return ohem_cross_entropy(logits, labels, ignore_index=ignore,
-                                          thresh=ohem["threshold"], min_kept=ohem["min_kept"],
-                                          class_weights=weights, align_corners=cfg["align_corners"])
+                                          thresh=cfg.ohem.threshold, min_kept=cfg.ohem.min_kept,
+                                          class_weights=weights, align_corners=cfg.align_corners)
             return pixel_cross_entropy(logits, labels, ignore_index=ignore,
-                                       class_weights=weights, align_corners=cfg["align_corners"])
+                                       class_weights=weights, align_corners=cfg.align_corners)
 
-        terms = {"ce": cfg["main_weight"] * ce(outputs[MAIN_OUTPUT])}
+        terms = {"ce": cfg.main_weight * ce(outputs[MAIN_OUTPUT])}
         for name, pred in outputs.items():
             if name == MAIN_OUTPUT:
                 continue
-            if name not in cfg["aux_weights"]:
+            if name not in cfg.aux_weights:
                 raise KeyError(f"the model returns an auxiliary output {name!r} but protocol "
-                               f"{p.get('name')!r} gives it no weight (loss.aux_weights: "
-                               f"{cfg['aux_weights'] or 'none'})")
-            terms[f"aux.{name}"] = cfg["aux_weights"][name] * ce(pred)
+                               f"{p.name!r} gives it no weight (loss.aux_weights: "
+                               f"{dict(cfg.aux_weights) or 'none'})")
+            terms[f"aux.{name}"] = cfg.aux_weights[name] * ce(pred)
         return terms
 
     # --- evaluation -------------------------------------------------------------------
-    def eval_batch_size(self, protocol: Mapping) -> int:
-        return int(_cfg(protocol, "evaluation")["batch_size"])
+    def eval_batch_size(self, protocol) -> int:
+        return _typed(protocol).evaluation.batch_size
 
-    def _inference_args(self, dataset, protocol: Mapping) -> dict:
-        ev = _cfg(protocol, "evaluation")
-        window = ev.get("sliding_window")
-        align = ev.get("align_corners")
-        args = {"scales": tuple(ev["scales"]), "flip": bool(ev["flip"]),
-                "flip_pairs": tuple(dataset.flip_pairs), "base_size": ev.get("base_size"),
-                "image_size": tuple(ev["image_size"]) if ev.get("image_size") else None,
-                "sliding_window": (tuple(window["crop"]), tuple(window["stride"]),
-                                   window.get("style", "shift")) if window else None,
-                "align_corners": _cfg(protocol, "loss")["align_corners"] if align is None else align,
-                "ensemble": ev.get("ensemble", "softmax_mean")}
+    def _inference_args(self, dataset, protocol) -> dict:
+        p = _typed(protocol)
+        ev, window = p.evaluation, p.evaluation.sliding_window
+        args = {"scales": ev.scales, "flip": ev.flip,
+                "flip_pairs": tuple(dataset.flip_pairs), "base_size": ev.base_size,
+                "image_size": ev.image_size,
+                "sliding_window": (window.crop, window.stride, window.style) if window else None,
+                "align_corners": p.loss.align_corners if ev.align_corners is None
+                else ev.align_corners,
+                "ensemble": ev.ensemble}
         if args["ensemble"] == "hrnet" and hasattr(dataset, "mean"):
             # HRNet pads windows with -mean / std: a black pixel after normalisation
             mean, std = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (dataset.mean, dataset.std))
             args["pad_value"] = tuple(float(v) for v in -mean / std)
         return args
 
-    def predict(self, model, batch: Mapping, dataset, protocol: Mapping, device,
+    def predict(self, model, batch: Mapping, dataset, protocol, device,
                 amp: str = "off", channels_last: bool = False) -> dict:
         from ...training.loop import autocast_context
         from .inference import predict_scores
@@ -183,13 +180,13 @@ class SegmentationTask(Task):
                                     **self._inference_args(dataset, protocol))
         return {"pred": scores.argmax(1).cpu().numpy(), "label": label.numpy()}
 
-    def evaluator(self, dataset, protocol: Mapping):
+    def evaluator(self, dataset, protocol):
         from .metrics import SegmentationEvaluator
         return SegmentationEvaluator(dataset.num_classes, ignore_index=dataset.ignore_label,
                                      class_names=dataset.class_names,
-                                     absent=_cfg(protocol, "evaluation")["absent_classes"])
+                                     absent=_typed(protocol).evaluation.absent_classes)
 
-    def target_predictions(self, dataset, protocol: Mapping) -> Iterable[dict]:
+    def target_predictions(self, dataset, protocol) -> Iterable[dict]:
         from .inference import predict_scores
         oracle = LabelEcho(dataset.num_classes, dataset.flip_pairs).eval()
         args = self._inference_args(dataset, protocol)

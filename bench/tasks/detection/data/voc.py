@@ -31,7 +31,8 @@ from ..codecs import HEATMAP_RADII, CenterNetCodec, center_scale_of_image, color
 from ....data.draws import SampleDraws
 from ..labels import VOC_CLASSES
 from ....data.common import IMAGENET_MEAN, IMAGENET_STD, require_path
-from ...pose.data.topdown import protocol_to_dict
+from ..protocol import DetAugmentation, DetectionProtocol
+from ....protocol import as_protocol
 from ....data.transforms import (affine_transform, get_affine_transform, get_affine_transform_points,
                          scale_range_of)
 
@@ -393,30 +394,28 @@ class VOCDetection(Dataset):
 
     @classmethod
     def kwargs_from_protocol(cls, protocol, train: bool) -> dict[str, Any]:
-        """Constructor arguments from a protocol: ``input_size`` [H, W],
+        """Constructor arguments from a detection protocol: ``input_size`` [H, W],
         ``output_stride``, ``max_objects``, ``keep_difficult``, ``channel_order``,
         ``box_convention``, ``numerics``, ``heatmap_radius``, ``train_sets`` /
-        ``val_sets`` and, for training, ``augmentation: {flip_prob, scale_range, shift,
-        color_jitter}``. An augmentation the protocol leaves out is off."""
-        p = protocol_to_dict(protocol)
-        if p.get("num_classes") not in (None, cls.num_classes):
+        ``val_sets`` and, for training, the ``augmentation`` (an entry left out is off;
+        the defaults are the schema's, ``DetAugmentation``)."""
+        p = as_protocol(protocol, DetectionProtocol)
+        if p.num_classes != cls.num_classes:
             raise ValueError(f"VOC has {cls.num_classes} classes, the protocol says "
-                             f"{p['num_classes']}")
-        aug = (p.get("augmentation") or {}) if train else {}
+                             f"{p.num_classes}")
         default_sets = ((("2007", "trainval"), ("2012", "trainval")) if train
                         else (("2007", "test"),))
         kw: dict[str, Any] = {
-            "sets": tuple(tuple(s) for s in (p.get("train_sets" if train else "val_sets")
-                                             or default_sets)),
-            "flip_prob": float(aug.get("flip_prob") or 0.0),
-            "scale_range": aug.get("scale_range"),
-            "shift": aug.get("shift"),
-            "color_jitter": bool(aug.get("color_jitter", False)),
+            "sets": (p.train_sets if train else p.val_sets) or default_sets,
+            "input_size": p.input_size, "output_stride": p.output_stride,
+            "max_objects": p.max_objects, "keep_difficult": p.keep_difficult,
+            "channel_order": p.channel_order, "box_convention": p.box_convention,
+            "numerics": p.numerics, "heatmap_radius": p.heatmap_radius,
         }
-        for key in ("input_size", "output_stride", "max_objects", "keep_difficult",
-                    "channel_order", "box_convention", "numerics", "heatmap_radius"):
-            if p.get(key) is not None:
-                kw[key] = p[key]
+        # evaluation draws nothing (the constructor's defaults are CenterNet's training ones)
+        aug = p.augmentation if train else DetAugmentation()
+        kw.update(flip_prob=aug.flip_prob, scale_range=aug.scale_range, shift=aug.shift,
+                  color_jitter=aug.color_jitter)
         return kw
 
     @classmethod
@@ -424,9 +423,9 @@ class VOCDetection(Dataset):
         """The training (``train_sets``, default 07+12 trainval) or evaluation
         (``val_sets``, default 07 test) images of a protocol under
         ``data_root/<data_dir or "voc">``."""
-        p = protocol_to_dict(protocol)
-        if p.get("dataset") not in (None, cls.dataset_name):
+        p = as_protocol(protocol, DetectionProtocol)
+        if p.dataset != cls.dataset_name:
             raise ValueError(f"{cls.__name__} reads {cls.dataset_name!r}, the protocol "
-                             f"names {p.get('dataset')!r}")
-        root = cls.resolve_root(data_root, p.get("data_dir"))
+                             f"names {p.dataset!r}")
+        root = cls.resolve_root(data_root, p.data_dir)
         return cls(root, train=train, seed=seed, **cls.kwargs_from_protocol(p, train))

@@ -26,7 +26,7 @@ from .topdown import (
     collate_meta,
     dataset_kwargs_from_protocol,
     make_record,
-    protocol_to_dict,
+    pose_protocol,
     resolve_dataset_root,
 )
 from ....data.common import require_path
@@ -221,23 +221,20 @@ class COCODataset(TopDownDataset):
         ``val_split``; evaluation uses the protocol's ``evaluation.boxes``
         (``detector`` or ``ground_truth``), ``detection_file`` (relative to
         ``data_root``) and ``box_score_threshold``. ``overrides`` win."""
-        p = protocol_to_dict(protocol)
-        split = split or (p.get("train_split", "train2017") if train
-                          else p.get("val_split", "val2017"))
+        p = pose_protocol(protocol)
+        split = split or ((p.train_split or "train2017") if train
+                          else (p.val_split or "val2017"))
         root = resolve_dataset_root(data_root, p, "coco", "annotations")
         kw = dataset_kwargs_from_protocol(p, train)
-        ev = p.get("evaluation") or {}
-        kw["use_gt_bbox"] = ev.get("boxes", "ground_truth") != "detector"
-        if p.get("box_filter") is not None:
-            kw["box_filter"] = str(p["box_filter"])
-        if ev.get("detection_file"):
-            rel = Path(ev["detection_file"])
+        ev = p.evaluation
+        kw.update(use_gt_bbox=ev.boxes != "detector", box_filter=p.box_filter,
+                  box_score_threshold=ev.box_score_threshold)
+        if ev.detection_file:
+            rel = Path(ev.detection_file)
             # the file is named relative to data_root ('coco/person_detection_results/..')
             if rel.parts and rel.parts[0] == root.name and len(rel.parts) > 1:
                 rel = Path(*rel.parts[1:])
             kw["detection_file"] = root / rel
-        if ev.get("box_score_threshold") is not None:
-            kw["box_score_threshold"] = float(ev["box_score_threshold"])
         kw.update(overrides)
         return cls(root, _split_name(split), train=train, **kw)
 

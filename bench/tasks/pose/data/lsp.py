@@ -25,7 +25,7 @@ from .topdown import (
     TopDownDataset,
     dataset_kwargs_from_protocol,
     make_record,
-    protocol_to_dict,
+    pose_protocol,
     resolve_dataset_root,
 )
 from ....data.common import require_path
@@ -198,8 +198,8 @@ class LSPDataset(TopDownDataset):
                       train: bool = False, **overrides) -> "LSPDataset":
         """Dataset of an LSP protocol under ``data_root`` (which holds ``lspet/``, or is
         the LSP folder itself)."""
-        p = protocol_to_dict(protocol)
-        split = split or (p.get("train_split", "train") if train else p.get("val_split", "val"))
+        p = pose_protocol(protocol)
+        split = split or ((p.train_split or "train") if train else (p.val_split or "val"))
         root = resolve_dataset_root(data_root, p, "lspet", "joints.mat")
         kw = dataset_kwargs_from_protocol(p, train)
         kw.update(overrides)

@@ -23,7 +23,7 @@ from .topdown import (
     TopDownDataset,
     dataset_kwargs_from_protocol,
     make_record,
-    protocol_to_dict,
+    pose_protocol,
     resolve_dataset_root,
 )
 from ....data.common import require_path
@@ -131,8 +131,8 @@ class MPIIDataset(TopDownDataset):
                       train: bool = False, **overrides) -> "MPIIDataset":
         """Dataset of an MPII protocol under ``data_root`` (which holds ``mpii/``, or is
         the MPII folder itself); ``split`` defaults to the protocol's split names."""
-        p = protocol_to_dict(protocol)
-        split = split or (p.get("train_split", "train") if train else p.get("val_split", "valid"))
+        p = pose_protocol(protocol)
+        split = split or ((p.train_split or "train") if train else (p.val_split or "valid"))
         root = resolve_dataset_root(data_root, p, "mpii", "annot")
         kw = dataset_kwargs_from_protocol(p, train)
         kw.update(overrides)

@@ -30,6 +30,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..codecs import MSRAHeatmapCodec
+from ..protocol import PoseProtocol
+from ....protocol import as_protocol
 from ....data.common import IMAGENET_MEAN, IMAGENET_STD
 from ....data.draws import SampleDraws
 from ....data.transforms import (
@@ -44,7 +46,7 @@ from ....data.transforms import (
     sample_scale_factor,
 )
 
-__all__ = ["TopDownDataset", "make_record", "protocol_to_dict", "dataset_kwargs_from_protocol",
+__all__ = ["TopDownDataset", "make_record", "pose_protocol", "dataset_kwargs_from_protocol",
            "collate_meta"]
 
 #: ``augmentation.order``: whose sample pipeline (see the module docstring)
@@ -91,70 +93,47 @@ def make_record(image_file, center, scale, joints, visible, score: float = 1.0,
     return rec
 
 
-def protocol_to_dict(protocol) -> dict:
-    """A protocol as a plain dict: a mapping, a pydantic ``bench.suite.Protocol`` (its
-    extra fields such as ``augmentation`` and ``evaluation`` included) or any object."""
-    if isinstance(protocol, Mapping):
-        return dict(protocol)
-    if hasattr(protocol, "model_dump"):
-        return protocol.model_dump()
-    if hasattr(protocol, "__dict__"):
-        return dict(vars(protocol))
-    raise TypeError(f"cannot read a protocol from {type(protocol).__name__}")
+def pose_protocol(protocol) -> PoseProtocol:
+    """``protocol`` as a ``PoseProtocol`` (a mapping is validated once, by the schema)."""
+    return as_protocol(protocol, PoseProtocol)
 
 
 def dataset_kwargs_from_protocol(protocol, train: bool) -> dict:
-    """Constructor arguments of ``TopDownDataset`` read from a protocol.
-
-    Reads ``input_size``/``heatmap_size`` ([H, W]), ``num_joints``, ``sigma`` and, for
-    training, ``augmentation`` (``flip_prob``, ``half_body: {prob, num_joints}``,
-    ``rotation``, ``rotation_prob``, ``scale``; COCO's ``box_center_jitter``). A missing augmentation entry switches
-    that augmentation off (e.g. the MPII recipes have no half body), rather than
-    silently applying a default the protocol did not ask for.
-    """
-    p = protocol_to_dict(protocol)
-    kw: dict[str, Any] = {}
-    for key in ("input_size", "heatmap_size", "sigma"):
-        if p.get(key) is not None:
-            kw[key] = p[key]
-    aug = p.get("augmentation") or {}
-    # also at evaluation: the order selects the crop matrix and the record precision
-    if aug.get("order") is not None:
-        kw["order"] = str(aug["order"])
+    """Constructor arguments of ``TopDownDataset`` read from a pose protocol: sizes
+    (``input_size``/``heatmap_size``, [H, W]), ``num_joints``, ``sigma``, the encoding and
+    image reading settings and, for training, the ``augmentation`` (an entry the protocol
+    leaves out is off; its defaults are the schema's, ``PoseAugmentation``)."""
+    p = pose_protocol(protocol)
+    aug = p.augmentation
+    # the order also applies at evaluation: it selects the crop matrix and record precision
+    kw: dict[str, Any] = {"input_size": p.input_size, "order": aug.order,
+                          "unbiased_encoding": p.unbiased_encoding, "color_rgb": p.color_rgb,
+                          "exif_orientation": p.exif_orientation}
+    for key in ("heatmap_size", "sigma", "num_joints"):
+        if getattr(p, key) is not None:
+            kw[key] = getattr(p, key)
     if train:
-        kw["flip_prob"] = float(aug.get("flip_prob", 0.0))
-        half = aug.get("half_body") or {}
-        kw["half_body_prob"] = float(half.get("prob", 0.0))
-        kw["half_body_num_joints"] = int(half.get("num_joints", 8))
-        kw["rotation_factor"] = float(aug.get("rotation", 0.0))
-        kw["rotation_prob"] = float(aug.get("rotation_prob", 0.6))
-        kw["scale_factor"] = float(aug.get("scale", 0.0))
-        if aug.get("box_center_jitter"):
-            jitter = aug["box_center_jitter"]
-            kw["box_center_jitter"] = (float(jitter["prob"]), float(jitter["factor"]))
-    if p.get("num_joints") is not None:
-        kw["num_joints"] = int(p["num_joints"])
-    if p.get("unbiased_encoding") is not None:
-        kw["unbiased_encoding"] = bool(p["unbiased_encoding"])
-    if p.get("color_rgb") is not None:
-        kw["color_rgb"] = bool(p["color_rgb"])
-    if p.get("exif_orientation") is not None:
-        kw["exif_orientation"] = str(p["exif_orientation"])
+        kw.update(flip_prob=aug.flip_prob, rotation_factor=aug.rotation,
+                  rotation_prob=aug.rotation_prob, scale_factor=aug.scale,
+                  half_body_prob=aug.half_body.prob if aug.half_body else 0.0)
+        if aug.half_body:
+            kw["half_body_num_joints"] = aug.half_body.num_joints
+        if aug.box_center_jitter:
+            kw["box_center_jitter"] = (aug.box_center_jitter.prob, aug.box_center_jitter.factor)
     return kw
 
 
-def _protocol_dataset_dir(protocol: dict, default: str) -> str:
+def _protocol_dataset_dir(protocol: PoseProtocol, default: str) -> str:
     """Folder of the dataset under the data root: the first component of the protocol's
     first ``data_files`` entry (``coco/annotations/...`` -> ``coco``), else ``default``."""
-    files = protocol.get("data_files") or ()
-    if files:
-        first = Path(str(files[0])).parts
+    if protocol.data_files:
+        first = Path(str(protocol.data_files[0])).parts
         if len(first) > 1:
             return first[0]
     return default
 
 
-def resolve_dataset_root(data_root, protocol: dict, default: str, marker: str) -> Path:
+def resolve_dataset_root(data_root, protocol: PoseProtocol, default: str, marker: str) -> Path:
     """``data_root/<dataset dir>`` (the HRNet layout), or ``data_root`` itself when it is
     already the dataset folder (it contains ``marker``). A missing folder is left to the
     dataset constructor, whose error names the path under ``data_root/<dataset dir>``."""

@@ -27,11 +27,12 @@ from torch.utils.data import Dataset
 from ....data.draws import SampleDraws
 from ..labels import SEG_IGNORE
 from ....data.common import IMAGENET_MEAN, IMAGENET_STD, require_path
-from ...pose.data.topdown import protocol_to_dict
+from ..protocol import SegmentationProtocol
+from ....protocol import as_protocol
 from ....data.transforms import scale_range_of
 
 __all__ = ["SegmentationDataset", "SEGMENTATION_DATASETS", "segmentation_dataset_class",
-           "build_segmentation_dataset", "read_id_list", "PAD_IMAGE_MODES"]
+           "build_segmentation_dataset", "read_id_list", "PAD_IMAGE_MODES", "seg_protocol"]
 
 #: how the image is padded where a scaled image is smaller than the crop (step 4)
 PAD_IMAGE_MODES = ("black", "mean")
@@ -55,13 +56,16 @@ def segmentation_dataset_class(name: str) -> type["SegmentationDataset"]:
     return getattr(importlib.import_module(module), cls)
 
 
+def seg_protocol(protocol) -> SegmentationProtocol:
+    """``protocol`` as a ``SegmentationProtocol`` (a mapping is validated once)."""
+    return as_protocol(protocol, SegmentationProtocol)
+
+
 def build_segmentation_dataset(protocol, data_root, train: bool,
                                seed: int = 0) -> "SegmentationDataset":
-    """The dataset a protocol names (``protocol["dataset"]``), built by its
-    ``from_protocol``."""
-    p = protocol_to_dict(protocol)
-    return segmentation_dataset_class(str(p.get("dataset"))).from_protocol(
-        p, data_root, train, seed=seed)
+    """The dataset a protocol names (its ``dataset``), built by its ``from_protocol``."""
+    p = seg_protocol(protocol)
+    return segmentation_dataset_class(p.dataset).from_protocol(p, data_root, train, seed=seed)
 
 
 def read_id_list(path: str | os.PathLike, what: str) -> list[str]:
@@ -389,33 +393,24 @@ class SegmentationDataset(Dataset):
 
     @classmethod
     def kwargs_from_protocol(cls, protocol, train: bool) -> dict[str, Any]:
-        """Constructor arguments read from a protocol (a mapping or pydantic object):
-        ``num_classes``, ``crop_size`` [H, W], ``base_size``, ``ignore_label`` and, for
-        training, ``augmentation: {scale_range or scale_factor, flip_prob, pad_image,
-        resize_to_crop, flip_first}``; for evaluation, ``evaluation.image_size`` when
-        ``evaluation.image_resize`` is 'loader'. An augmentation the protocol leaves out is
-        off (no silent default); ``pad_image`` left out is 'black'."""
-        p = protocol_to_dict(protocol)
-        aug = p.get("augmentation") or {}
+        """Constructor arguments read from a segmentation protocol: ``num_classes``,
+        ``crop_size`` [H, W], ``base_size``, ``ignore_label``, the image padding and, for
+        training, the ``augmentation`` (an entry left out is off; the defaults are the
+        schema's, ``SegAugmentation``); for evaluation, ``evaluation.image_size`` when
+        ``evaluation.image_resize`` is 'loader'."""
+        p = seg_protocol(protocol)
+        aug, ev = p.augmentation, p.evaluation
         kw: dict[str, Any] = {
-            "crop_size": p.get("crop_size"),
-            "base_size": p.get("base_size"),
-            "scale_range": aug.get("scale_range") if train else None,
-            "flip_prob": float(aug.get("flip_prob") or 0.0) if train else 0.0,
-            "scale_factor": aug.get("scale_factor") if train else None,
-            "pad_image": aug.get("pad_image") or "black",
-            "resize_to_crop": bool(aug.get("resize_to_crop")) if train else False,
-            "flip_first": bool(aug.get("flip_first")) if train else False,
+            "crop_size": p.crop_size, "base_size": p.base_size, "pad_image": aug.pad_image,
+            "num_classes": p.num_classes, "ignore_label": p.ignore_label,
+            "scale_range": aug.scale_range if train else None,
+            "scale_factor": aug.scale_factor if train else None,
+            "flip_prob": aug.flip_prob if train else 0.0,
+            "resize_to_crop": aug.resize_to_crop and train,
+            "flip_first": aug.flip_first and train,
         }
-        ev = p.get("evaluation") or {}
-        if not train and ev.get("image_resize") == "loader" and ev.get("image_size"):
-            kw["eval_image_size"] = tuple(ev["image_size"])
-        if kw["scale_factor"] is not None and kw["scale_range"] is not None:
-            raise ValueError("augmentation: give scale_range or scale_factor, not both")
-        if p.get("num_classes") is not None:
-            kw["num_classes"] = int(p["num_classes"])
-        if p.get("ignore_label") is not None:
-            kw["ignore_label"] = int(p["ignore_label"])
+        if not train and ev.image_resize == "loader":
+            kw["eval_image_size"] = ev.image_size
         return kw
 
     @classmethod
@@ -424,13 +419,13 @@ class SegmentationDataset(Dataset):
         """The split of a protocol (``train_split`` / ``val_split``, default 'train' /
         'val') under ``data_root/<data_dir or dataset name>``; on the base class, the
         dataset class the protocol names."""
-        p = protocol_to_dict(protocol)
+        p = seg_protocol(protocol)
         if cls is SegmentationDataset:
             return build_segmentation_dataset(p, data_root, train, seed=seed)
-        if p.get("dataset") not in (None, cls.dataset_name):
+        if p.dataset != cls.dataset_name:
             raise ValueError(f"{cls.__name__} reads {cls.dataset_name!r}, the protocol "
-                             f"names {p.get('dataset')!r}")
-        split = p.get("train_split" if train else "val_split") or ("train" if train else "val")
-        root = cls.resolve_root(data_root, p.get("data_dir"))
+                             f"names {p.dataset!r}")
+        split = (p.train_split if train else p.val_split) or ("train" if train else "val")
+        root = cls.resolve_root(data_root, p.data_dir)
         return cls(root, split, train, seed=seed, **cls.kwargs_from_protocol(p, train))
 
