@@ -6,7 +6,9 @@ was not measured), measurement details, provenance and status. Training/evaluati
 write ``results/runs/<protocol>/<model_key>.<profile>[.seed<N>].json`` with their
 metrics, which suite rows look up by model key + protocol + profile (+ seed).
 
-Imports without torch: the reporter reads records through this module.
+Imports without torch: the reporter reads records through this module. Their schemas,
+version and migration: ``bench.records``; a record is migrated and checked when read and
+checked when written.
 """
 from __future__ import annotations
 
@@ -18,15 +20,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from .paths import results_path
+from .records import (CELL_ERROR, CELL_MEASURED, CELL_NOT_MEASURED,  # noqa: F401  (re-exported)
+                      SCHEMA_VERSION, validated)
 
-SCHEMA_VERSION = 1
 # relative to the working directory: the library never writes into the installed
 # package (the command line passes absolute folders under --out, bench.paths)
 RESULTS_DIR = Path("results")
 
-CELL_MEASURED = "measured"
-CELL_NOT_MEASURED = "not_measured"
-CELL_ERROR = "error"
 
 
 class StorageError(OSError):
@@ -171,9 +171,9 @@ def read_record(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: unreadable result record: {err}") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    return data
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: unreadable result record: not a JSON object")
+    return validated(data, str(path))
 
 
 def run_metric(record: dict[str, Any] | None, measure: str, run: str
@@ -189,7 +189,8 @@ def run_metric(record: dict[str, Any] | None, measure: str, run: str
 
 
 def write_record(path: Path, record: dict[str, Any]) -> Path:
-    record = {"schema_version": SCHEMA_VERSION, **record}
+    record = validated({"schema_version": SCHEMA_VERSION,
+                        **{k: v for k, v in record.items() if k != "schema_version"}}, str(path))
     atomic_write_json(path, record)
     return Path(path)
 

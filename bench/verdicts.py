@@ -13,7 +13,7 @@ from .compare import (COMPARED_PROFILES, NO_PUBLISHED, NO_TOLERANCE, NOT_APPLICA
                       NOT_COMPARED, NOT_MEASURED, NOTED, OUTSIDE, WITHIN, Verdict, compare_cell,
                       decimals_of)
 from .profiles import PRIORITY, has
-from .results import CELL_ERROR, CELL_MEASURED
+from .records import CELL_ERROR, CELL_MEASURED, Cell, as_cell
 from .suite import Column, Suite
 
 NO_RECORD = "no result record for this row (run the suite)"
@@ -36,11 +36,12 @@ def records_by_row(suite: Suite, records: Iterable[dict]) -> dict[str, list[dict
     return out
 
 
-def cell_value(cell: Optional[dict]) -> Optional[float]:
+def cell_value(cell: Optional[Cell]) -> Optional[float]:
     """The measured number of a cell, or None when it holds none."""
-    if not cell or cell.get("status", CELL_MEASURED) != CELL_MEASURED:
+    cell = as_cell(cell)
+    if cell is None or cell.status != CELL_MEASURED:
         return None
-    value = cell.get("value")
+    value = cell.value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
@@ -51,13 +52,16 @@ def profile_rank(rec: dict) -> int:
     return PROFILE_PRIORITY.index(p) if p in PROFILE_PRIORITY else len(PROFILE_PRIORITY)
 
 
-def cell_profile(cell: Optional[dict], rec: Optional[dict]) -> Optional[str]:
+def cell_profile(cell: Optional[Cell], rec: Optional[dict]) -> Optional[str]:
     """The profile of the run that measured a cell: an accuracy cell names it (a
     complexity-profile record reads full runs), other cells are their record's."""
-    return (cell or {}).get("profile") or (rec or {}).get("profile")
+    cell = as_cell(cell)
+    if cell is not None and cell.profile:
+        return cell.profile
+    return rec.get("profile") if rec else None
 
 
-def comparable(cell: Optional[dict], rec: Optional[dict]) -> bool:
+def comparable(cell: Optional[Cell], rec: Optional[dict]) -> bool:
     """Whether the cell's number may stand beside the paper's: it comes from a profile of
     COMPARED_PROFILES (complexity, full, released weights), not from a pipeline check
     (smoke, short), which the reports show apart."""
@@ -65,13 +69,13 @@ def comparable(cell: Optional[dict], rec: Optional[dict]) -> bool:
 
 
 def _best_cell(recs: list[dict], cid: str, comparable_only: bool = False
-               ) -> tuple[Optional[dict], Optional[dict]]:
+               ) -> tuple[Optional[Cell], Optional[dict]]:
     """(cell, record) for one column: a measured cell wins over any other, and among
     measured ones the furthest-going profile (full, short, smoke, complexity);
     ``comparable_only`` leaves out cells of pipeline checks (smoke, short)."""
     fallback = None
     for rec in sorted(recs, key=profile_rank):
-        cell = (rec.get("cells") or {}).get(cid)
+        cell = as_cell((rec.get("cells") or {}).get(cid))
         if cell is None or (comparable_only and not comparable(cell, rec)):
             continue
         if cell_value(cell) is not None:
@@ -84,17 +88,18 @@ def _best_cell(recs: list[dict], cid: str, comparable_only: bool = False
     return None, (sorted(recs, key=profile_rank)[0] if recs else None)
 
 
-def cell_reason(cell: Optional[dict], rec: Optional[dict]) -> str:
+def cell_reason(cell: Optional[Cell], rec: Optional[dict]) -> str:
     """Why a cell holds no number (a failed run, no record, an error, a recorded reason)."""
-    if rec is not None and rec.get("status") == "failed" and (cell is None or not cell.get("reason")):
+    cell = as_cell(cell)
+    if rec is not None and rec.get("status") == "failed" and (cell is None or not cell.reason):
         return f"run failed: {rec.get('error') or 'no error text'}"
     if cell is None:
         return NO_RECORD
-    text = cell.get("reason") or ""
-    if cell.get("status") == CELL_ERROR:
+    text = cell.reason or ""
+    if cell.status == CELL_ERROR:
         return f"error: {text or 'no error text'}"
-    if cell.get("status", CELL_MEASURED) == CELL_MEASURED:   # measured, but no finite value
-        return text or f"no value in the record (got {cell.get('value')!r})"
+    if cell.status == CELL_MEASURED:   # measured, but no finite value
+        return text or f"no value in the record (got {cell.value!r})"
     return text or "not measured (no reason recorded)"
 
 
@@ -118,8 +123,8 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
             if digits is None:
                 digits = decimals_of(published) if published is not None else 2
             deviation = row.known_deviations.get(cid, "")
-            profile = (cell or {}).get("profile") if not col.is_complexity else None
-            std = (cell or {}).get("std") if measured is not None else None
+            profile = cell.profile if cell is not None and not col.is_complexity else None
+            std = cell.std if measured is not None else None
             k = suite.tolerance_std_for(row, cid) if col.gate else None
             std_allowed = k * std if k is not None and std is not None else None
             reason = "" if measured is not None else cell_reason(cell, rec)
@@ -136,7 +141,7 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
                 if v.status == NO_TOLERANCE:
                     v = Verdict(NO_TOLERANCE, v.delta, None, v.printed_match,
                                 f"tolerance_std {k:g} needs runs with several seeds (--seeds); "
-                                f"this cell has {(cell or {}).get('n') or 1}")
+                                f"this cell has {(cell.n if cell else None) or 1}")
             else:
                 v = compare_cell(published, measured, tolerance, digits, deviation, reason,
                                  profile=profile, std_allowed=std_allowed)
@@ -156,18 +161,18 @@ def cell_verdicts(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any]]
                 "gated": bool(col.gate and published is not None and not deviation and row.built
                               and (col.tolerance is not None
                                    or (k is not None and (measured is None or std_allowed is not None)))),
-                "canonical": (cell or {}).get("canonical"),
+                "canonical": cell.canonical.model_dump() if cell and cell.canonical else None,
                 # a good number whose latest attempt failed: "last attempt failed: why"
-                "note": (cell or {}).get("note") or "",
-                "profile": (cell or {}).get("profile") or (rec.get("profile") if rec else None),
+                "note": (cell.note if cell else None) or "",
+                "profile": cell_profile(cell, rec),
                 # what the cell is compared with: "paper" or "model zoo" (released
                 # weights), and the paper's own value
                 "reference": reference, "paper": suite.published(row, cid),
                 # a released-weights cell whose file was not found: skipped, not gated
-                "skipped": (cell or {}).get("skipped") if measured is None else None,
+                "skipped": cell.skipped if cell is not None and measured is None else None,
                 # an accuracy mean over seeds (--seeds): spread and count
-                "std": std, "n": (cell or {}).get("n") if measured is not None else None,
-                "seeds": (cell or {}).get("seeds") if measured is not None else None,
+                "std": std, "n": cell.n if measured is not None else None,
+                "seeds": cell.seeds if measured is not None else None,
                 "std_allowed": std_allowed,
             })
     return out

@@ -7,7 +7,7 @@ import ast
 
 from conftest import REPO
 
-LAYERS = ("names", "paths", "yaml_limits", "env", "results", "profiles", "compare", "protocol",
+LAYERS = ("names", "paths", "yaml_limits", "env", "records", "results", "profiles", "compare", "protocol",
           "registry", "checkpoints", "complexity", "models", "data", "evaluation", "training",
           "tasks", "measures", "job", "suite", "verdicts", "launch", "runner", "report", "ci",
           "cli", "__main__")

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..complexity.conventions import CONVENTIONS
 from ..compare import COMPARED_PROFILES, NO_PUBLISHED, NOT_APPLICABLE, NOT_BUILT, NOT_MEASURED
+from ..records import as_cell
 from ..suite import Suite
 # the verdicts themselves live below the reporter (bench.verdicts); re-exported here
 from ..verdicts import (NO_COMPARABLE_RUN, NO_RECORD, PROFILE_PRIORITY, STATUSES,  # noqa: F401
@@ -55,10 +56,10 @@ def pipeline_checks(suite: Suite, records: Iterable[dict]) -> list[dict[str, Any
             for cid in accuracy:
                 if not suite.applies(row, cid):
                     continue
-                cell = (rec.get("cells") or {}).get(cid)
+                cell = as_cell((rec.get("cells") or {}).get(cid))
                 value = cell_value(cell)
-                cells[cid] = {"value": value, "std": (cell or {}).get("std") if value is not None else None,
-                              "n": (cell or {}).get("n") if value is not None else None,
+                cells[cid] = {"value": value, "std": cell.std if value is not None else None,
+                              "n": cell.n if value is not None else None,
                               "reason": "" if value is not None else cell_reason(cell, rec)}
             runs = {}
             for key, run in (rec.get("runs") or {}).items():
