@@ -6,6 +6,7 @@
 - ``hrbench list models|suites|protocols|conventions [GLOB]``;
 - ``hrbench report [SUITE...]`` renders reports again from the records (imports no torch).
 
+It parses and checks the arguments; ``run`` hands the suites to ``bench.pipeline.run``.
 Outputs go under ``--out`` (default: the current directory).
 """
 from __future__ import annotations
@@ -17,27 +18,18 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import results as res
+from . import pipeline
 from .complexity.cache import MeasurementCache
 from .launch import LAUNCHERS, LaunchConfig
-from .paths import PROTOCOLS_DIR, SUITES_DIR, OutsideRootError, output_dirs, work_path
-from .profiles import DEFAULT, get_profile, names_with
-from .runner import (PROFILES, failure_line, gate_failures, run_suite, smoke_gate_failures,
-                     write_smoke_baseline)
-from .runner.smoke_gate import baseline_path, find_baseline
+from .paths import PROTOCOLS_DIR, SUITES_DIR, output_dirs, work_path
+from .profiles import DEFAULT, NAMES, get_profile, names_with
+from .pipeline import (EXIT_FAILED, EXIT_GATE, EXIT_INPUT, EXIT_OK,  # noqa: F401  (README)
+                       EXIT_PREEMPTED, EXIT_STORAGE, RunOptions, all_profile_records)
 from .suite import Suite, SuiteError, find_suites, load_suite
 
 COMMANDS = ("run", "list", "report")
 LISTABLE = ("models", "suites", "protocols", "conventions")
 
-# exit statuses of ``hrbench run`` (README, "Exit status"); when several apply, the
-# largest is returned
-EXIT_OK = 0
-EXIT_GATE = 1          # --check: a gated cell outside its tolerance, or not measured
-EXIT_INPUT = 2         # a bad suite file or argument: nothing ran, nothing was touched
-EXIT_FAILED = 3        # a job failed or was refused, or a row's measurement failed
-EXIT_STORAGE = 4       # a record, report, checkpoint or log could not be written
-EXIT_PREEMPTED = 5     # stopped by SIGTERM/SIGUSR2 after a checkpoint: run it again
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +79,7 @@ def build_parser(add_help: bool = True, prog: str | None = None) -> argparse.Arg
     p.add_argument("suites", nargs="+", metavar="SUITE",
                    help="suite YAML files, or names (globs) of the bundled suites, e.g. "
                         "lite_hrnet_table6 or 'lite_hrnet_*' (hrbench list suites)")
-    p.add_argument("--profile", default=DEFAULT, choices=PROFILES,
+    p.add_argument("--profile", default=DEFAULT, choices=NAMES,
                    help="how far a run goes: complexity (measures only), smoke (a few "
                         "iterations on generated data), short (a fraction of the schedule), "
                         "full (the paper's schedule), released (the authors' released "
@@ -228,16 +220,9 @@ def argument_error(args: argparse.Namespace, suites: Sequence[Suite]) -> str | N
     return None
 
 
-def _all_profile_records(suite: Suite, results_dir: Path, variants: bool = False) -> list[dict]:
-    """Every profile's records of the suite, for the report (a cell shows the
-    furthest-going profile that measured it); ``variants``: also the runs with other
-    settings (the report lists them apart, never against the paper)."""
-    return [r for profile in PROFILES
-            for r in res.suite_records(suite.suite, profile, results_dir, variants=variants)]
-
-
 def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
-    """``hrbench run`` (``run_suite.py``): exit 0 fine, 1 a gate failed, 2 bad input."""
+    """``hrbench run`` (``run_suite.py``): the suites and options checked, then
+    ``bench.pipeline.run``; exit 0 fine, 1 a gate failed, 2 bad input (README)."""
     _resolve_outputs(args)
     _user_path()
     if args.imports:
@@ -251,7 +236,7 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
                               slurm_folder=str(work_path(args.work_dir, "slurm")))
     except (SuiteError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     refused = argument_error(args, suites)
     if refused:
         print(f"error: {refused}", file=sys.stderr)
@@ -259,121 +244,22 @@ def run_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     if get_profile(args.profile).released_weights and args.weights_dir is None:
         print("error: --profile released needs --weights-dir (the folder holding the "
               "authors' released weights; README: 'Score the released weights')", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     job_options = {k: v for k, v in {
         "batch_size": args.batch_size, "amp": args.amp, "channels_last": args.channels_last,
         "device": args.device, "num_workers": args.workers, "epochs": args.epochs,
         "progress": args.progress}.items() if v not in (None, False, "off")}
-    cache = MeasurementCache(args.cache_dir, enabled=not args.no_cache)
-    from .results import StorageError
-    from .training.preemption import Preempted
-    gates: list = []
-    try:
-        exit_code = _run_suites(args, suites, cache, launch, job_options, gates)
-    except Preempted as stop:
-        print(f"interrupted: {stop}; the finished suites' records are written; the same "
-              f"command resumes from the checkpoint", file=sys.stderr)
-        return EXIT_PREEMPTED
-    except StorageError as err:
-        print(f"error: {err} (nothing half-written: the earlier file, if any, is intact)",
-              file=sys.stderr)
-        return EXIT_STORAGE
-    except OutsideRootError as err:     # a name the loader let through (bench.paths)
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
-    failed = [(gate.suite.suite, f) for gate in gates for f in gate.failed_jobs]
-    broken = [(gate.suite.suite, f) for gate in gates for f in gate.failed_rows]
-    for name, f in failed:
-        print(f"FAILED JOB {name}: {f['job']}: {f['error']} (record: {f.get('record')})",
-              file=sys.stderr)
-    for name, f in broken:
-        print(f"FAILED ROW {name}: {f['row']!r}: {f['error']} (record: {f.get('record')})",
-              file=sys.stderr)
-    if failed or broken:
-        storage = any(f.get("kind") == "storage" for _, f in failed)
-        exit_code = max(exit_code, EXIT_STORAGE if storage else EXIT_FAILED)
-        print(f"{len(failed)} job(s) and {len(broken)} row(s) failed", file=sys.stderr)
-    try:
-        _write_ci_outputs(args, gates, exit_code, argv)
-    except StorageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_STORAGE
-    return exit_code
-
-
-def _write_ci_outputs(args, gates, exit_code: int, argv) -> None:
-    if args.junit_xml or args.summary_json:
-        from .ci import write_junit, write_summary
-        if args.junit_xml:
-            print(f"junit: {write_junit(args.junit_xml, gates)}")
-        if args.summary_json:
-            print(f"summary: {write_summary(args.summary_json, gates, exit_code, argv)}")
-
-
-def _run_suites(args, suites, cache, launch, job_options, gates: list) -> int:
-    """Run, show and gate each suite (appending to ``gates``); the gate's exit code."""
-    exit_code = 0
-    for suite in suites:
-        hits, misses = cache.hits, cache.misses
-        # the smoke gate measures the code at hand: its jobs always run again
-        rerun = args.rerun or (args.check and get_profile(args.profile).generated_data)
-        run = run_suite(suite, args.profile, args.results_dir, args.data_root, cache,
-                        args.rows, args.latency, work_dir=args.work_dir, rerun=rerun,
-                        launch=launch, job_options=job_options, device=args.device or "auto",
-                        seeds=args.seeds or (),
-                        weights_dir=args.weights_dir)
-        from . import report
-        shown = _all_profile_records(suite, args.results_dir)
-        if not args.quiet:
-            # a run with other settings shows its own records (the report keeps those of
-            # the protocols' own settings, and lists the others apart)
-            variant = getattr(run, "variant", None)
-            here = shown if variant is None else \
-                [r for r in shown if r.get("profile") != args.profile] + list(run.records)
-            print(report.render_terminal(suite, here, profile=args.profile))
-        if getattr(run, "variant", None):
-            print(f"settings {run.variant}: recorded beside the protocols' own "
-                  f"({', '.join(str(p.name) for p in run.record_paths[:2])}"
-                  f"{', ...' if len(run.record_paths) > 2 else ''})")
-        if not args.no_report:
-            page = report.render_suite_report(
-                suite, _all_profile_records(suite, args.results_dir, variants=True),
-                args.reports_dir, force=args.force_report)
-            print(f"report: {page.path}" + ("" if page.rendered else " (unchanged)"))
-        print(f"{suite.suite}: {len(run.records)} rows in {run.wall_time_s:.1f}s "
-              f"(cache: {cache.hits - hits} hits, {cache.misses - misses} misses); records in "
-              f"{args.results_dir / suite.suite}")
-        if args.update_baseline:
-            written = write_smoke_baseline(suite, run.records,
-                                           args.baseline or baseline_path(suite, args.results_dir))
-            print(f"smoke baseline: {written}")
-        # the smoke gate compares with the baseline in <results>/baselines, or, for a
-        # bundled suite without one there, the baseline shipped with HRBench
-        baseline = args.baseline or find_baseline(suite, args.results_dir)
-        smoke_failures = (smoke_gate_failures(suite, run.records, baseline)
-                          if get_profile(args.profile).generated_data
-                          and (args.check or args.junit_xml or args.summary_json) else [])
-        gates.append(_suite_gate(suite, args.profile, run, smoke_failures))
-        if args.check:
-            failures = [failure_line(suite, f) for f in gate_failures(suite, run.records)]
-            failures += smoke_failures
-            for line in failures:
-                print(line, file=sys.stderr)
-            if failures:
-                exit_code = 1
-            else:
-                p = get_profile(args.profile)
-                what = ("complexity cell and smoke metric" if p.generated_data else
-                        "complexity cell and released-weights accuracy cell"
-                        if p.released_weights else "complexity and accuracy cell"
-                        if p.gates_accuracy else "complexity cell")
-                print(f"check passed: {suite.suite}, every gated {what} within tolerance")
-    if not args.no_report:
-        from . import report
-        # once, after every suite: drawn again only when some page's summary changed
-        report.render_index_cached(args.reports_dir, force=args.force_report)
-    return exit_code
-
+    options = RunOptions(
+        profile=args.profile, results_dir=args.results_dir, reports_dir=args.reports_dir,
+        work_dir=args.work_dir, data_root=args.data_root, rows=args.rows,
+        latency=args.latency, rerun=args.rerun, check=args.check, quiet=args.quiet,
+        report=not args.no_report, force_report=args.force_report,
+        update_baseline=args.update_baseline, baseline=args.baseline,
+        junit_xml=args.junit_xml, summary_json=args.summary_json, launch=launch,
+        job_options=job_options, device=args.device or "auto", seeds=args.seeds or (),
+        weights_dir=args.weights_dir)
+    return pipeline.run(suites, options, MeasurementCache(args.cache_dir, enabled=not args.no_cache),
+                        argv)
 
 
 # --- shared pieces of the commands ------------------------------------------------------
@@ -421,16 +307,6 @@ def _user_path() -> None:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
-
-
-def _suite_gate(suite: Suite, profile: str, run, smoke_failures: list[str]):
-    from .ci import SuiteGate
-    return SuiteGate(suite=suite, profile=profile, records=list(run.records),
-                     wall_time_s=float(getattr(run, "wall_time_s", 0.0) or 0.0),
-                     smoke_failures=list(smoke_failures),
-                     smoke_gated=get_profile(profile).generated_data,
-                     failed_jobs=list(getattr(run, "failed_jobs", []) or []),
-                     failed_rows=list(getattr(run, "failed_rows", []) or []))
 
 
 # --- hrbench list -------------------------------------------------------------------------
@@ -541,7 +417,7 @@ def report_command(args: argparse.Namespace) -> int:
         return 2
     try:
         for suite in suites:
-            shown = _all_profile_records(suite, args.results_dir, variants=True)
+            shown = all_profile_records(suite, args.results_dir, variants=True)
             if not shown:
                 print(f"{suite.suite}: no records in {args.results_dir / suite.suite}")
             page = report.render_suite_report(suite, shown, args.reports_dir, force=args.force)
