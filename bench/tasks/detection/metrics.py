@@ -1,36 +1,9 @@
-"""PASCAL VOC detection mAP@0.5 (the devkit's ``voc_eval.py``) and its evaluator.
-
-Serves FlatteNet Table X (CenterNet-style detection, PASCAL VOC 2007 test, mAP@0.5),
-scored with py-faster-rcnn's ``voc_eval.py`` (the copy CenterNet uses) and the VOC07
-11-point AP (``use_07_metric`` is true for years before 2010).
-``tests/test_predictions_golden_det.py`` checks it, through the detection task's
-evaluator, against CenterNet's own ``tools/reval.py`` run (every class AP to 1e-9);
-``tests/test_voc_metric.py`` checks hand-made cases.
-
-Semantics of ``voc_eval.py`` as we read it, per class:
-
-* detections sorted by score, descending; each compared with *every* ground truth of its
-  class in its image (matched or not, difficult or not), IoU with the inclusive-pixel
-  (+1) convention: areas ``(x2 - x1 + 1)(y2 - y1 + 1)``, intersection likewise;
-* best IoU ``> iou_threshold`` (strictly) on a difficult object: ignored (neither TP nor
-  FP); on a non-difficult object not yet matched: TP, and the object is matched; on one
-  already matched: FP, *even if another unmatched object also overlaps enough* (the
-  devkit takes the argmax before looking at the matched flags); otherwise FP;
-* ``npos`` counts the non-difficult objects; recall ``tp / npos``, precision
-  ``tp / (tp + fp)``, both cumulative;
-* AP: VOC07 11-point (mean over ``t = 0, 0.1, .., 1`` of the highest precision at recall
-  ``>= t``) or, with ``use_07_metric=False``, the area under the monotone precision
-  envelope (VOC2010+).
-
-Deviations, none of which changes a number the devkit defines: ties in score keep the
-input order (a stable sort; the devkit's quicksort order is unspecified); ignored
-detections are dropped from the precision/recall curve (they repeat the previous point,
-or give 0/0 before the first TP/FP, which CenterNet's copy, as we read it, turns into
-precision 0: the AP is the same); a class without non-difficult ground truth has AP NaN
-and is left out of the mean (the devkit divides by zero). The detection task's evaluator
-(``bench.tasks.detection.task.MapAtThreshold``) adds CenterNet's results-file rounding, its
-argsort order of equal scores and its AP 0 for such classes as options. AP values are in
-percent. numpy only.
+"""PASCAL VOC detection mAP@0.5 (the devkit's ``voc_eval.py``, the copy py-faster-rcnn
+and CenterNet use; VOC07 11-point AP) and its evaluator, for FlatteNet Table X.
+``tests/test_predictions_golden_det.py`` checks it against CenterNet's ``tools/reval.py``
+(every class AP to 1e-9). The devkit's semantics as we read them, and where this code
+departs from them without changing a number: docs/design-notes.md, "Module notes",
+bench/tasks/detection/metrics.py. AP values are in percent; numpy only.
 """
 from __future__ import annotations
 

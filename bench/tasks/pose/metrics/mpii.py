@@ -1,31 +1,10 @@
-"""MPII single-person PCKh, after the evaluation of the HRNet code (and mmpose).
-
-Serves the MPII columns: HRNet (Sun et al., CVPR 2019) MPII val table (Table 7,
-PCKh@0.5), Lite-HRNet (Yu et al., CVPR 2021) Tables 5-7 (PCKh@0.5 on MPII val), DPN's
-MPII tables, and FlatteNet's Tables (PCKh@0.5, PCKh@0.1 and AUC).
-
-Protocol: our reading of HRNet's lib/dataset/mpii.py ``evaluate`` against
-``annot/gt_valid.mat``; no test runs it (only the loader's -1 below is checked, by the
-MPII sample goldens).
-
-* coordinates: ``gt_valid.mat`` holds MATLAB 1-based pixel positions. The official
-  loaders subtract 1 from the annotations (and centres) so the network works in 0-based
-  pixels, and ``evaluate`` adds 1.0 to the predictions before comparing. ``mpii_pckh``
-  therefore takes 0-based predictions by default (``one_based=False``: +1 is added);
-  pass ``one_based=True`` for predictions already in the MATLAB frame.
-* normaliser: head size = 0.6 (``SC_BIAS``) x the diagonal of the GT head box.
-* a joint counts where ``jnt_missing == 0``; correct when error / head size <= alpha.
-* ``Mean`` pools all counted joints except pelvis (6) and thorax (7): HRNet's
-  visible-count-weighted mean of per-joint PCKh, i.e. correct / counted.
-* ``Mean@0.1`` uses alpha = ``low_alpha``: 0.1 by default; HRNet's ``evaluate`` reads row
-  11 of its threshold grid, alpha = 0.11, under that name (an off-by-one, pinned by
-  ``tests/test_predictions_golden_pose_hrnet.py``), which its protocols follow.
-* ``AUC``: area under the ``Mean`` PCKh curve for alpha = 0, 0.01, ..., 0.5, with the
-  alpha axis scaled to [0, 1] (trapezoidal rule), our reading of the MPII/LSP MATLAB
-  toolkit's ``area_under_curve(scale01(range), pck)``; FlatteNet's "averaged PCKh when
-  alpha varies from 0 to 0.5". The HRNet code itself reports no AUC.
-
-All numbers are percentages.
+"""MPII single-person PCKh (PCKh@0.5, PCKh@0.1, AUC), as HRNet's lib/dataset/mpii.py
+``evaluate`` (and mmpose 0.13's) score ``annot/gt_valid.mat``: HRNet Table 7,
+Lite-HRNet Tables 5-7, DPN's and FlatteNet's MPII tables.
+``tests/test_predictions_golden_pose_hrnet.py`` and ``..._mmpose.py`` check it against
+both codes (to 1e-9). The protocol as we read it (coordinates, head-size normaliser,
+means, alpha 0.11, AUC): docs/design-notes.md, "Module notes",
+bench/tasks/pose/metrics/mpii.py. All numbers are percentages.
 """
 from __future__ import annotations
 
