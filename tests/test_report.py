@@ -343,13 +343,14 @@ def test_cli_force_report(suite, records, tmp_path, monkeypatch, capsys):
     """run_suite.py: an unchanged suite's page is not drawn again; --force-report does."""
     import json
     from types import SimpleNamespace
-    from bench import cli
+    from bench import cli, pipeline
     results = tmp_path / "results"
     (results / "demo_table1").mkdir(parents=True)
     for rec in records:
         (results / "demo_table1" / f"{rec['row_key']}.complexity.json").write_text(json.dumps(rec))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "run_suite", lambda *a, **k: SimpleNamespace(records=records, wall_time_s=0.0))
+    monkeypatch.setattr(pipeline, "run_suite",
+                        lambda *a, **k: SimpleNamespace(records=records, wall_time_s=0.0))
     argv = [suite.path, "-q", "--no-cache", "--results-dir", str(results),
             "--reports-dir", str(tmp_path / "reports"), "--cache-dir", str(tmp_path / "cache")]
     page = tmp_path / "reports" / "demo_table1.html"
