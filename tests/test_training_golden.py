@@ -42,12 +42,15 @@ NOISE_MARGIN = 20
 ILL_CONDITIONED = 1e-2
 # trajectories that last-bit noise decorrelates within their 10 steps: on kernels other
 # than the recording CPU's (a first loss not equal to the golden's to the bit) only their
-# losses are compared, each within the noise bound
+# first CHAOTIC_STEPS losses are compared, each within the noise bound; the later steps and
+# the state are decided by the last bits (on an AVX-512 Xeon they moved by 2e-3 from
+# step 3 on between two runs of the same process code, as MKL's kernels follow the
+# buffers' alignment)
 CHAOTIC = {
     "training_centernet_voc_ctdet": "FlatteNet's layer4 deformable convolutions start at "
-    "zero offsets, on the cell boundaries of their bilinear sampling: the loss's spread "
-    "under the perturbation grows from 6e-13 at step 0 to 5e-3 at step 7",
+    "zero offsets, on the cell boundaries of their bilinear sampling",
 }
+CHAOTIC_STEPS = 3
 
 
 def _load(path: Path) -> dict:
@@ -181,17 +184,21 @@ def judged(path: Path, key: str, trajectories, loss_bar: float, state_bar: float
     out (see PERTURBATION)."""
     t = _load(path)[key]
     ours = trajectories(path, key)
-    golden_losses, our_losses = _loss_values(t["losses"]), _loss_values(ours["losses"])
+    steps = len(t["losses"])
+    other_kernels = ours["losses"][0]["total"] != t["losses"][0]["total"]
+    if path.stem in CHAOTIC and other_kernels:
+        steps = CHAOTIC_STEPS
+    golden_losses = _loss_values(t["losses"][:steps])
+    our_losses = _loss_values(ours["losses"][:steps])
     assert set(our_losses) == set(golden_losses), "the loss terms differ"
     rows = [(what, _rel(our_losses[what], ref), loss_bar) for what, ref in golden_losses.items()]
-    first = t["losses"][0]["total"]
-    if not (path.stem in CHAOTIC and ours["losses"][0]["total"] != first):
+    if steps == len(t["losses"]):
         state = gt.digest_differences(t["state_after"], ours["digest"])
         rows += [(f"state {name}", d, state_bar) for name, d in state.items()]
     if all(d <= bar for _, d, bar in rows):
         return rows
     noisy = trajectories(path, key, perturbed=True)
-    noisy_losses = _loss_values(noisy["losses"])
+    noisy_losses = _loss_values(noisy["losses"][:steps])
     spread = {what: abs(our_losses[what] - noisy_losses[what]) / max(abs(ref), 1e-300)
               for what, ref in golden_losses.items()}
     spread.update({f"state {name}": d for name, d in
