@@ -22,7 +22,8 @@ from ..env import package_versions
 from ..results import atomic_write_json
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
-_HASHED_CODE = ("models", "complexity", "registry.py")
+# the code a cached number depends on: the models, the counters and the measures
+_HASHED_CODE = ("models", "complexity", "measures", "registry.py")
 
 
 def default_cache_dir() -> Path:
