@@ -2,16 +2,17 @@
 
 ``run_suite`` measures every row of a suite. Profiles: ``complexity`` measures only;
 ``smoke``, ``short`` and ``full`` first run the training jobs the accuracy columns need
-(``jobs``), then fill the cells from the jobs' records (``cells``); ``released``
-evaluates the authors' released weights instead (``released``). A failing row is
-recorded as failed and the others go on; every record is written atomically as soon as
-its row finishes. It knows no architecture and no task: everything model-specific comes
-from the registry and the model's own spec.
+(planned once by ``plan``, run by ``jobs``), then fill the cells from the jobs' records
+(``cells``); ``released`` evaluates the authors' released weights instead
+(``released``). A failing row is recorded as failed and the others go on; every record
+is written atomically as soon as its row finishes. It knows no architecture and no
+task: everything model-specific comes from the registry and the model's own spec.
 
-Modules: ``context`` (settings, paths, the row's models), ``cells`` (one row's cells and
-record), ``jobs`` (training jobs), ``released`` (evaluation jobs of released weights),
-``smoke_gate`` (``--check --profile smoke`` against the committed baseline); the
-``--check`` verdicts are ``bench.verdicts``'. The command line is ``bench.cli``, which
+Modules: ``context`` (settings, paths, the row's models), ``plan`` (every run of the
+suite, computed once: its record, its job, why it will not run), ``cells`` (one row's
+cells and record), ``jobs`` (training jobs), ``released`` (evaluation jobs of released
+weights), ``smoke_gate`` (``--check --profile smoke`` against the committed baseline);
+the ``--check`` verdicts are ``bench.verdicts``'. The command line is ``bench.cli``, which
 imports this package (never the other way round).
 """
 from __future__ import annotations
@@ -36,13 +37,16 @@ from .jobs import (accuracy_protocols, build_job, job_protocol, missing_data, ru
 #: profiles whose runs take settings beyond the protocol's (released scores the weights
 #: as the authors did: the command line refuses training options for it)
 VARIANT_PROFILES = names_with("trains")
+# the module, not its function, is bench.runner.plan
+from .plan import RunSpec, plan as plan_runs
 from .released import recorded_rows, released_rows, run_released
 from .smoke_gate import (SMOKE_TOLERANCE, baseline_path, smoke_gate_failures, smoke_metrics,
                          write_smoke_baseline)
 
 __all__ = [
     "BASELINES_DIR", "PROFILES", "REPORTS_DIR", "SMOKE_DATA_SEED", "SMOKE_TOLERANCE",
-    "WORK_DIR", "RowModels", "RunContext", "SuiteRun", "accuracy_cell", "accuracy_protocols",
+    "WORK_DIR", "RowModels", "RunContext", "RunSpec", "SuiteRun", "accuracy_cell",
+    "accuracy_protocols",
     "baseline_path", "build_job", "failure_line", "gate_failures", "input_shapes",
     "job_protocol", "measure_complexity", "measure_row", "missing_data",
     "model_overrides", "run_key", "run_suite", "run_training", "smoke_data_root",
@@ -93,16 +97,18 @@ def run_suite(suite: Suite | str | Path, profile: str = DEFAULT,
     # report; there is nothing to measure for them
     selected = [row for row in suite.rows
                 if row.built and (not rows or fnmatch.fnmatch(row.name, rows))]
+    specs = plan_runs(suite, selected, ctx)
+    failed_jobs = []
     if has(profile, "released_weights"):
-        selected = released_rows(suite, selected)
-        run_released(suite, selected, ctx, log)
-        selected = recorded_rows(suite, selected, ctx)
+        selected = released_rows(selected, specs)
+        failed_jobs = run_released(suite, specs, ctx, log)
+        selected = recorded_rows(selected, specs)
     elif has(profile, "runs_jobs"):
-        run_training(suite, selected, ctx, log)
+        failed_jobs = run_training(suite, specs, ctx, log)
     records, paths, failed_rows = [], [], []
     for row in selected:
         path = res.row_record_path(suite.suite, row.key, profile, ctx.results_dir, ctx.variant)
-        record = measure_row(suite, row, ctx, previous=res.read_record(path))
+        record = measure_row(suite, row, ctx, previous=res.read_record(path), specs=specs)
         res.write_record(path, record)
         records.append(record)
         paths.append(path)
@@ -112,4 +118,4 @@ def run_suite(suite: Suite | str | Path, profile: str = DEFAULT,
         if progress:
             progress(row, record)
     return SuiteRun(suite, records, paths, time.perf_counter() - t0,
-                    failed_jobs=list(ctx.failed), failed_rows=failed_rows, variant=ctx.variant)
+                    failed_jobs=failed_jobs, failed_rows=failed_rows, variant=ctx.variant)

@@ -7,7 +7,8 @@
   the on-disk measurement cache; a ``relative_to`` cell is the ratio of two of them;
 * accuracy measures are read from training/evaluation run records
   (``results/runs/<protocol>/<model_key>.<profile>[.seed<N>].json``; with ``--seeds`` the
-  mean over the seeds with std and n); without one the cell says why.
+  mean over the seeds with std and n), those the run's plan names (``plan.RunSpec``);
+  without one the cell gives the plan's reason.
 
 A failing cell is recorded as an error and the others go on. It knows no architecture
 and no task.
@@ -19,16 +20,17 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Sequence
 
 from .. import results as res
 from ..env import now_iso, provenance
 from ..measures import CellRequest, get_measure
 from ..suite import Column, Row, Suite
 from ..protocol import Protocol
-from ..profiles import FULL, has
+from ..profiles import has
 from .context import RowModels, RunContext, input_shapes
-from .jobs import (accuracy_protocols, job_seeds, missing_data, run_key, run_record,
-                   unsupported_task)
+from .jobs import run_record
+from .plan import RunSpec, no_result, plan, protocol_specs, specs_for
 
 
 def _measure_ratio(col: Column, protocol: Protocol | None, models: RowModels,
@@ -68,49 +70,41 @@ def measure_complexity(col: Column, protocol: Protocol | None, models: RowModels
     return cell, details
 
 
-def _one_run(col: Column, protocol: Protocol, row: Row, ctx: RunContext, profile: str,
-             seed: int | None) -> tuple[float | None, str, Path]:
-    """(value, why there is none, record path) of one seed's run for an accuracy cell."""
-    key = run_key(row, protocol)
-    path = run_record(row, protocol, profile, ctx.results_dir, seed, ctx.variant)
-    run = f"the {profile} run of {key}" + ("" if seed is None else f" (seed {seed})")
-    value, why = res.run_metric(res.read_record(path), col.measure, f"{run} on {protocol.name}")
+def _one_run(col: Column, spec: RunSpec, ctx: RunContext) -> tuple[float | None, str]:
+    """(value, why there is none) of one seed's run for an accuracy cell: its record's,
+    else why the plan did not run it, else that nothing is recorded."""
+    run = f"the {spec.profile.name} run of {spec.model_key}" + (
+        "" if spec.seed is None else f" (seed {spec.seed})")
+    value, why = res.run_metric(res.read_record(spec.record_path), col.measure,
+                                f"{run} on {spec.protocol.name}")
     if value is not None or why:
-        return value, why or "", path
-    if str(path) in ctx.skipped:
-        why = ctx.skipped[str(path)]
-    elif protocol.server_only:
-        why = missing_data(protocol, None)
-    elif unsupported_task(protocol):
-        why = unsupported_task(protocol)
-    else:
-        why = f"no {profile}-profile result for {key} on {protocol.name}"
-        if seed is not None:
-            why += f" with seed {seed}"
-        if profile == FULL:
-            why += "; " + (missing_data(protocol, ctx.data_root) or
-                           f"{protocol.dataset.upper()} found under {ctx.data_root}, but no "
-                           "full training run has been recorded (run with --profile full)")
-    return None, why, path
+        return value, why or ""
+    return None, spec.skip_reason or no_result(spec, ctx.data_root)
 
 
-def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) -> dict:
-    """An accuracy cell from the row's run records: the run of the protocol's own seed,
-    or with ``--seeds`` the mean of every seed's run, with the sample standard deviation,
-    ``n``, the seeds and their values (seeds without a result listed with the reason)."""
+def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext,
+                  specs: Sequence[RunSpec] | None = None) -> dict:
+    """An accuracy cell from the row's run records (those of the plan's ``specs``; without
+    them, those of the row's own plan of ``protocol``): the run of the protocol's own
+    seed, or with ``--seeds`` the mean of every seed's run, with the sample standard
+    deviation, ``n``, the seeds and their values (seeds without a result listed with the
+    reason)."""
+    if specs is None:
+        specs = protocol_specs(row, col.protocol, protocol, ctx)
+    specs = specs_for(specs, row, col.protocol)
+    if not specs:
+        raise LookupError(f"the plan has no run of {row.name!r} on {col.protocol!r}")
     if has(ctx.profile, "released_weights"):   # one evaluation, no seeds
-        from .released import released_cell
-        return released_cell(col, protocol, row, ctx)
+        return _released_cell(col, specs[0])
     cell = {"unit": col.unit, "convention": None}
-    profile = ctx.profile if has(ctx.profile, "runs_jobs") else FULL
     found, missing = [], {}
-    for seed in job_seeds(protocol, ctx.seeds):
-        value, why, path = _one_run(col, protocol, row, ctx, profile, seed)
-        number = protocol.seed if seed is None else seed
+    for spec in specs:
+        value, why = _one_run(col, spec, ctx)
+        number = protocol.seed if spec.seed is None else spec.seed
         if value is None:
             missing[number] = why
         else:
-            found.append((number, value, path))
+            found.append((number, value, spec.record_path))
     if not found:
         reasons = list(dict.fromkeys(missing.values()))
         why = reasons[0] if len(reasons) == 1 else "; ".join(f"seed {s}: {w}" for s, w in missing.items())
@@ -118,7 +112,7 @@ def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) ->
     values = [v for _, v, _ in found]
     mean = statistics.fmean(values)
     out = {**cell, "status": res.CELL_MEASURED, "value": mean, "raw": mean,
-           "source": str(found[0][2]), "profile": profile}
+           "source": str(found[0][2]), "profile": specs[0].profile.name}
     if ctx.variant:
         out["settings"] = ctx.variant
     # the good record stays when a later attempt failed: the cell shows both
@@ -139,6 +133,30 @@ def accuracy_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) ->
     return out
 
 
+def _released_cell(col: Column, spec: RunSpec) -> dict:
+    """An accuracy cell from the evaluation of the row's released weights (``spec``, a
+    ``plan.RunSpec``). A cell whose weights file is missing says so and is marked
+    ``skipped`` (``--check`` passes over it); a refused or failed evaluation is a plain
+    not-measured cell (the gate fails)."""
+    cell = {"unit": col.unit, "convention": None}
+    if spec.skip_reason:
+        out = {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": spec.skip_reason}
+        if spec.weights_missing:
+            out["skipped"] = "released weights file missing"
+        return out
+    released = spec.row.released[spec.key]
+    record = res.read_record(spec.record_path)
+    run = f"the evaluation of {released.file} ({spec.model_key}) on {spec.protocol.name}"
+    value, why = res.run_metric(record, col.measure, run)
+    if value is not None:
+        return {**cell, "status": res.CELL_MEASURED, "value": value, "raw": value,
+                "source": str(spec.record_path), "profile": spec.profile.name,
+                "weights": {"file": released.file, "sha256": record.get("weights_sha256")}}
+    if why is None:
+        why = no_result(spec, None)
+    return {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
+
+
 def _earlier_latency(previous: dict | None, cid: str, spec: dict, shapes) -> tuple[dict, dict] | None:
     """A latency cell the row's previous record measured for the same model and input:
     a run without --latency keeps it rather than dropping the number."""
@@ -154,10 +172,13 @@ def _earlier_latency(previous: dict | None, cid: str, spec: dict, shapes) -> tup
     return {**cell, "source": f"kept from the record of {when} (commit {commit})"}, details
 
 
-def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None = None) -> dict:
+def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None = None,
+                specs: Sequence[RunSpec] | None = None) -> dict:
     """Every cell of one row. ``previous`` is the row's last record of this profile:
-    its latency cells are kept when this run does not time latency."""
+    its latency cells are kept when this run does not time latency. ``specs``: the run's
+    plan (``plan.plan``; by default the row's own)."""
     started, t0 = now_iso(), time.perf_counter()
+    specs = specs_for(plan(suite, [row], ctx) if specs is None else specs, row)
     models = RowModels(row)
     cells: dict[str, dict] = {}
     details: dict[str, dict] = {}
@@ -179,7 +200,7 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
                 if d:
                     details[cid] = d
             else:
-                cells[cid] = accuracy_cell(col, protocol, row, ctx)
+                cells[cid] = accuracy_cell(col, protocol, row, ctx, specs)
         except Exception as err:  # one broken cell must not lose the others
             cells[cid] = {"unit": col.unit, "status": res.CELL_ERROR, "value": None,
                           "reason": f"{type(err).__name__}: {err}"}
@@ -187,15 +208,18 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
     failed = [cid for cid, c in cells.items() if c["status"] == res.CELL_ERROR]
     runs = {}
     if has(ctx.profile, "runs_jobs"):
-        for key, protocol in accuracy_protocols(suite, row).items():
+        for run in specs:     # not ``spec``: that is the model's, recorded below
+            key, protocol = run.key, run.protocol
+            if key in runs:
+                continue
+            seeded = specs_for(specs, row, key)
             # the run of the protocol's own seed (the one the smoke baseline holds) ...
-            path = run_record(row, protocol, ctx.profile, ctx.results_dir, None, ctx.variant)
-            if has(ctx.profile, "released_weights") and key in row.released:
-                from .released import record_path     # the weights' own forward and protocol
-                path = record_path(row, key, protocol, ctx.results_dir)
-            runs[key] = _run_summary(path, ctx)
-            seeds = job_seeds(protocol, ctx.seeds)
-            if ctx.seeds and None not in seeds:
+            own = next((s for s in seeded if s.seed is None), None)
+            if own is not None:
+                runs[key] = _run_summary(own.record_path, own.skip_reason)
+            else:     # --seeds without it: its record, if an earlier run left one
+                runs[key] = _run_summary(run_record(row, protocol, ctx.profile, ctx.results_dir,
+                                                    None, ctx.variant), None)
                 runs[key]["error"] = runs[key]["error"] or (
                     f"--seeds {' '.join(map(str, ctx.seeds))} leave out the protocol's own "
                     f"seed {protocol.seed}")
@@ -203,10 +227,8 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
                 # ... and with --seeds every seed's run
                 runs[key]["seed"] = protocol.seed
                 runs[key]["seeds"] = {
-                    str(protocol.seed if seed is None else seed): _run_summary(
-                        run_record(row, protocol, ctx.profile, ctx.results_dir, seed,
-                                   ctx.variant), ctx)
-                    for seed in seeds}
+                    str(protocol.seed if s.seed is None else s.seed):
+                        _run_summary(s.record_path, s.skip_reason) for s in seeded}
     return {
         "suite": suite.suite, "suite_file": suite.path, "table": suite.table,
         "row": row.name, "row_key": row.key, "profile": ctx.profile,
@@ -225,12 +247,12 @@ def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None =
     }
 
 
-def _run_summary(path: Path, ctx: RunContext) -> dict:
-    """What a row record keeps of one training run's record."""
+def _run_summary(path: Path, skip_reason: str | None) -> dict:
+    """What a row record keeps of one training run's record (and why it did not run)."""
     rec = res.read_record(path) or {}
     attempt = res.last_attempt(path)
     return {"record": str(path), "status": rec.get("status") or "not run",
-            "error": rec.get("error") or ctx.skipped.get(str(path)),
+            "error": rec.get("error") or skip_reason or None,
             "last_attempt": None if attempt is None else {
                 "status": attempt.get("status"), "error": attempt.get("error"),
                 "finished_at": attempt.get("finished_at"),

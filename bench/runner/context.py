@@ -28,12 +28,11 @@ SMOKE_DATA_SEED = 0
 
 @dataclasses.dataclass
 class RunContext:
+    """A run's settings (what happens to each row is the plan's: ``plan.plan``)."""
     profile: str = DEFAULT
     results_dir: Path = res.RESULTS_DIR
     data_root: Path | None = None
     weights_dir: Path | None = None    # the released profile: the authors' weight files
-    # run record paths whose released weights file is not under weights_dir (skipped)
-    missing_weights: set = dataclasses.field(default_factory=set)
     cache: MeasurementCache = dataclasses.field(default_factory=MeasurementCache)
     latency: bool = False
     device: str = "auto"          # latency: "auto" = cuda when available, else cpu
@@ -44,13 +43,9 @@ class RunContext:
     # --seeds: every training job runs once per seed and accuracy cells hold their mean;
     # empty: one run with the protocol's own seed
     seeds: tuple = ()
-    # run record path -> why its job did not run (missing dataset, no recipe)
-    skipped: dict = dataclasses.field(default_factory=dict)
     # the settings beyond the protocols' (bench.runner.jobs.variant_tag): None for the
     # protocols' own; records and work dirs of other settings carry the tag
     variant: str | None = None
-    # jobs of this run that failed or were refused: {"job", "error", "kind", "record"}
-    failed: list = dataclasses.field(default_factory=list)
 
 
 def model_overrides(row: Row, protocol: Protocol | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ task: the job (``bench.job``) and the registry do.
 """
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -49,12 +50,17 @@ def accuracy_protocols(suite: Suite, row: Row) -> dict[str, Protocol]:
     return {k: suite.protocol_for(row, k) for k in keys if k is not None}
 
 
+def smoke_root(ctx: RunContext) -> Path:
+    """Where ``smoke_data_root`` writes the generated datasets."""
+    return work_path(ctx.work_dir, "smoke_data")
+
+
 def smoke_data_root(ctx: RunContext, tasks: Sequence[str]) -> Path:
     """Small datasets in the official formats of every task in ``tasks`` (each task's
     ``write_smoke_data``), each written once per work dir (deterministic: the same files
     for the same seed)."""
     from ..tasks import get_task
-    root = work_path(ctx.work_dir, "smoke_data")
+    root = smoke_root(ctx)
     for name in sorted(set(tasks)):
         marker = root / f"WRITTEN.{name}"
         if not marker.is_file() or marker.read_text().strip() != str(SMOKE_DATA_SEED):
@@ -133,17 +139,19 @@ def work_dir_of(ctx: RunContext, protocol: Protocol, key: str, seed: int | None 
 
 
 def build_job(row: Row, protocol: Protocol, ctx: RunContext, data_root: Path | None,
-              seed: int | None = None):
+              seed: int | None = None, record_path: Path | None = None):
+    """The job of the row's run of ``protocol`` (``seed``), writing ``record_path`` (the
+    plan's; by default ``run_record``'s)."""
     from ..job import Job
     key = run_key(row, protocol)
+    if record_path is None:
+        record_path = run_record(row, protocol, ctx.profile, ctx.results_dir, seed, ctx.variant)
     protocol = job_protocol(row, protocol)
     return Job(
         model=row.model.name, overrides=model_overrides(row, protocol), model_key=key,
         protocol=protocol.model_dump(mode="json"), profile=ctx.profile,
         data_root=None if data_root is None else str(data_root),
-        work_dir=str(work_dir_of(ctx, protocol, key, seed)),
-        record_path=str(res.run_record_path(protocol.name, key, ctx.profile, ctx.results_dir,
-                                            seed=seed, variant=ctx.variant)),
+        work_dir=str(work_dir_of(ctx, protocol, key, seed)), record_path=str(record_path),
         **ctx.job_options, **({} if seed is None else {"seed": seed}))
 
 
@@ -207,54 +215,34 @@ def job_label(job) -> str:
     return f"{job.model_key} on {name} ({', '.join(extra)})"
 
 
-def run_training(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) -> list:
-    """Launch the jobs the rows' accuracy cells need (those not done yet)."""
-    wanted = [p for row in rows for p in accuracy_protocols(suite, row).values()]
-    data_root = ctx.data_root
+def run_training(suite: Suite, specs: Sequence, ctx: RunContext, log=print) -> list[dict]:
+    """Launch the jobs of the plan's runnable specs (``plan.RunSpec``) that are not done
+    yet. Returns the jobs that failed or were refused (``{"job", "error", "kind",
+    "record"}``)."""
     if has(ctx.profile, "generated_data"):
-        data_root = smoke_data_root(ctx, [p.task for p in wanted
-                                          if not p.server_only and not unsupported_task(p)])
+        smoke_data_root(ctx, [s.protocol.task for s in specs if s.runs])
     world = ctx.launch.world_size
-    todo, seen = [], set()
-    for row, protocol, seed in ((row, protocol, seed) for row in rows
-                                for protocol in accuracy_protocols(suite, row).values()
-                                for seed in job_seeds(protocol, ctx.seeds)):
-        path = str(run_record(row, protocol, ctx.profile, ctx.results_dir, seed, ctx.variant))
-        if path in seen:
+    todo, failed = [], []
+    for spec in specs:
+        if spec.notice:
+            log(spec.notice)
+        if not spec.runs:
             continue
-        seen.add(path)
-        why = unsupported_task(protocol)
-        if why is None and (protocol.server_only or not has(ctx.profile, "generated_data")):
-            why = missing_data(protocol, data_root)     # smoke data is generated
-        if why is None and not protocol.trainable:
-            why = f"protocol {protocol.name} has no training recipe (optimizer, schedule, batch)"
-        weights = job_protocol(row, protocol).pretrained
-        if why is None and weights and not has(ctx.profile, "generated_data"):
-            from ..checkpoints import pretrained_path
-            if not pretrained_path(weights).is_file():
-                where = "row" if row.pretrained else f"protocol {protocol.name}"
-                why = (f"pretrained weights not found: {pretrained_path(weights)} (named by "
-                       f"the {where} 'pretrained' field of {row.name!r} in {suite.path})")
-                log(f"error: {why}")
-        if why:
-            ctx.skipped[path] = why
+        job = copy.copy(spec.job)     # the launch marks it (staged); the plan stays as it is
+        if done_already(job, spec.record_path, ctx, world):
+            seeded = "" if spec.seed is None else f", seed {spec.seed}"
+            log(f"done already: {spec.row.model.key} on {spec.protocol.name} "
+                f"({ctx.profile}{seeded}); --rerun to run it again")
             continue
-        job = build_job(row, protocol, ctx, data_root, seed)
-        if done_already(job, Path(path), ctx, world):
-            seeded = "" if seed is None else f", seed {seed}"
-            log(f"done already: {row.model.key} on {protocol.name} ({ctx.profile}{seeded}); "
-                f"--rerun to run it again")
-            continue
-        other = recorded_with_other_settings(job, Path(path), ctx, world)
+        other = recorded_with_other_settings(job, spec.record_path, ctx, world)
         if other:
             log(f"not run: {other}")
-            ctx.failed.append({"job": job_label(job), "error": other, "kind": "refused",
-                               "record": path})
+            failed.append({"job": job_label(job), "error": other, "kind": "refused",
+                           "record": str(spec.record_path)})
             continue
         todo.append(job)
     if todo:
         from ..launch import run_jobs
         log(f"{suite.suite}: {len(todo)} {ctx.profile} job(s) via {ctx.launch.launcher}")
-        ctx.failed.extend(job_outcomes(todo, run_jobs(todo, ctx.launch)))
-    return todo
-
+        failed.extend(job_outcomes(todo, run_jobs(todo, ctx.launch)))
+    return failed

@@ -3,36 +3,29 @@ evaluation on each protocol's validation set, cell by cell against the published
 
 A suite row names its released weights per protocol key (``Row.released``: the file name
 as published, its sha256 where known, where it is published, the model-zoo numbers).
-``run_released`` makes one evaluate-only job per (row, protocol) with such weights
-(``Job(eval_only=True, checkpoint=...)``, the protocol's own test settings) and runs the
-jobs through the usual launchers. The file is looked up by name under ``--weights-dir``
-(directly, or anywhere below it, as the model zoos unpack into sub-folders). A missing
+The plan (``plan``) makes one evaluate-only job per (row, protocol) with such weights
+(``Job(eval_only=True, checkpoint=...)``, the protocol's own test settings);
+``run_released`` runs them through the usual launchers. The file is looked up by name
+under ``--weights-dir`` (directly, or anywhere below it, as the model zoos unpack into
+sub-folders). A missing
 file skips the (row, protocol) with one message naming the file and where the authors
 publish it; a file whose sha256 differs from the suite's is refused with both digests.
-``released_cell`` fills an accuracy cell from the job's record; unlike smoke and short
-results these cells are compared with the published value and gated by ``--check``.
+``cells.accuracy_cell`` fills an accuracy cell from the job's record; unlike smoke and
+short results these cells are compared with the published value and gated by ``--check``.
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 from pathlib import Path
 from typing import Sequence
 
-from .. import results as res
 from ..profiles import RELEASED
-from ..suite import Column, ReleasedWeights, Row, Suite
+from ..suite import ReleasedWeights, Row, Suite
 from ..protocol import Protocol
 from .context import RunContext
-from .jobs import (accuracy_protocols, build_job, done_already, job_outcomes, missing_data,
-                   run_key, unsupported_task)
+from .jobs import done_already, job_outcomes
 
 PROFILE = RELEASED
-
-
-def released_rows(suite: Suite, rows: Sequence[Row]) -> list[Row]:
-    """The rows that name released weights for at least one protocol they are scored on."""
-    return [row for row in rows
-            if any(key in row.released for key in accuracy_protocols(suite, row))]
 
 
 def scored(row: Row, key: str, protocol: Protocol) -> tuple[Row, Protocol]:
@@ -45,12 +38,6 @@ def scored(row: Row, key: str, protocol: Protocol) -> tuple[Row, Protocol]:
                                                            **released.model_overrides}})
         row = row.model_copy(update={"model": model})
     return row, released.protocol or protocol
-
-
-def record_path(row: Row, key: str, protocol: Protocol, results_dir: Path) -> Path:
-    """Where the evaluation of the row's released weights for ``key`` is recorded."""
-    row, protocol = scored(row, key, protocol)
-    return res.run_record_path(protocol.name, run_key(row, protocol), PROFILE, results_dir)
 
 
 def find_weights(weights_dir: Path, name: str) -> tuple[Path | None, str, bool]:
@@ -98,89 +85,40 @@ def check_weights(row: Row, key: str, released: ReleasedWeights, weights_dir: Pa
     return path, digest, None, False
 
 
-def run_released(suite: Suite, rows: Sequence[Row], ctx: RunContext, log=print) -> list:
-    """Evaluate the released weights of every (row, protocol) that names some: one
+def run_released(suite: Suite, specs: Sequence, ctx: RunContext, log=print) -> list[dict]:
+    """Evaluate the released weights of the plan's runnable specs (``plan.RunSpec``): one
     evaluate-only job each, those not done yet, through ``ctx.launch``. Returns the jobs
-    launched. Reasons for the others go to ``ctx.skipped`` (run record path -> reason);
-    missing files also to ``ctx.missing_weights``."""
+    that failed (``{"job", "error", "kind", "record"}``)."""
     world = ctx.launch.world_size
-    todo, seen = [], {}
-    for row in rows:
-        for key, protocol in accuracy_protocols(suite, row).items():
-            released = row.released.get(key)
-            if released is None:
-                continue
-            path = record_path(row, key, protocol, ctx.results_dir)
-            row_used, protocol = scored(row, key, protocol)
-            if str(path) in seen:
-                if seen[str(path)] != released.file:
-                    log(f"warning: {row.name!r} ({key}) names {released.file}, but another row "
-                        f"of {suite.suite} with the same model and protocol names "
-                        f"{seen[str(path)]}; the record {path} holds the latter's score")
-                continue
-            seen[str(path)] = released.file
-            why = unsupported_task(protocol) or missing_data(protocol, ctx.data_root)
-            weights = digest = None
-            if why is None:
-                weights, digest, why, missing = check_weights(row, key, released, ctx.weights_dir)
-                if why:
-                    log(("skipped: " if missing else "error: ") + why)
-                    if missing:
-                        ctx.missing_weights.add(str(path))
-            if why:
-                ctx.skipped[str(path)] = why
-                continue
-            job = dataclasses.replace(build_job(row_used, protocol, ctx, ctx.data_root),
-                                      eval_only=True, checkpoint=str(weights))
-            if done_already(job, path, ctx, world, weights_sha256=digest):
-                log(f"done already: {released.file} ({row_used.model.key}) on {protocol.name}; "
-                    f"--rerun to score it again")
-                continue
-            todo.append(job)
+    todo = []
+    for spec in specs:
+        if spec.notice:
+            log(spec.notice)
+        if not spec.runs:
+            continue
+        job = copy.copy(spec.job)     # the launch marks it (staged); the plan stays as it is
+        if done_already(job, spec.record_path, ctx, world, weights_sha256=spec.weights_sha256):
+            row_used, protocol = scored(spec.row, spec.key, spec.protocol)
+            log(f"done already: {spec.row.released[spec.key].file} ({row_used.model.key}) on "
+                f"{protocol.name}; --rerun to score it again")
+            continue
+        todo.append(job)
     if todo:
         from ..launch import run_jobs
         log(f"{suite.suite}: {len(todo)} {PROFILE} job(s) (evaluation of the authors' "
             f"weights) via {ctx.launch.launcher}")
-        ctx.failed.extend(job_outcomes(todo, run_jobs(todo, ctx.launch)))
-    return todo
+        return job_outcomes(todo, run_jobs(todo, ctx.launch))
+    return []
 
 
-def released_cell(col: Column, protocol: Protocol, row: Row, ctx: RunContext) -> dict:
-    """An accuracy cell from the evaluation of the row's released weights. A cell whose
-    weights file is missing says so and is marked ``skipped`` (``--check`` passes over
-    it); a refused or failed evaluation is a plain not-measured cell (the gate fails)."""
-    cell = {"unit": col.unit, "convention": None}
-    released = row.released.get(col.protocol)
-    if released is None:
-        return {**cell, "status": res.CELL_NOT_MEASURED, "value": None,
-                "reason": f"{row.name!r} names no released weights for {col.protocol!r}"}
-    path = record_path(row, col.protocol, protocol, ctx.results_dir)
-    row, protocol = scored(row, col.protocol, protocol)
-    why = ctx.skipped.get(str(path))
-    if why:
-        out = {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
-        if str(path) in ctx.missing_weights:
-            out["skipped"] = "released weights file missing"
-        return out
-    record = res.read_record(path)
-    run = f"the evaluation of {released.file} ({run_key(row, protocol)}) on {protocol.name}"
-    value, why = res.run_metric(record, col.measure, run)
-    if value is not None:
-        return {**cell, "status": res.CELL_MEASURED, "value": value, "raw": value,
-                "source": str(path), "profile": PROFILE,
-                "weights": {"file": released.file, "sha256": record.get("weights_sha256")}}
-    if why is None:
-        why = f"no {PROFILE}-profile result for {run_key(row, protocol)} on {protocol.name}"
-    return {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
+def released_rows(rows: Sequence[Row], specs: Sequence) -> list[Row]:
+    """The rows that name released weights for at least one protocol they are scored on."""
+    named = {s.row.key for s in specs if s.key in s.row.released}
+    return [row for row in rows if row.key in named]
 
 
-def recorded_rows(suite: Suite, rows: Sequence[Row], ctx: RunContext) -> list[Row]:
+def recorded_rows(rows: Sequence[Row], specs: Sequence) -> list[Row]:
     """The rows a released run writes records for: those with at least one released
     file found (a row whose every file is missing is skipped; its messages said why)."""
-    out = []
-    for row in rows:
-        paths = [str(record_path(row, key, protocol, ctx.results_dir))
-                 for key, protocol in accuracy_protocols(suite, row).items() if key in row.released]
-        if any(p not in ctx.missing_weights for p in paths):
-            out.append(row)
-    return out
+    found = {s.row.key for s in specs if s.key in s.row.released and not s.weights_missing}
+    return [row for row in rows if row.key in found]
