@@ -297,6 +297,10 @@ def test_latency_columns_time_their_batch_and_the_report_plots_latency_vs_flops(
     kept = again.records[0]["cells"]["mpii.b2"]
     assert kept["value"] == cells["mpii.b2"]["value"]
     assert kept["source"].startswith("kept from the record of")
+    # and a third keeps naming the run that timed it, not the record that kept it
+    third = run_suite(suite, results_dir=tmp_path / "results", cache=MeasurementCache(shared_cache_dir))
+    assert third.records[0]["cells"]["mpii.b2"]["source"] == kept["source"]
+    assert run.records[0]["finished_at"] in kept["source"]
 
 
 def test_segmentation_smoke_rows_pass_their_committed_baseline(tmp_path, shared_cache_dir,

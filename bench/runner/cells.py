@@ -157,6 +157,9 @@ def _released_cell(col: Column, spec: RunSpec) -> dict:
     return {**cell, "status": res.CELL_NOT_MEASURED, "value": None, "reason": why}
 
 
+KEPT_FROM = "kept from the record of"
+
+
 def _earlier_latency(previous: dict | None, cid: str, spec: dict, shapes) -> tuple[dict, dict] | None:
     """A latency cell the row's previous record measured for the same model and input:
     a run without --latency keeps it rather than dropping the number."""
@@ -167,9 +170,11 @@ def _earlier_latency(previous: dict | None, cid: str, spec: dict, shapes) -> tup
     # details hold the timed (N, C, H, W); the column's input is (C, H, W)
     if cell.get("status") != res.CELL_MEASURED or details.get("input_shape", [None])[1:] != list(shapes[0]):
         return None
+    if str(cell.get("source", "")).startswith(KEPT_FROM):
+        return cell, details     # kept already: its source names the run that timed it
     when = (previous.get("finished_at") or "an earlier run")
     commit = ((previous.get("provenance") or {}).get("commit") or "unknown")[:10]
-    return {**cell, "source": f"kept from the record of {when} (commit {commit})"}, details
+    return {**cell, "source": f"{KEPT_FROM} {when} (commit {commit})"}, details
 
 
 def measure_row(suite: Suite, row: Row, ctx: RunContext, previous: dict | None = None,
