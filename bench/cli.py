@@ -4,7 +4,8 @@
   renders their reports, gates on tolerances with ``--check`` and writes JUnit XML /
   a JSON summary for CI;
 - ``hrbench list models|suites|protocols|conventions [GLOB]``;
-- ``hrbench report [SUITE...]`` renders reports again from the records (imports no torch).
+- ``hrbench report [SUITE...]`` renders reports again from the records (imports no torch);
+- ``hrbench status SUITE...`` lists where each training job stands (imports no torch).
 
 It parses and checks the arguments; ``run`` hands the suites to ``bench.pipeline.run``.
 Outputs go under ``--out`` (default: the current directory).
@@ -22,12 +23,12 @@ from . import pipeline
 from .complexity.cache import MeasurementCache
 from .launch import LAUNCHERS, LaunchConfig
 from .paths import PROTOCOLS_DIR, SUITES_DIR, output_dirs, work_path
-from .profiles import DEFAULT, NAMES, get_profile, names_with
+from .profiles import DEFAULT, FULL, NAMES, get_profile, names_with
 from .pipeline import (EXIT_FAILED, EXIT_GATE, EXIT_INPUT, EXIT_OK,  # noqa: F401  (README)
                        EXIT_PREEMPTED, EXIT_STORAGE, RunOptions, all_profile_records)
 from .suite import Suite, SuiteError, find_suites, load_suite
 
-COMMANDS = ("run", "list", "report")
+COMMANDS = ("run", "list", "report", "status")
 LISTABLE = ("models", "suites", "protocols", "conventions")
 
 
@@ -430,6 +431,41 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def status_command(args: argparse.Namespace) -> int:
+    """``hrbench status``: one table per suite; with ``--watch``, refreshed in place."""
+    from rich.console import Console, Group
+
+    from .status import status_table, suite_status
+    _resolve_outputs(args)
+    try:
+        suites = [load_suite(p, check_models=False) for spec in args.suites
+                  for p in find_suites(spec)]
+    except SuiteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+
+    def tables():
+        return Group(*(status_table(suite, suite_status(
+            suite, args.profile, args.results_dir, args.work_dir, args.data_root, args.seeds))
+            for suite in suites))
+    try:
+        if args.watch is None:
+            Console().print(tables())
+            return EXIT_OK
+        import time
+
+        from rich.live import Live
+        with Live(tables(), auto_refresh=False) as live:
+            while True:
+                time.sleep(max(0.5, args.watch))
+                live.update(tables(), refresh=True)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except ValueError as err:      # an unreadable record names its file
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+
+
 # --- the entry point ----------------------------------------------------------------------
 
 def build_command_parser() -> argparse.ArgumentParser:
@@ -459,6 +495,25 @@ def build_command_parser() -> argparse.ArgumentParser:
     _output_options(rp)
     rp.add_argument("--force", action="store_true",
                     help="draw every page again even when its inputs are unchanged")
+    sp = sub.add_parser("status", prog=f"{prog} status",
+                        help="where each training job of suites stands (no torch)",
+                        description="List each training job of suites: done, running (epoch, "
+                                    "iteration, last loss, images/s, ETA), interrupted, "
+                                    "failed (why), not started, or why it will not run; read "
+                                    "from the run records and the jobs' training logs.")
+    sp.add_argument("suites", nargs="+", metavar="SUITE", help="suite files or bundled names")
+    sp.add_argument("--profile", default=FULL, choices=names_with("trains"),
+                    help=f"the training profile whose jobs to list (default: {FULL})")
+    _output_options(sp)
+    sp.add_argument("--work-dir", type=Path, default=None,
+                    help="the jobs' work dirs, as given to hrbench run (default: <out>/work_dirs)")
+    sp.add_argument("--data-root", type=Path, default=None,
+                    help="the data root hrbench run was given (says which jobs lack data)")
+    sp.add_argument("--seeds", type=_seed, nargs="+", default=(), metavar="SEED",
+                    help="the seeds hrbench run was given")
+    sp.add_argument("--watch", type=float, nargs="?", const=10.0, default=None,
+                    metavar="SECONDS", help="refresh in place every SECONDS (default 10) "
+                                            "until interrupted")
     return p
 
 
@@ -480,4 +535,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_command(args)
     if args.command == "report":
         return report_command(args)
+    if args.command == "status":
+        return status_command(args)
     return run_command(args, argv)

@@ -10,7 +10,7 @@ from conftest import REPO
 LAYERS = ("names", "paths", "yaml_limits", "env", "records", "results", "profiles", "compare", "protocol",
           "registry", "checkpoints", "complexity", "models", "data", "evaluation", "training",
           "tasks", "measures", "job", "suite", "verdicts", "launch", "runner", "report", "ci",
-          "pipeline", "cli", "__main__")
+          "status", "pipeline", "cli", "__main__")
 
 
 def _imports():

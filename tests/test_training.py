@@ -344,6 +344,10 @@ def test_a_job_validates_every_interval_and_keeps_the_best_epoch(mpii_root, tmp_
     assert saved["epoch"] == best["epoch"] and saved["metrics"] == best["metrics"]
     events = [json.loads(line) for line in (tmp_path / "w" / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in events if e.get("event") == "validation"] == [1, 2, 3]
+    # every entry's "time" is its clock time, in order (the epoch's length has its own key)
+    stamps = [e["time"] for e in events]
+    assert stamps == sorted(stamps) and stamps[0] > 1.7e9
+    assert all(e["epoch_time_s"] >= 0 for e in events if e.get("event") == "epoch")
 
 
 def test_smoke_runs_validate_only_after_training(mpii_root, tmp_path):

@@ -72,9 +72,9 @@ def smoke_data_root(ctx: RunContext, tasks: Sequence[str]) -> Path:
 def unsupported_task(protocol: Protocol) -> str | None:
     """Why no job can run the protocol (None when its task has a plug-in that reads its
     dataset): a task or a dataset this project does not train or score (PoseTrack)."""
-    from ..tasks import get_task
+    from ..tasks import task_spec      # the spec, not the implementation: no torch
     try:
-        task = get_task(protocol.task)
+        task = task_spec(protocol.task)
     except KeyError:
         return (f"protocol {protocol.name}: the {protocol.task} task has no plug-in in this "
                 "project yet, so nothing trains or scores it")

@@ -21,7 +21,7 @@ from ..protocol import Protocol
 from ..suite import Row, Suite
 from .context import RunContext
 from .jobs import (accuracy_protocols, build_job, job_protocol, job_seeds, missing_data,
-                   run_key, run_record, smoke_root, unsupported_task)
+                   run_key, run_record, smoke_root, unsupported_task, work_dir_of)
 from .released import check_weights, scored
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ class RunSpec:
     profile: Profile               # whose record it is (complexity reads full's)
     record_path: Path
     model_key: str                 # the run's name (``jobs.run_key``)
-    job: Job | None = None         # None where this spec runs nothing
+    job: Job | None = None         # None where this spec runs nothing (or jobs=False)
+    work_dir: Path | None = None   # where its job trains (None where it runs nothing)
     skip_reason: str = ""          # why it will not run ("" when it will)
     notice: str = ""               # the line the launcher logs on reaching it
     weights_missing: bool = False  # released: the weights file is not there (not gated)
@@ -57,9 +58,11 @@ def run_profile(ctx: RunContext) -> Profile:
     return profile if profile.runs_jobs else get_profile(FULL)
 
 
-def plan(suite: Suite, rows: Sequence[Row], ctx: RunContext) -> list[RunSpec]:
+def plan(suite: Suite, rows: Sequence[Row], ctx: RunContext, jobs: bool = True
+         ) -> list[RunSpec]:
     """Every (row, accuracy protocol, seed) of ``rows`` under ``ctx``, in row, column and
-    seed order."""
+    seed order. ``jobs=False`` leaves the jobs out (they need the model registry, hence
+    torch): what ``hrbench status`` reads."""
     runs_jobs = get_profile(ctx.profile).runs_jobs
     specs, first = [], {}
     for row in rows:
@@ -71,7 +74,7 @@ def plan(suite: Suite, rows: Sequence[Row], ctx: RunContext) -> list[RunSpec]:
                 if shares and spec.record_path in first:
                     spec = _sharing(spec, first[spec.record_path], suite)
                 else:
-                    spec = _decided(spec, ctx, suite)
+                    spec = _decided(spec, ctx, suite, jobs)
                     if shares:
                         first[spec.record_path] = spec
                 specs.append(spec)
@@ -117,8 +120,8 @@ def _bare_specs(row: Row, key: str, protocol: Protocol, ctx: RunContext) -> list
             for seed in job_seeds(protocol, ctx.seeds)]
 
 
-def _decided(spec: RunSpec, ctx: RunContext, suite: Suite | None) -> RunSpec:
-    """``spec`` with its job, or why it will not run."""
+def _decided(spec: RunSpec, ctx: RunContext, suite: Suite | None, jobs: bool = True) -> RunSpec:
+    """``spec`` with its job (with ``jobs``) and work dir, or why it will not run."""
     if spec.profile.released_weights:
         return _released(spec, ctx)
     protocol, row, profile = spec.protocol, spec.row, spec.profile
@@ -143,9 +146,12 @@ def _decided(spec: RunSpec, ctx: RunContext, suite: Suite | None) -> RunSpec:
             return dataclasses.replace(spec, skip_reason=why, notice=f"error: {why}")
     if why:
         return dataclasses.replace(spec, skip_reason=why)
+    work_dir = work_dir_of(ctx, protocol, spec.model_key, spec.seed)
+    if not jobs:
+        return dataclasses.replace(spec, work_dir=work_dir)
     data_root = smoke_root(ctx) if profile.generated_data else ctx.data_root
-    return dataclasses.replace(spec, job=build_job(row, protocol, ctx, data_root, spec.seed,
-                                                   spec.record_path))
+    job = build_job(row, protocol, ctx, data_root, spec.seed, spec.record_path)
+    return dataclasses.replace(spec, job=job, work_dir=Path(job.work_dir))
 
 
 def _released(spec: RunSpec, ctx: RunContext) -> RunSpec:

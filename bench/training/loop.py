@@ -453,8 +453,9 @@ class Trainer:
                 mean = float(sum(losses) / len(losses)) if losses else math.nan
                 if losses:
                     self.epoch_losses.append(mean)
+                # "time" is the entry's clock time (JsonlLog): the epoch's length is its own
                 self.log.write(event="epoch", epoch=self.epoch, global_iter=self.global_iter,
-                               loss=mean, time=round(time.perf_counter() - t_epoch, 3),
+                               loss=mean, epoch_time_s=round(time.perf_counter() - t_epoch, 3),
                                lr=self.optimizer.param_groups[0]["lr"])
                 self.log_fn(f"epoch {self.epoch + 1}/{self.epochs}: loss {mean:.4e} "
                             f"({time.perf_counter() - t_epoch:.1f}s)")
