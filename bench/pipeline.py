@@ -130,7 +130,9 @@ def _run_suites(suites: Sequence[Suite], options: RunOptions, cache: Measurement
                         work_dir=o.work_dir, rerun=rerun, launch=o.launch,
                         job_options=dict(o.job_options), device=o.device, seeds=o.seeds or (),
                         weights_dir=o.weights_dir)
-        shown = all_profile_records(suite, o.results_dir)
+        # read once: the terminal shows the protocols' own settings, the report all
+        everything = all_profile_records(suite, o.results_dir, variants=True)
+        shown = [r for r in everything if not r.get("settings_variant")]
         variant = getattr(ran, "variant", None)
         if not o.quiet:
             # a run with other settings shows its own records (the report keeps those of
@@ -143,9 +145,8 @@ def _run_suites(suites: Sequence[Suite], options: RunOptions, cache: Measurement
                   f"({', '.join(str(p.name) for p in ran.record_paths[:2])}"
                   f"{', ...' if len(ran.record_paths) > 2 else ''})")
         if o.report:
-            page = report.render_suite_report(
-                suite, all_profile_records(suite, o.results_dir, variants=True),
-                o.reports_dir, force=o.force_report)
+            page = report.render_suite_report(suite, everything, o.reports_dir,
+                                              force=o.force_report)
             print(f"report: {page.path}" + ("" if page.rendered else " (unchanged)"))
         print(f"{suite.suite}: {len(ran.records)} rows in {ran.wall_time_s:.1f}s "
               f"(cache: {cache.hits - hits} hits, {cache.misses - misses} misses); records in "

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from ...protocol import FrozenModel, Protocol
+from ...protocol import FrozenModel, Protocol, as_protocol
 
 
 class DetAugmentation(FrozenModel):
@@ -64,3 +64,8 @@ class DetectionProtocol(Protocol):
     augmentation: DetAugmentation = Field(default_factory=DetAugmentation)
     loss: DetLoss = Field(default_factory=DetLoss)
     evaluation: DetEvaluation = Field(default_factory=DetEvaluation)
+
+
+def det_protocol(protocol) -> DetectionProtocol:
+    """``protocol`` as a ``DetectionProtocol`` (a mapping is validated once, by the schema)."""
+    return as_protocol(protocol, DetectionProtocol)

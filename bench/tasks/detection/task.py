@@ -21,16 +21,11 @@ import torch
 
 from .metrics import VOCDetectionEvaluator
 from ..base import MAIN_OUTPUT, Task, loss_precision, main_output
-from .protocol import DetectionProtocol
-from ...protocol import as_protocol
+from .protocol import DetectionProtocol, det_protocol
 
 # the smoke profile's input (H, W): the generated VOC images are 160-320 px, and the CPU
 # must take a ResNet-101 detector through 6 iterations in seconds
 SMOKE_INPUT = (256, 256)
-
-
-def _evaluation(protocol):
-    return as_protocol(protocol, DetectionProtocol).evaluation
 
 
 def _heads(output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -145,7 +140,7 @@ class DetectionTask(Task):
     def loss(self, outputs: Mapping, batch: Mapping,
              protocol: DetectionProtocol) -> dict[str, torch.Tensor]:
         from .losses import centernet_focal_loss, reg_l1_loss
-        w = as_protocol(protocol, DetectionProtocol).loss
+        w = det_protocol(protocol).loss
         hm, wh, reg = (loss_precision(t) for t in _heads(outputs[MAIN_OUTPUT]))
         ind, mask = batch["ind"], batch["reg_mask"]
         return {"heatmap": w.heatmap_weight * centernet_focal_loss(hm, batch["hm"]),
@@ -154,13 +149,13 @@ class DetectionTask(Task):
 
     # --- evaluation -------------------------------------------------------------------
     def eval_batch_size(self, protocol) -> int:
-        return _evaluation(protocol).batch_size
+        return det_protocol(protocol).evaluation.batch_size
 
     @torch.no_grad()
     def predict(self, model, batch: Mapping, dataset, protocol, device,
                 amp: str = "off", channels_last: bool = False) -> dict:
         from ...training.loop import autocast_context
-        ev = _evaluation(protocol)
+        ev = det_protocol(protocol).evaluation
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         x = batch["image"].to(device, non_blocking=True, memory_format=fmt)
         n = len(x)
@@ -196,7 +191,7 @@ class DetectionTask(Task):
         return out
 
     def evaluator(self, dataset, protocol):
-        ev = _evaluation(protocol)
+        ev = det_protocol(protocol).evaluation
         return MapAtThreshold(annotations=dataset.annotations(),
                               class_names=dataset.class_names,
                               iou_threshold=ev.iou_threshold,
@@ -212,7 +207,7 @@ class DetectionTask(Task):
         from ...data.transforms import affine_transform, get_affine_transform
         codec = dataset.codec
         h, w = codec.input_size
-        ev = _evaluation(protocol)
+        ev = det_protocol(protocol).evaluation
         for index in range(len(dataset)):
             meta = dataset[index]["meta"]
             boxes, labels = dataset.boxes(index, with_difficult=True)

@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from ...protocol import FrozenModel, Protocol
+from ...protocol import FrozenModel, Protocol, as_protocol
 
 
 class HalfBody(FrozenModel):
@@ -121,3 +121,8 @@ class PoseProtocol(Protocol):
             raise ValueError(f"box_filter selects COCO ground-truth boxes; dataset "
                              f"{self.dataset!r} has none")
         return self
+
+
+def pose_protocol(protocol) -> PoseProtocol:
+    """``protocol`` as a ``PoseProtocol`` (a mapping is validated once, by the schema)."""
+    return as_protocol(protocol, PoseProtocol)

@@ -7,7 +7,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from ...protocol import FrozenModel, Protocol
+from ...protocol import FrozenModel, Protocol, as_protocol
 
 
 class SegAugmentation(FrozenModel):
@@ -142,3 +142,8 @@ class SegmentationProtocol(Protocol):
         if self.trainable and self.crop_size is None:
             raise ValueError("a trainable segmentation protocol needs a crop_size")
         return self
+
+
+def seg_protocol(protocol) -> SegmentationProtocol:
+    """``protocol`` as a ``SegmentationProtocol`` (a mapping is validated once, by the schema)."""
+    return as_protocol(protocol, SegmentationProtocol)

@@ -17,18 +17,13 @@ import torch
 from torch import nn
 
 from ..base import MAIN_OUTPUT, Task, loss_precision
-from .protocol import SegLoss, SegmentationProtocol
-from ...protocol import as_protocol
+from .protocol import SegLoss, SegmentationProtocol, seg_protocol
 
 # the target oracle's logit for the labelled class (softmax ~ 1 - 1e-8 per class)
 _ORACLE_LOGIT = 20.0
 # the smoke profile's largest training crop (H, W): the generated images are 100-256 px,
 # and the CPU must take a W48 network through 6 iterations in seconds
 SMOKE_CROP = (64, 128)
-
-
-def _typed(protocol) -> SegmentationProtocol:
-    return as_protocol(protocol, SegmentationProtocol)
 
 
 def class_weights(loss: SegLoss, num_classes: int):
@@ -121,7 +116,7 @@ class SegmentationTask(Task):
     def loss(self, outputs: Mapping[str, torch.Tensor], batch: Mapping,
              protocol: SegmentationProtocol) -> dict[str, torch.Tensor]:
         from .losses import ohem_cross_entropy, pixel_cross_entropy
-        p = _typed(protocol)
+        p = seg_protocol(protocol)
         cfg, labels, ignore = p.loss, batch["label"], p.ignore_label
         weights = class_weights(cfg, outputs[MAIN_OUTPUT].shape[1])
         if weights is not None:
@@ -149,10 +144,10 @@ class SegmentationTask(Task):
 
     # --- evaluation -------------------------------------------------------------------
     def eval_batch_size(self, protocol) -> int:
-        return _typed(protocol).evaluation.batch_size
+        return seg_protocol(protocol).evaluation.batch_size
 
     def _inference_args(self, dataset, protocol) -> dict:
-        p = _typed(protocol)
+        p = seg_protocol(protocol)
         ev, window = p.evaluation, p.evaluation.sliding_window
         args = {"scales": ev.scales, "flip": ev.flip,
                 "flip_pairs": tuple(dataset.flip_pairs), "base_size": ev.base_size,
@@ -184,7 +179,7 @@ class SegmentationTask(Task):
         from .metrics import SegmentationEvaluator
         return SegmentationEvaluator(dataset.num_classes, ignore_index=dataset.ignore_label,
                                      class_names=dataset.class_names,
-                                     absent=_typed(protocol).evaluation.absent_classes)
+                                     absent=seg_protocol(protocol).evaluation.absent_classes)
 
     def target_predictions(self, dataset, protocol) -> Iterable[dict]:
         from .inference import predict_scores

@@ -31,8 +31,7 @@ from ..codecs import HEATMAP_RADII, CenterNetCodec, center_scale_of_image, color
 from ....data.draws import SampleDraws
 from ..labels import VOC_CLASSES
 from ....data.common import IMAGENET_MEAN, IMAGENET_STD, require_path
-from ..protocol import DetAugmentation, DetectionProtocol
-from ....protocol import as_protocol
+from ..protocol import DetAugmentation, det_protocol
 from ....data.transforms import (affine_transform, get_affine_transform, get_affine_transform_points,
                          scale_range_of)
 
@@ -399,7 +398,7 @@ class VOCDetection(Dataset):
         ``box_convention``, ``numerics``, ``heatmap_radius``, ``train_sets`` /
         ``val_sets`` and, for training, the ``augmentation`` (an entry left out is off;
         the defaults are the schema's, ``DetAugmentation``)."""
-        p = as_protocol(protocol, DetectionProtocol)
+        p = det_protocol(protocol)
         if p.num_classes != cls.num_classes:
             raise ValueError(f"VOC has {cls.num_classes} classes, the protocol says "
                              f"{p.num_classes}")
@@ -423,7 +422,7 @@ class VOCDetection(Dataset):
         """The training (``train_sets``, default 07+12 trainval) or evaluation
         (``val_sets``, default 07 test) images of a protocol under
         ``data_root/<data_dir or "voc">``."""
-        p = as_protocol(protocol, DetectionProtocol)
+        p = det_protocol(protocol)
         if p.dataset != cls.dataset_name:
             raise ValueError(f"{cls.__name__} reads {cls.dataset_name!r}, the protocol "
                              f"names {p.dataset!r}")

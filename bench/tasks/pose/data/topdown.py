@@ -30,8 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..codecs import MSRAHeatmapCodec
-from ..protocol import PoseProtocol
-from ....protocol import as_protocol
+from ..protocol import PoseProtocol, pose_protocol
 from ....data.common import IMAGENET_MEAN, IMAGENET_STD
 from ....data.draws import SampleDraws
 from ....data.transforms import (
@@ -91,11 +90,6 @@ def make_record(image_file, center, scale, joints, visible, score: float = 1.0,
                          f"({rec['visible'].shape[0]}) disagree on the number of joints")
     rec.update(extra)
     return rec
-
-
-def pose_protocol(protocol) -> PoseProtocol:
-    """``protocol`` as a ``PoseProtocol`` (a mapping is validated once, by the schema)."""
-    return as_protocol(protocol, PoseProtocol)
 
 
 def dataset_kwargs_from_protocol(protocol, train: bool) -> dict:

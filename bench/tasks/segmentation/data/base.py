@@ -27,8 +27,7 @@ from torch.utils.data import Dataset
 from ....data.draws import SampleDraws
 from ..labels import SEG_IGNORE
 from ....data.common import IMAGENET_MEAN, IMAGENET_STD, require_path
-from ..protocol import SegmentationProtocol
-from ....protocol import as_protocol
+from ..protocol import seg_protocol
 from ....data.transforms import scale_range_of
 
 __all__ = ["SegmentationDataset", "SEGMENTATION_DATASETS", "segmentation_dataset_class",
@@ -54,11 +53,6 @@ def segmentation_dataset_class(name: str) -> type["SegmentationDataset"]:
                          f"{', '.join(sorted(SEGMENTATION_DATASETS))}")
     module, cls = SEGMENTATION_DATASETS[name].split(":")
     return getattr(importlib.import_module(module), cls)
-
-
-def seg_protocol(protocol) -> SegmentationProtocol:
-    """``protocol`` as a ``SegmentationProtocol`` (a mapping is validated once)."""
-    return as_protocol(protocol, SegmentationProtocol)
 
 
 def build_segmentation_dataset(protocol, data_root, train: bool,
